@@ -1,0 +1,137 @@
+// Package broker signs users in with OAuth 2.0 + PKCE over a loopback redirect
+// (RFC 8252, RFC 7636), keeps refresh tokens in the OS keychain, refreshes
+// access and ID tokens ahead of expiry and revokes them on logout (RFC 7009).
+//
+// It knows nothing of Fyne or goproxy: the desktop app and the proxy consume
+// it through the Broker type and small interfaces.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TokenKind names one of the two tokens a gateway may accept.
+type TokenKind string
+
+const (
+	// AccessToken is the OAuth access token (opaque for Google).
+	AccessToken TokenKind = "access_token"
+	// IDToken is the OpenID Connect ID token, a JWT whose aud is the client ID.
+	IDToken TokenKind = "id_token"
+)
+
+// ParseTokenKind accepts the config spelling (id_token, access_token) and the
+// CLI spelling (id, access).
+func ParseTokenKind(s string) (TokenKind, error) {
+	switch s {
+	case "id_token", "id":
+		return IDToken, nil
+	case "access_token", "access":
+		return AccessToken, nil
+	}
+	return "", fmt.Errorf("unknown token type %q: use id_token or access_token", s)
+}
+
+// Token is one usable credential held in memory only.
+type Token struct {
+	Kind   TokenKind
+	Value  string
+	Expiry time.Time
+}
+
+// Redacted returns at most the last four characters of a token, the only
+// part of a token gatepass ever writes to a log or message.
+func Redacted(s string) string {
+	if len(s) <= 8 {
+		return "…"
+	}
+	return "…" + s[len(s)-4:]
+}
+
+// State is where a profile is in its life cycle.
+type State string
+
+const (
+	StateSignedOut      State = "signed-out"
+	StateSignedIn       State = "signed-in"
+	StateRefreshing     State = "refreshing"
+	StateSignInRequired State = "sign-in-required"
+	StateSigningIn      State = "signing-in"
+)
+
+// ProfileStatus is a snapshot of one profile, safe to hand to a UI: it holds
+// no token.
+type ProfileStatus struct {
+	Profile  string    `json:"profile"`
+	Issuer   string    `json:"issuer"`
+	ClientID string    `json:"client_id"`
+	Email    string    `json:"email,omitempty"`
+	Subject  string    `json:"subject,omitempty"`
+	State    State     `json:"state"`
+	Reason   string    `json:"reason,omitempty"` // why sign-in is required, or the last refresh error
+	Expiry   time.Time `json:"expiry,omitzero"`  // expiry of the profile's inject token (ID or access)
+	Inject   TokenKind `json:"inject"`
+	Gateways []string  `json:"gateways"`
+}
+
+// Event tells subscribers that a profile's status changed.
+type Event struct {
+	Status ProfileStatus
+}
+
+// ErrSignInRequired means the profile has no usable refresh token: never
+// signed in, signed out, or the issuer answered invalid_grant. The fix is
+// `gatepass login --profile NAME`; nothing in gatepass opens a browser on
+// its own because of it.
+var ErrSignInRequired = errors.New("sign-in required")
+
+// SignInRequiredError carries the profile and the reason; it matches
+// ErrSignInRequired with errors.Is.
+type SignInRequiredError struct {
+	Profile string
+	Reason  string
+}
+
+func (e *SignInRequiredError) Error() string {
+	msg := fmt.Sprintf("profile %q: sign-in required", e.Profile)
+	if e.Reason != "" {
+		msg += " (" + e.Reason + ")"
+	}
+	return msg + "; run `gatepass login --profile " + e.Profile + "`"
+}
+
+// Is makes errors.Is(err, ErrSignInRequired) true.
+func (e *SignInRequiredError) Is(target error) bool { return target == ErrSignInRequired }
+
+// SignInRequired lets packages that do not import broker (the proxy) detect
+// the condition through an interface.
+func (e *SignInRequiredError) SignInRequired() (profile string) { return e.Profile }
+
+// Keychain is the OS secret store, shaped like github.com/zalando/go-keyring.
+// Get returns ErrNotFound when there is no entry.
+type Keychain interface {
+	Get(service, account string) (string, error)
+	Set(service, account, secret string) error
+	Delete(service, account string) error
+}
+
+// ErrNotFound is returned by Keychain.Get and Delete when no entry exists.
+var ErrNotFound = errors.New("no keychain entry")
+
+// Browser opens the authorization URL for the user.
+type Browser interface {
+	Open(url string) error
+}
+
+// Clock is the wall clock; tests use a fake one.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the real wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }

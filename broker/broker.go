@@ -1,0 +1,466 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+	"golang.org/x/oauth2"
+)
+
+// Deps are the OS edges a Broker works through; cmd wires the real ones,
+// tests wire fakes.
+type Deps struct {
+	Keychain   Keychain
+	Clock      Clock        // default SystemClock
+	HTTPClient *http.Client // identity-provider traffic; default NewHTTPClient(cfg, 30s)
+	// LockDir holds one lock file per profile so two gatepass processes
+	// never spend the same refresh token; default <UserCacheDir>/gatepass/locks.
+	LockDir string
+	Log     *slog.Logger       // default discards
+	Jitter  func() float64     // in [-1, 1]; default random
+	Browser Browser            // default browser for Login; LoginOptions may override
+}
+
+// Broker owns the sessions of all profiles in one config. It is safe for
+// concurrent use: the proxy calls Token from many goroutines while the UI
+// calls Login and Logout.
+type Broker struct {
+	cfg   *Config
+	deps  Deps
+	store Store
+
+	mu       sync.Mutex // guards sessions and subs
+	sessions map[string]*session
+	subs     map[int]chan Event
+	nextSub  int
+}
+
+// New builds a Broker for cfg. It touches neither the network nor the
+// keychain until a method needs them.
+func New(cfg *Config, deps Deps) (*Broker, error) {
+	if deps.Keychain == nil {
+		return nil, errors.New("broker: no keychain")
+	}
+	if deps.Clock == nil {
+		deps.Clock = SystemClock{}
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = NewHTTPClient(cfg, 30*time.Second)
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Jitter == nil {
+		deps.Jitter = func() float64 { return rand.Float64()*2 - 1 }
+	}
+	if deps.LockDir == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("find a directory for lock files: %w", err)
+		}
+		deps.LockDir = filepath.Join(dir, "gatepass", "locks")
+	}
+	b := &Broker{
+		cfg:      cfg,
+		deps:     deps,
+		store:    Store{Keychain: deps.Keychain},
+		sessions: map[string]*session{},
+		subs:     map[int]chan Event{},
+	}
+	for _, p := range cfg.Profiles {
+		b.sessions[p.Name] = &session{p: p, state: StateSignedOut}
+	}
+	return b, nil
+}
+
+// Config returns the configuration the broker was built from.
+func (b *Broker) Config() *Config { return b.cfg }
+
+func (b *Broker) session(profile string) (*session, error) {
+	p, err := b.cfg.Profile(profile)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sessions[p.Name], nil
+}
+
+// Subscribe returns a channel of status changes. The channel is buffered;
+// a subscriber that falls behind misses intermediate events but always
+// gets a later one, so a UI that re-reads Statuses on each event stays
+// correct. cancel must be called when done.
+func (b *Broker) Subscribe() (<-chan Event, func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id := b.nextSub
+	b.nextSub++
+	ch := make(chan Event, 32)
+	b.subs[id] = ch
+	return ch, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if c, ok := b.subs[id]; ok {
+			delete(b.subs, id)
+			close(c)
+		}
+	}
+}
+
+func (b *Broker) publish(st ProfileStatus) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ch := range b.subs {
+		select {
+		case ch <- Event{Status: st}:
+		default: // subscriber is behind; it will re-read state on the next event
+		}
+	}
+}
+
+// Statuses returns a snapshot of every profile, in config order. Profiles
+// this process has not touched yet are looked up in the keychain.
+func (b *Broker) Statuses() []ProfileStatus {
+	out := make([]ProfileStatus, 0, len(b.cfg.Profiles))
+	for _, p := range b.cfg.Profiles {
+		st, _ := b.Status(p.Name)
+		out = append(out, st)
+	}
+	return out
+}
+
+// Status returns one profile's snapshot. When this process holds no state
+// for it yet, it reads the keychain entry (no network).
+func (b *Broker) Status(profile string) (ProfileStatus, error) {
+	s, err := b.session(profile)
+	if err != nil {
+		return ProfileStatus{}, err
+	}
+	if err := b.loadEntry(s); err != nil && !errors.Is(err, ErrNotFound) {
+		st := s.status()
+		st.Reason = err.Error()
+		return st, err
+	}
+	return s.status(), nil
+}
+
+// loadEntry reads the keychain entry once per process (LESSONS: one
+// keychain read at agent start, not one per request).
+func (b *Broker) loadEntry(s *session) error {
+	s.mu.Lock()
+	loaded := s.loaded
+	s.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	e, err := b.store.Load(s.p.Name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == nil:
+		s.entry, s.loaded = e, true
+		if s.state == StateSignedOut {
+			s.state = StateSignedIn
+		}
+	case errors.Is(err, ErrNotFound):
+		s.entry, s.loaded = nil, true
+		s.state = StateSignedOut
+	default:
+		return err
+	}
+	return nil
+}
+
+// Start turns the broker into the agent: it loads every signed-in profile,
+// fetches fresh tokens and keeps them fresh until ctx ends. The schedule is
+// checked against the wall clock every few seconds rather than with long
+// timers, so a laptop waking from sleep refreshes at once (LESSONS:
+// aws-vault #222).
+func (b *Broker) Start(ctx context.Context) {
+	for _, p := range b.cfg.Profiles {
+		s, _ := b.session(p.Name)
+		if err := b.loadEntry(s); err != nil {
+			b.deps.Log.Warn("keychain", "profile", p.Name, "err", err)
+			s.setState(StateSignedOut, err.Error())
+			b.publish(s.status())
+		}
+	}
+	go func() {
+		b.Tick(ctx)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				b.Tick(ctx)
+			}
+		}
+	}()
+}
+
+// Tick refreshes every profile whose refresh is due (or whose retry
+// backoff has passed). The agent calls it periodically; tests call it
+// after moving a fake clock.
+func (b *Broker) Tick(ctx context.Context) {
+	now := b.deps.Clock.Now()
+	var wg sync.WaitGroup
+	for _, p := range b.cfg.Profiles {
+		s, _ := b.session(p.Name)
+		if !s.refreshDue(now) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.refresh(ctx, s, false); err != nil {
+				b.deps.Log.Warn("refresh failed", "profile", s.p.Name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Token returns a token of the given kind for profile that stays valid for
+// at least minTTL, refreshing first when needed. Concurrent callers share
+// one refresh (one in flight per profile).
+func (b *Broker) Token(ctx context.Context, profile string, kind TokenKind, minTTL time.Duration) (Token, error) {
+	s, err := b.session(profile)
+	if err != nil {
+		return Token{}, err
+	}
+	if tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL); ok {
+		return tok, nil // fast path: no lock, no keychain, no network
+	}
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	// Another caller may have refreshed while we waited for the lock.
+	if tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL); ok {
+		return tok, nil
+	}
+	if err := s.failing(b.deps.Clock.Now()); err != nil {
+		return Token{}, err
+	}
+	if _, err := b.refreshLocked(ctx, s); err != nil {
+		return Token{}, err
+	}
+	tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL)
+	if !ok {
+		return Token{}, s.missing(kind, minTTL)
+	}
+	return tok, nil
+}
+
+// TokenForHost returns the token the profile owning host:port injects
+// (its `inject` kind), valid for at least a minute. It is what the proxy
+// asks for: "the token for this host", so per-gateway audiences can be
+// added without changing callers.
+func (b *Broker) TokenForHost(ctx context.Context, host, port string) (Token, *Profile, error) {
+	p, ok := b.cfg.Lookup(host, port)
+	if !ok {
+		return Token{}, nil, fmt.Errorf("%s:%s is not a configured gateway", host, port)
+	}
+	tok, err := b.Token(ctx, p.Name, p.Inject, time.Minute)
+	return tok, p, err
+}
+
+// refresh takes the profile's refresh lock and refreshes.
+func (b *Broker) refresh(ctx context.Context, s *session, force bool) (*oauth2.Token, error) {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	if !force && !s.refreshDue(b.deps.Clock.Now()) {
+		return nil, nil
+	}
+	return b.refreshLocked(ctx, s)
+}
+
+// refreshLocked spends the refresh token. Callers hold s.refreshMu; the
+// per-profile file lock keeps other gatepass processes out too, and the
+// entry is re-read under it because another process may have rotated it.
+func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, error) {
+	unlock, err := b.lockFile(ctx, s.p.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	entry, err := b.store.Load(s.p.Name)
+	if errors.Is(err, ErrNotFound) {
+		s.signOut()
+		b.publish(s.status())
+		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: "not signed in"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if entry.Issuer != s.p.Issuer || entry.ClientID != s.p.ClientID {
+		s.requireSignIn("the stored sign-in belongs to another issuer or client ID")
+		b.publish(s.status())
+		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: "issuer or client_id changed since sign-in"}
+	}
+	s.setEntry(entry)
+
+	prov, err := b.provider(ctx, s)
+	if err != nil {
+		b.noteFailure(s, err)
+		return nil, err
+	}
+	s.setState(StateRefreshing, "")
+	b.publish(s.status())
+
+	octx := context.WithValue(ctx, oauth2.HTTPClient, b.deps.HTTPClient)
+	tok, err := prov.oauth.TokenSource(octx, &oauth2.Token{RefreshToken: entry.RefreshToken}).Token()
+	if err != nil {
+		if code := retrieveErrorCode(err); code == "invalid_grant" || code == "invalid_rapt" {
+			reason := "the issuer no longer accepts the refresh token (expired or revoked)"
+			s.requireSignIn(reason)
+			b.publish(s.status())
+			b.deps.Log.Info("sign-in required", "profile", s.p.Name)
+			return nil, &SignInRequiredError{Profile: s.p.Name, Reason: reason}
+		}
+		err = &RefreshError{Profile: s.p.Name, Err: tokenEndpointError(s.p, err)}
+		b.noteFailure(s, err)
+		return nil, err
+	}
+	// A rotated refresh token is persisted before anything else happens,
+	// so it is never lost nor the old one spent twice (LESSONS: oidc-agent #406).
+	if tok.RefreshToken != "" && tok.RefreshToken != entry.RefreshToken {
+		next := *entry
+		next.RefreshToken = tok.RefreshToken
+		next.SavedAt = b.deps.Clock.Now()
+		if err := b.store.Save(s.p.Name, &next); err != nil {
+			// The old token is already spent; keep the new one in memory so
+			// this process can still use it, and say what happened.
+			s.setEntry(&next)
+			err = fmt.Errorf("profile %s: save the rotated refresh token: %w", s.p.Name, err)
+			b.noteFailure(s, err)
+			return nil, err
+		}
+		s.setEntry(&next)
+	}
+	id, err := b.verify(ctx, prov, s, tok, "")
+	if err != nil {
+		b.noteFailure(s, err)
+		return nil, err
+	}
+	s.install(tok, id, b.deps.Clock.Now(), b.deps.Jitter())
+	b.publish(s.status())
+	b.deps.Log.Debug("refreshed", "profile", s.p.Name, "expiry", s.status().Expiry.Format(time.RFC3339))
+	return tok, nil
+}
+
+func (b *Broker) noteFailure(s *session, err error) {
+	s.fail(err, b.deps.Clock.Now())
+	b.publish(s.status())
+}
+
+// provider returns the profile's discovered issuer, discovering once per
+// process.
+func (b *Broker) provider(ctx context.Context, s *session) (*provider, error) {
+	s.mu.Lock()
+	prov := s.prov
+	s.mu.Unlock()
+	if prov != nil {
+		return prov, nil
+	}
+	prov, err := discover(ctx, s.p, b.deps.HTTPClient, b.deps.Clock)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.prov = prov
+	s.mu.Unlock()
+	return prov, nil
+}
+
+// lockFile takes the profile's cross-process lock, waiting up to the
+// context's deadline (or 30s).
+func (b *Broker) lockFile(ctx context.Context, profile string) (func(), error) {
+	if err := os.MkdirAll(b.deps.LockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create lock directory: %w", err)
+	}
+	fl := flock.New(filepath.Join(b.deps.LockDir, profile+".lock"))
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ok, err := fl.TryLockContext(lctx, 50*time.Millisecond)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("profile %s is busy in another gatepass process (lock %s): %v; retry, or stop the other process", profile, fl.Path(), err)
+	}
+	return func() { _ = fl.Unlock() }, nil
+}
+
+// RefreshError is a failed refresh that is not invalid_grant: the issuer
+// was unreachable or answered badly. The refresh token is kept; the agent
+// retries with backoff.
+type RefreshError struct {
+	Profile string
+	Err     error
+}
+
+func (e *RefreshError) Error() string {
+	return fmt.Sprintf("profile %s: refresh tokens: %v", e.Profile, e.Err)
+}
+
+func (e *RefreshError) Unwrap() error { return e.Err }
+
+func retrieveErrorCode(err error) string {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return ""
+}
+
+// tokenEndpointError turns x/oauth2's errors into a message that says what
+// happened without echoing the response body (which could hold anything,
+// including tokens).
+func tokenEndpointError(p *Profile, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		msg := fmt.Sprintf("token endpoint answered HTTP %d", status)
+		if re.ErrorCode != "" {
+			msg += " " + re.ErrorCode
+			if re.ErrorDescription != "" {
+				msg += ": " + re.ErrorDescription
+			}
+		} else {
+			msg += " without an OAuth error code (not a JSON OAuth response)"
+		}
+		hint := "retry later; if it persists, check the issuer's status"
+		switch re.ErrorCode {
+		case "invalid_client", "unauthorized_client":
+			hint = "check client_id and client_secret of profile " + p.Name
+		case "invalid_request":
+			hint = "check client_secret of profile " + p.Name + " (Google Desktop clients require it)"
+		}
+		return &IssuerError{Issuer: p.Issuer, Op: "token request", Err: errors.New(msg), Hint: hint}
+	}
+	if isNetError(err) {
+		return &IssuerError{Issuer: p.Issuer, Op: "token request", Err: err, Hint: "is the issuer reachable? check your network or `upstream_proxy`"}
+	}
+	return &IssuerError{Issuer: p.Issuer, Op: "token request", Err: sanitize(err), Hint: "the issuer's answer was not a usable token response"}
+}
+
+// sanitize keeps an error's category but drops text that may quote a
+// response body.
+func sanitize(err error) error {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,882 @@
+package broker
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// DefaultListen is the proxy address used when the config has no listen key.
+const DefaultListen = "127.0.0.1:8787"
+
+// Config is a parsed and validated gatepass configuration file (DESIGN.md §3).
+type Config struct {
+	Path           string     // file it was loaded from ("" if built in memory)
+	Listen         string     // proxy address; loopback with a port; DefaultListen when absent
+	DefaultProfile string     // key default_profile; when absent and there is exactly one profile, that one
+	UpstreamProxy  string     // key upstream_proxy: http(s) URL of a corporate proxy for IdP and upstream traffic
+	Profiles       []*Profile // in file order
+}
+
+// Profile is one identity: an OIDC issuer and client, and the gateway hosts
+// that receive its token.
+type Profile struct {
+	Name         string
+	Issuer       string   // as written, minus one trailing "/"
+	ClientID     string   // required
+	ClientSecret string   // optional (Google Desktop clients need it even with PKCE)
+	Scopes       []string // default ["openid", "email"]; always contains "openid"
+	Gateways     []Pattern
+	Inject       TokenKind // key inject: id_token (default) or access_token
+	PlainHTTP    []Pattern // key plain_http: loopback hosts, each covered by Gateways
+}
+
+// ConfigError is a problem in a config file, located by file, line and key
+// (for example profiles.work.gateways[1]). Line is 0 when unknown, as for a
+// Config built in memory.
+type ConfigError struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+// Error renders "FILE:LINE: KEY: MSG", leaving out empty parts.
+func (e *ConfigError) Error() string {
+	var parts []string
+	loc := e.File
+	if e.Line > 0 {
+		if loc != "" {
+			loc += ":" + strconv.Itoa(e.Line)
+		} else {
+			loc = "line " + strconv.Itoa(e.Line)
+		}
+	}
+	for _, s := range []string{loc, e.Key, e.Msg} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, ": ")
+}
+
+// DefaultConfigPath returns <os.UserConfigDir()>/gatepass/config.toml.
+func DefaultConfigPath() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("find the user config directory (pass --config or set GATEPASS_CONFIG): %w", err)
+	}
+	return filepath.Join(dir, "gatepass", "config.toml"), nil
+}
+
+// ResolveConfigPath picks the config file: the --config flag, else
+// $GATEPASS_CONFIG, else DefaultConfigPath.
+func ResolveConfigPath(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if env := os.Getenv("GATEPASS_CONFIG"); env != "" {
+		return env, nil
+	}
+	return DefaultConfigPath()
+}
+
+// LoadConfig reads and parses the config file at path. A missing file gives
+// an error wrapping fs.ErrNotExist that says how to create one.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no config file at %s: create one as shown in the README, or run `gatepass demo` to try gatepass against a local demo provider: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// The keys a config may hold, in the order EncodeConfig writes them.
+var (
+	topKeys     = []string{"listen", "default_profile", "upstream_proxy", "profiles"}
+	profileKeys = []string{"issuer", "client_id", "client_secret", "scopes", "gateways", "inject", "plain_http"}
+)
+
+// fileConfig and fileProfile mirror the TOML layout for decoding.
+type fileConfig struct {
+	Listen         string                 `toml:"listen"`
+	DefaultProfile string                 `toml:"default_profile"`
+	UpstreamProxy  string                 `toml:"upstream_proxy"`
+	Profiles       map[string]fileProfile `toml:"profiles"`
+}
+
+type fileProfile struct {
+	Issuer       string    `toml:"issuer"`
+	ClientID     string    `toml:"client_id"`
+	ClientSecret string    `toml:"client_secret"`
+	Scopes       *[]string `toml:"scopes"` // nil when absent: use the default
+	Gateways     []string  `toml:"gateways"`
+	Inject       string    `toml:"inject"`
+	PlainHTTP    []string  `toml:"plain_http"`
+}
+
+// ParseConfig decodes and validates a config; path is used in errors and
+// stored in Config.Path. Errors are *ConfigError values (several joined with
+// errors.Join when there is more than one problem), each naming the file,
+// line and key.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var fc fileConfig
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fc); err != nil {
+		return nil, decodeError(path, err)
+	}
+	// The document is valid TOML now, so the AST walk cannot fail.
+	idx, err := indexKeys(data)
+	if err != nil {
+		err.File = path
+		return nil, err
+	}
+
+	c := &Config{
+		Path:           path,
+		Listen:         cmp.Or(fc.Listen, DefaultListen),
+		DefaultProfile: fc.DefaultProfile,
+		UpstreamProxy:  fc.UpstreamProxy,
+	}
+	var errs []*ConfigError
+	names := idx.profiles
+	for name := range fc.Profiles { // cannot happen, but never drop a profile
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	badGateways := map[string]bool{}
+	for _, name := range names {
+		fp, ok := fc.Profiles[name]
+		if !ok {
+			continue
+		}
+		base := profileKey(name)
+		p := &Profile{
+			Name:         name,
+			Issuer:       strings.TrimSuffix(fp.Issuer, "/"),
+			ClientID:     fp.ClientID,
+			ClientSecret: fp.ClientSecret,
+			Scopes:       []string{"openid", "email"},
+			Inject:       cmp.Or(TokenKind(fp.Inject), IDToken),
+		}
+		if fp.Scopes != nil {
+			p.Scopes = slices.Clone(*fp.Scopes)
+		}
+		var perrs []*ConfigError
+		p.Gateways, perrs = parsePatterns(fp.Gateways, base+".gateways")
+		if len(perrs) > 0 {
+			badGateways[name] = true
+		}
+		errs = append(errs, perrs...)
+		p.PlainHTTP, perrs = parsePatterns(fp.PlainHTTP, base+".plain_http")
+		errs = append(errs, perrs...)
+		c.Profiles = append(c.Profiles, p)
+	}
+	if c.DefaultProfile == "" && len(c.Profiles) == 1 {
+		c.DefaultProfile = c.Profiles[0].Name
+	}
+	errs = append(errs, c.validate(idx.lines, badGateways)...)
+	if len(errs) > 0 {
+		for _, e := range errs {
+			e.File = path
+			if e.Line == 0 {
+				e.Line = idx.lineOf(e.Key)
+			}
+		}
+		// File order, with errors that have no line last.
+		slices.SortStableFunc(errs, func(a, b *ConfigError) int {
+			return cmp.Compare(lineOrMax(a.Line), lineOrMax(b.Line))
+		})
+		return nil, joinConfigErrors(errs)
+	}
+	return c, nil
+}
+
+func lineOrMax(l int) int {
+	if l <= 0 {
+		return int(^uint(0) >> 1)
+	}
+	return l
+}
+
+func joinConfigErrors(errs []*ConfigError) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	all := make([]error, len(errs))
+	for i, e := range errs {
+		all[i] = e
+	}
+	return errors.Join(all...)
+}
+
+func parsePatterns(ss []string, key string) ([]Pattern, []*ConfigError) {
+	var out []Pattern
+	var errs []*ConfigError
+	for i, s := range ss {
+		p, err := ParsePattern(s)
+		if err != nil {
+			errs = append(errs, &ConfigError{Key: fmt.Sprintf("%s[%d]", key, i), Msg: err.Error()})
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errs
+}
+
+// decodeError turns a go-toml error into ConfigErrors located by line.
+func decodeError(path string, err error) error {
+	var se *toml.StrictMissingError
+	if errors.As(err, &se) {
+		var errs []*ConfigError
+		for i := range se.Errors {
+			e := &se.Errors[i]
+			line, _ := e.Position()
+			key := []string(e.Key())
+			errs = append(errs, &ConfigError{File: path, Line: line, Key: formatKey(key), Msg: unknownKeyMsg(key)})
+		}
+		if len(errs) > 0 {
+			return joinConfigErrors(errs)
+		}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ := de.Position()
+		key := []string(de.Key())
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if rest, ok := strings.CutPrefix(msg, "cannot decode TOML "); ok {
+			found, _, _ := strings.Cut(rest, " ")
+			msg = fmt.Sprintf("expected %s, found a TOML %s", expectedType(key), found)
+		}
+		return &ConfigError{File: path, Line: line, Key: formatKey(key), Msg: msg}
+	}
+	return &ConfigError{File: path, Msg: err.Error()}
+}
+
+func unknownKeyMsg(key []string) string {
+	name := ""
+	if len(key) > 0 {
+		name = key[len(key)-1]
+	}
+	switch {
+	case len(key) == 1:
+		return fmt.Sprintf("unknown key %q; the top level holds %s and [profiles.NAME] tables", name, strings.Join(topKeys[:3], ", "))
+	case len(key) == 3 && key[0] == "profiles":
+		return fmt.Sprintf("unknown key %q; a profile holds %s", name, strings.Join(profileKeys, ", "))
+	}
+	return fmt.Sprintf("unknown key %q", name)
+}
+
+func expectedType(key []string) string {
+	last := ""
+	if len(key) > 0 {
+		last = key[len(key)-1]
+	}
+	switch {
+	case len(key) == 2 && key[0] == "profiles":
+		return "a table [" + formatKey(key) + "]"
+	case last == "profiles":
+		return "tables [profiles.NAME]"
+	case last == "scopes" || last == "gateways" || last == "plain_http":
+		return `an array of strings like ["a", "b"]`
+	}
+	return "a string in quotes"
+}
+
+// keyIndex maps key paths of a TOML document to the line where each first
+// appears, built from go-toml's parser so that validation errors found
+// after decoding can still name a line.
+type keyIndex struct {
+	lines    map[string]int // "profiles.work.gateways[1]" -> line
+	profiles []string       // profile names in file order
+}
+
+// lineOf returns the line of key, or of its nearest parent that has one.
+func (x *keyIndex) lineOf(key string) int {
+	for key != "" {
+		if l, ok := x.lines[key]; ok {
+			return l
+		}
+		if i := strings.LastIndexByte(key, '['); i > 0 && strings.HasSuffix(key, "]") {
+			key = key[:i]
+			continue
+		}
+		i := strings.LastIndexByte(key, '.')
+		if i < 0 || strings.ContainsAny(key[i:], `"`) {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+// indexKeys walks the document's expressions, tracking the current [table].
+// It also refuses keys that differ from a known key only in case: go-toml
+// matches struct fields case-insensitively, but TOML keys are
+// case-sensitive and the README spells them in lowercase.
+func indexKeys(data []byte) (*keyIndex, *ConfigError) {
+	x := &keyIndex{lines: map[string]int{}}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			it := e.Key()
+			parts, line := keyParts(&p, it)
+			table = parts
+			if err := x.add(table, line); err != nil {
+				return nil, err
+			}
+		case unstable.KeyValue:
+			if err := x.addKeyValue(&p, table, e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := p.Error(); err != nil {
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	return x, nil
+}
+
+// keyParts returns the parts of a (dotted) key and the line of its first part.
+func keyParts(p *unstable.Parser, it unstable.Iterator) ([]string, int) {
+	var parts []string
+	line := 0
+	for it.Next() {
+		n := it.Node()
+		if line == 0 {
+			line = p.Shape(n.Raw).Start.Line
+		}
+		parts = append(parts, string(n.Data))
+	}
+	return parts, line
+}
+
+func (x *keyIndex) addKeyValue(p *unstable.Parser, table []string, kv *unstable.Node) *ConfigError {
+	rel, line := keyParts(p, kv.Key())
+	parts := append(slices.Clone(table), rel...)
+	if err := x.add(parts, line); err != nil {
+		return err
+	}
+	v := kv.Value()
+	switch v.Kind {
+	case unstable.InlineTable:
+		it := v.Children()
+		for it.Next() {
+			if c := it.Node(); c.Kind == unstable.KeyValue {
+				if err := x.addKeyValue(p, parts, c); err != nil {
+					return err
+				}
+			}
+		}
+	case unstable.Array:
+		base := formatKey(parts)
+		it := v.Children()
+		for i := 0; it.Next(); {
+			c := it.Node()
+			if c.Kind == unstable.Comment {
+				continue
+			}
+			l := line
+			if c.Raw.Length > 0 {
+				l = p.Shape(c.Raw).Start.Line
+			}
+			k := fmt.Sprintf("%s[%d]", base, i)
+			if _, ok := x.lines[k]; !ok {
+				x.lines[k] = l
+			}
+			i++
+		}
+	}
+	return nil
+}
+
+// add records every prefix of parts at line (first sighting wins) and the
+// order in which profiles appear.
+func (x *keyIndex) add(parts []string, line int) *ConfigError {
+	if err := checkKeyCase(parts); err != nil {
+		err.Line = line
+		return err
+	}
+	for i := 1; i <= len(parts); i++ {
+		k := formatKey(parts[:i])
+		if _, ok := x.lines[k]; !ok {
+			x.lines[k] = line
+			if i == 2 && parts[0] == "profiles" {
+				x.profiles = append(x.profiles, parts[1])
+			}
+		}
+	}
+	return nil
+}
+
+func checkKeyCase(parts []string) *ConfigError {
+	check := func(got string, known []string, n int) *ConfigError {
+		if slices.Contains(known, got) {
+			return nil
+		}
+		for _, k := range known {
+			if strings.EqualFold(k, got) {
+				return &ConfigError{Key: formatKey(parts[:n]), Msg: fmt.Sprintf("unknown key %q: keys are case-sensitive; write %q", got, k)}
+			}
+		}
+		return nil
+	}
+	if len(parts) > 0 {
+		if err := check(parts[0], topKeys, 1); err != nil {
+			return err
+		}
+	}
+	if len(parts) > 2 && parts[0] == "profiles" {
+		return check(parts[2], profileKeys, 3)
+	}
+	return nil
+}
+
+// formatKey renders a key path the way TOML writes it: bare parts joined
+// with dots, other parts quoted.
+func formatKey(parts []string) string {
+	var b strings.Builder
+	for i, s := range parts {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		if isBareKey(s) {
+			b.WriteString(s)
+		} else {
+			b.WriteString(tomlQuote(s))
+		}
+	}
+	return b.String()
+}
+
+func isBareKey(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func profileKey(name string) string { return formatKey([]string{"profiles", name}) }
+
+// Validate runs the checks ParseConfig runs after decoding. On a Config
+// built in memory the errors name keys but no lines. Empty Listen, Inject
+// and nil Scopes stand for their defaults.
+func (c *Config) Validate() error {
+	errs := c.validate(nil, nil)
+	for _, e := range errs {
+		e.File = c.Path
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return joinConfigErrors(errs)
+}
+
+var profileNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// validate returns every problem found. lines (may be nil) locates other
+// keys named in messages; skipCoverage names profiles whose gateways failed
+// to parse, so plain_http is not reported as uncovered because of that.
+func (c *Config) validate(lines map[string]int, skipCoverage map[string]bool) []*ConfigError {
+	var errs []*ConfigError
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	where := func(key string) string {
+		if l, ok := lines[key]; ok {
+			return fmt.Sprintf("%s, line %d", key, l)
+		}
+		return key
+	}
+
+	if c.Listen != "" {
+		if msg := checkListen(c.Listen); msg != "" {
+			add("listen", "%s", msg)
+		}
+	}
+	if c.UpstreamProxy != "" {
+		if msg := checkUpstreamProxy(c.UpstreamProxy); msg != "" {
+			add("upstream_proxy", "%s", msg)
+		}
+	}
+	if len(c.Profiles) == 0 {
+		add("profiles", "no profiles: add a [profiles.NAME] table with issuer, client_id and gateways (see the README, or run `gatepass demo`)")
+	}
+	names := make([]string, 0, len(c.Profiles))
+	for _, p := range c.Profiles {
+		names = append(names, p.Name)
+	}
+	if c.DefaultProfile != "" && !slices.Contains(names, c.DefaultProfile) {
+		add("default_profile", "no profile named %q; profiles are: %s", c.DefaultProfile, strings.Join(names, ", "))
+	}
+
+	type owned struct {
+		pat     Pattern
+		profile string
+		key     string
+	}
+	var seen []owned
+	for i, p := range c.Profiles {
+		base := profileKey(p.Name)
+		if !profileNameRE.MatchString(p.Name) {
+			add(base, "profile name %q must be 1 to 63 lowercase letters, digits, \"-\" or \"_\", starting with a letter or digit (it becomes the keychain account name)", p.Name)
+		}
+		if slices.Contains(names[:i], p.Name) {
+			add(base, "profile %q is defined twice", p.Name)
+		}
+		if msg := checkIssuer(p.Issuer); msg != "" {
+			add(base+".issuer", "%s", msg)
+		}
+		switch {
+		case p.ClientID == "":
+			add(base, "client_id is required: the OAuth client ID registered with the issuer")
+		case strings.TrimSpace(p.ClientID) != p.ClientID:
+			add(base+".client_id", "client_id has leading or trailing spaces")
+		}
+		if p.Scopes != nil {
+			if !slices.Contains(p.Scopes, "openid") {
+				add(base+".scopes", `scopes must include "openid": gatepass signs in with OpenID Connect`)
+			}
+			for j, s := range p.Scopes {
+				if !validScope(s) {
+					add(fmt.Sprintf("%s.scopes[%d]", base, j), "%q is not a valid scope: a scope is printable ASCII without spaces, quotes or backslashes (RFC 6749 §3.3)", s)
+				} else if slices.Contains(p.Scopes[:j], s) {
+					add(fmt.Sprintf("%s.scopes[%d]", base, j), "scope %q is listed twice", s)
+				}
+			}
+		}
+		if p.Inject != "" && p.Inject != IDToken && p.Inject != AccessToken {
+			add(base+".inject", "inject = %q: use %q or %q", p.Inject, IDToken, AccessToken)
+		}
+		for j, g := range p.Gateways {
+			key := fmt.Sprintf("%s.gateways[%d]", base, j)
+			if msg := checkCanonical(g); msg != "" {
+				add(key, "%s", msg)
+				continue
+			}
+			for _, o := range seen {
+				switch {
+				case o.profile == p.Name && o.pat == g:
+					add(key, "%q is listed twice (also %s); remove one", g.String(), where(o.key))
+				case o.profile != p.Name && o.pat.Overlaps(g):
+					add(key, "%q overlaps %q of profile %q (%s): a host can belong to only one profile", g.String(), o.pat.String(), o.profile, where(o.key))
+				}
+			}
+			seen = append(seen, owned{g, p.Name, key})
+		}
+		for j, h := range p.PlainHTTP {
+			key := fmt.Sprintf("%s.plain_http[%d]", base, j)
+			switch {
+			case checkCanonical(h) != "":
+				add(key, "%s", checkCanonical(h))
+			case !isLoopbackPattern(h):
+				add(key, "%q is not a loopback host: tokens travel over plain HTTP only to this machine (localhost, 127.0.0.1, [::1]); use https:// for %s", h.String(), h.String())
+			case !skipCoverage[p.Name] && !coveredBy(h, p.Gateways):
+				add(key, "%q is not one of this profile's gateways: add it to %s.gateways too", h.String(), base)
+			}
+		}
+	}
+	return errs
+}
+
+// checkCanonical reports a Pattern that ParsePattern would not produce (only
+// possible for a Config built in memory).
+func checkCanonical(p Pattern) string {
+	q, err := ParsePattern(p.String())
+	if err != nil {
+		return err.Error()
+	}
+	if q != p {
+		return fmt.Sprintf("pattern %+v is not in canonical form; build patterns with ParsePattern", p)
+	}
+	return ""
+}
+
+// coveredBy reports whether every host and port h matches is matched by one
+// of gateways.
+func coveredBy(h Pattern, gateways []Pattern) bool {
+	ports := []string{h.Port}
+	if h.Port == "" {
+		ports = []string{"443", "80"}
+	}
+	for _, port := range ports {
+		if !slices.ContainsFunc(gateways, func(g Pattern) bool { return g.Matches(h.Host, port) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// validScope checks the RFC 6749 §3.3 scope-token syntax.
+func validScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkListen requires a loopback address with a port: the proxy hands out
+// tokens, so it must not be reachable from other machines.
+func checkListen(s string) string {
+	const fix = `use a loopback address with a port, like "127.0.0.1:8787"`
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("%q is not HOST:PORT; %s", s, fix)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("%q: port %q is not a number from 1 to 65535; %s", s, port, fix)
+	}
+	if host == "" {
+		return fmt.Sprintf("%q listens on every network interface, so other machines could use your tokens through the proxy; %s", s, fix)
+	}
+	if isLoopbackHost(host) {
+		return ""
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.IsUnspecified() {
+		return fmt.Sprintf("%q listens on every network interface, so other machines could use your tokens through the proxy; %s", s, fix)
+	}
+	return fmt.Sprintf("%q is not a loopback address, so other machines could use your tokens through the proxy; %s", s, fix)
+}
+
+// checkIssuer applies OpenID Connect Core §2 (iss is an https URL without
+// query or fragment), allowing http:// only on loopback hosts (local
+// providers such as `gatepass demo`).
+func checkIssuer(s string) string {
+	if s == "" {
+		return `issuer is required: the OpenID Connect issuer URL, like "https://accounts.google.com"`
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Sprintf("issuer %q contains spaces or control characters", s)
+	}
+	if strings.HasSuffix(s, "/") {
+		return fmt.Sprintf("issuer %q: remove the extra trailing \"/\"", s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Sprintf("issuer %q is not a URL: %v", s, err)
+	}
+	switch {
+	case u.Scheme == "" || u.Opaque != "" && u.Host == "":
+		return fmt.Sprintf(`issuer %q must start with https://, like "https://%s"`, s, s)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Sprintf("issuer %q must use https://", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Sprintf("issuer %q has no host", s)
+	case u.User != nil:
+		return fmt.Sprintf("issuer %q must not contain a user name or password", u.Redacted())
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return fmt.Sprintf("issuer %q must not have a query or fragment (OpenID Connect Core §2)", s)
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		return fmt.Sprintf("issuer %q uses http://, which is only allowed on this machine (127.0.0.1, [::1], localhost); use https://", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Sprintf("issuer %q: port %q is not a number from 1 to 65535", s, p)
+		}
+	}
+	return ""
+}
+
+// checkUpstreamProxy never echoes a password that may sit in the URL.
+func checkUpstreamProxy(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "upstream_proxy is not a URL; write it like \"http://proxy.example.com:3128\""
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("upstream_proxy %q must start with http:// or https://", u.Redacted())
+	case u.Hostname() == "":
+		return fmt.Sprintf("upstream_proxy %q has no host", u.Redacted())
+	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Sprintf("upstream_proxy %q must be just scheme://host:port", u.Redacted())
+	}
+	return ""
+}
+
+// Profile returns the named profile; "" means the default profile.
+func (c *Config) Profile(name string) (*Profile, error) {
+	names := make([]string, 0, len(c.Profiles))
+	for _, p := range c.Profiles {
+		names = append(names, p.Name)
+	}
+	if name == "" {
+		name = c.DefaultProfile
+		if name == "" && len(c.Profiles) == 1 {
+			name = c.Profiles[0].Name
+		}
+		if name == "" {
+			if len(names) == 0 {
+				return nil, errors.New("no profiles configured: add a [profiles.NAME] table to the config (see the README)")
+			}
+			return nil, fmt.Errorf("no default profile: pass --profile NAME or set default_profile in the config (profiles: %s)", strings.Join(names, ", "))
+		}
+	}
+	for _, p := range c.Profiles {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown profile %q: the config has %s", name, strings.Join(names, ", "))
+}
+
+// Lookup returns the profile whose gateways match host:port. host must be
+// normalised (lowercase, no trailing dot, IPv6 without brackets) and port
+// explicit. Validation guarantees at most one profile matches.
+func (c *Config) Lookup(host, port string) (*Profile, bool) {
+	for _, p := range c.Profiles {
+		for _, g := range p.Gateways {
+			if g.Matches(host, port) {
+				return p, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// IsGoogle reports whether the issuer is Google's, which needs
+// access_type=offline and prompt=consent instead of the offline_access scope.
+func (p *Profile) IsGoogle() bool {
+	return p.Issuer == "https://accounts.google.com" || p.Issuer == "accounts.google.com"
+}
+
+// AllowsPlainHTTP reports whether host:port may receive this profile's token
+// over plain HTTP.
+func (p *Profile) AllowsPlainHTTP(host, port string) bool {
+	return slices.ContainsFunc(p.PlainHTTP, func(q Pattern) bool { return q.Matches(host, port) })
+}
+
+// EncodeConfig writes c as TOML that ParseConfig reads back to an equal
+// Config (for a Config whose defaults are filled in, as ParseConfig leaves
+// them). It refuses strings that are not valid UTF-8, which TOML cannot hold.
+func EncodeConfig(c *Config) ([]byte, error) {
+	var b bytes.Buffer
+	var bad []string
+	str := func(key, v string) {
+		if !utf8.ValidString(v) {
+			bad = append(bad, key)
+		}
+		fmt.Fprintf(&b, "%s = %s\n", key, tomlQuote(v))
+	}
+	arr := func(key string, vs []string) {
+		q := make([]string, len(vs))
+		for i, v := range vs {
+			if !utf8.ValidString(v) {
+				bad = append(bad, key)
+			}
+			q[i] = tomlQuote(v)
+		}
+		fmt.Fprintf(&b, "%s = [%s]\n", key, strings.Join(q, ", "))
+	}
+	pats := func(key string, ps []Pattern) {
+		ss := make([]string, len(ps))
+		for i, p := range ps {
+			ss[i] = p.String()
+		}
+		arr(key, ss)
+	}
+
+	b.WriteString("# gatepass configuration; see the README for every key.\n")
+	if c.Listen != "" {
+		str("listen", c.Listen)
+	}
+	if c.DefaultProfile != "" {
+		str("default_profile", c.DefaultProfile)
+	}
+	if c.UpstreamProxy != "" {
+		str("upstream_proxy", c.UpstreamProxy)
+	}
+	for _, p := range c.Profiles {
+		if !utf8.ValidString(p.Name) {
+			bad = append(bad, "profile name")
+		}
+		fmt.Fprintf(&b, "\n[%s]\n", profileKey(p.Name))
+		str("issuer", p.Issuer)
+		str("client_id", p.ClientID)
+		if p.ClientSecret != "" {
+			str("client_secret", p.ClientSecret)
+		}
+		if p.Scopes != nil {
+			arr("scopes", p.Scopes)
+		}
+		pats("gateways", p.Gateways)
+		if p.Inject != "" {
+			str("inject", string(p.Inject))
+		}
+		if len(p.PlainHTTP) > 0 {
+			pats("plain_http", p.PlainHTTP)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("encode config: %s is not valid UTF-8", bad[0])
+	}
+	return b.Bytes(), nil
+}
+
+// tomlQuote writes s as a TOML basic string (TOML v1.0.0 "Basic strings").
+func tomlQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\f':
+			b.WriteString(`\f`)
+		case '\r':
+			b.WriteString(`\r`)
+		default:
+			if r < 0x20 || r == 0x7f {
+				fmt.Fprintf(&b, `\u%04X`, r)
+			} else {
+				b.WriteRune(r)
+			}
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/google"
+)
+
+// provider is what discovery tells us about one profile's issuer, turned
+// into the x/oauth2 and go-oidc objects the flows need.
+type provider struct {
+	oauth         oauth2.Config
+	verifier      *oidc.IDTokenVerifier
+	revocationURL string
+	// authParams are added to every authorization URL: Google needs
+	// access_type=offline and prompt=consent to return a refresh token.
+	authParams []oauth2.AuthCodeOption
+}
+
+// discoveryDoc holds the discovery fields go-oidc does not expose itself.
+type discoveryDoc struct {
+	RevocationEndpoint string   `json:"revocation_endpoint"`
+	ScopesSupported    []string `json:"scopes_supported"`
+	AuthMethods        []string `json:"token_endpoint_auth_methods_supported"`
+}
+
+// discover runs OpenID Connect Discovery 1.0 for the profile's issuer and
+// prepares the OAuth config. Google gets google.Endpoint (fixed auth style:
+// client credentials in the form body, so a failing refresh costs one
+// request, not two) plus access_type=offline and prompt=consent; other
+// issuers get the offline_access scope when discovery lists it.
+func discover(ctx context.Context, p *Profile, client *http.Client, clock Clock) (*provider, error) {
+	ctx = oidc.ClientContext(ctx, client)
+	op, err := oidc.NewProvider(ctx, p.Issuer)
+	if err != nil {
+		return nil, discoveryError(p, err)
+	}
+	var doc discoveryDoc
+	if err := op.Claims(&doc); err != nil {
+		return nil, discoveryError(p, err)
+	}
+	endpoint := op.Endpoint()
+	scopes := slices.Clone(p.Scopes)
+	if len(scopes) == 0 {
+		scopes = []string{oidc.ScopeOpenID, "email"}
+	}
+	var params []oauth2.AuthCodeOption
+	if p.IsGoogle() {
+		endpoint.AuthStyle = google.Endpoint.AuthStyle
+		endpoint.TokenURL = google.Endpoint.TokenURL
+		params = append(params,
+			oauth2.AccessTypeOffline,
+			oauth2.SetAuthURLParam("prompt", "consent"))
+		if doc.RevocationEndpoint == "" {
+			doc.RevocationEndpoint = "https://oauth2.googleapis.com/revoke"
+		}
+	} else {
+		endpoint.AuthStyle = authStyle(doc.AuthMethods)
+		if slices.Contains(doc.ScopesSupported, oidc.ScopeOfflineAccess) && !slices.Contains(scopes, oidc.ScopeOfflineAccess) {
+			scopes = append(scopes, oidc.ScopeOfflineAccess)
+		}
+	}
+	return &provider{
+		oauth: oauth2.Config{
+			ClientID:     p.ClientID,
+			ClientSecret: p.ClientSecret,
+			Endpoint:     endpoint,
+			Scopes:       scopes,
+		},
+		verifier: op.Verifier(&oidc.Config{
+			ClientID: p.ClientID,
+			Now:      clock.Now,
+		}),
+		revocationURL: doc.RevocationEndpoint,
+		authParams:    params,
+	}, nil
+}
+
+// authStyle picks how client credentials travel from the methods the issuer
+// lists (RFC 8414 token_endpoint_auth_methods_supported). Without the list
+// x/oauth2 probes, which costs a second request on every failure.
+func authStyle(methods []string) oauth2.AuthStyle {
+	switch {
+	case len(methods) == 0:
+		// RFC 8414 §2: the default is client_secret_basic.
+		return oauth2.AuthStyleInHeader
+	case slices.Contains(methods, "client_secret_post"):
+		return oauth2.AuthStyleInParams
+	case slices.Contains(methods, "client_secret_basic"):
+		return oauth2.AuthStyleInHeader
+	}
+	return oauth2.AuthStyleAutoDetect
+}
+
+// IssuerError means the identity provider could not be reached or answered
+// something that is not an OpenID provider's answer.
+type IssuerError struct {
+	Issuer string
+	Op     string // "discovery", "token", "revoke"
+	Err    error
+	Hint   string
+}
+
+func (e *IssuerError) Error() string {
+	msg := fmt.Sprintf("%s at issuer %s: %v", e.Op, e.Issuer, e.Err)
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg
+}
+
+func (e *IssuerError) Unwrap() error { return e.Err }
+
+func discoveryError(p *Profile, err error) error {
+	hint := "check `issuer` of profile " + p.Name + " in the config"
+	if isNetError(err) {
+		hint = "is the issuer reachable from here? check your network or `upstream_proxy`"
+	}
+	return &IssuerError{Issuer: p.Issuer, Op: "discovery (" + strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration)", Err: err, Hint: hint}
+}
+
+// isNetError reports a failure to reach a host at all (DNS, refused,
+// timeout), as opposed to a bad answer.
+func isNetError(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	return errors.As(err, &ne) || errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// NewHTTPClient is the client for identity-provider traffic. It honours an
+// explicitly configured upstream proxy, else HTTPS_PROXY/HTTP_PROXY from the
+// environment — unless that points at gatepass's own listen address, which
+// would loop every IdP request into ourselves.
+func NewHTTPClient(cfg *Config, timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = idpProxy(cfg)
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+func idpProxy(cfg *Config) func(*http.Request) (*url.URL, error) {
+	if cfg != nil && cfg.UpstreamProxy != "" {
+		u, err := url.Parse(cfg.UpstreamProxy)
+		if err == nil {
+			return http.ProxyURL(u)
+		}
+	}
+	return func(r *http.Request) (*url.URL, error) {
+		u, err := http.ProxyFromEnvironment(r)
+		if err != nil || u == nil || cfg == nil {
+			return u, err
+		}
+		if sameHostPort(u.Host, cfg.Listen) {
+			return nil, nil // our own proxy: go direct
+		}
+		return u, nil
+	}
+}
+
+func sameHostPort(a, b string) bool {
+	ah, ap, err1 := net.SplitHostPort(a)
+	bh, bp, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || ap != bp {
+		return false
+	}
+	loop := func(h string) bool {
+		if h == "localhost" {
+			return true
+		}
+		ip := net.ParseIP(h)
+		return ip != nil && ip.IsLoopback()
+	}
+	return ah == bh || (loop(ah) && loop(bh))
+}

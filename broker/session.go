@@ -1,0 +1,209 @@
+package broker
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// idClaims are the ID-token claims gatepass uses.
+type idClaims struct {
+	Subject string `json:"sub"`
+	Email   string `json:"email"`
+	Nonce   string `json:"nonce"`
+}
+
+// verifiedID is an ID token that passed verification, with its claims.
+type verifiedID struct {
+	raw    string
+	expiry time.Time
+	claims idClaims
+}
+
+// session is one profile's state in this process.
+//
+// refreshMu serialises refreshes (one in flight per profile) and is held
+// across network calls; mu guards the fields and is never held across I/O.
+// loginMu allows one browser sign-in per profile at a time.
+type session struct {
+	p *Profile
+
+	refreshMu sync.Mutex
+	loginMu   sync.Mutex
+
+	mu       sync.Mutex
+	prov     *provider
+	loaded   bool   // entry was read from the keychain in this process
+	entry    *Entry // nil: not signed in
+	access   Token
+	id       Token
+	email    string
+	subject  string
+	state    State
+	reason   string
+	due      time.Time // next proactive refresh; zero: none scheduled
+	failures int       // consecutive failed refreshes
+	retryAt  time.Time // no refresh before this after a failure
+	lastErr  error
+}
+
+func (s *session) status() ProfileStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := ProfileStatus{
+		Profile:  s.p.Name,
+		Issuer:   s.p.Issuer,
+		ClientID: s.p.ClientID,
+		State:    s.state,
+		Reason:   s.reason,
+		Inject:   s.p.Inject,
+		Email:    s.email,
+		Subject:  s.subject,
+	}
+	if s.entry != nil {
+		if st.Email == "" {
+			st.Email = s.entry.Email
+		}
+		if st.Subject == "" {
+			st.Subject = s.entry.Subject
+		}
+	}
+	if s.p.Inject == IDToken {
+		st.Expiry = s.id.Expiry
+	} else {
+		st.Expiry = s.access.Expiry
+	}
+	for _, g := range s.p.Gateways {
+		st.Gateways = append(st.Gateways, g.String())
+	}
+	return st
+}
+
+// current returns the in-memory token of kind if it stays valid for minTTL.
+func (s *session) current(kind TokenKind, now time.Time, minTTL time.Duration) (Token, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == StateSignInRequired || s.state == StateSignedOut {
+		return Token{}, false
+	}
+	t := s.access
+	if kind == IDToken {
+		t = s.id
+	}
+	if t.Value == "" || !now.Add(minTTL).Before(t.Expiry) {
+		return Token{}, false
+	}
+	return t, true
+}
+
+// missing explains why no token of kind is available after a refresh.
+func (s *session) missing(kind TokenKind, minTTL time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.access
+	if kind == IDToken {
+		t = s.id
+	}
+	if t.Value == "" {
+		if kind == IDToken {
+			return fmt.Errorf("profile %s: the issuer returned no ID token; add the \"openid\" scope or use inject = \"access_token\"", s.p.Name)
+		}
+		return fmt.Errorf("profile %s: the issuer returned no access token", s.p.Name)
+	}
+	return fmt.Errorf("profile %s: the issuer's %s lives until %s, shorter than the %s asked for; ask for a smaller --min-ttl",
+		s.p.Name, kind, t.Expiry.Format(time.RFC3339), minTTL)
+}
+
+// refreshDue reports whether the agent should refresh now.
+func (s *session) refreshDue(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entry == nil || s.state == StateSignInRequired || s.state == StateSignedOut {
+		return false
+	}
+	if now.Before(s.retryAt) {
+		return false
+	}
+	return s.due.IsZero() || !now.Before(s.due)
+}
+
+// failing returns the last refresh error while the backoff after it runs,
+// so a broken issuer is not asked again by every proxied request.
+func (s *session) failing(now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 && now.Before(s.retryAt) && s.lastErr != nil {
+		return fmt.Errorf("%w (next retry in %s)", s.lastErr, s.retryAt.Sub(now).Round(time.Second))
+	}
+	return nil
+}
+
+func (s *session) setEntry(e *Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entry, s.loaded = e, true
+}
+
+func (s *session) setState(st State, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state, s.reason = st, reason
+}
+
+func (s *session) fail(err error, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures++
+	s.lastErr = err
+	s.retryAt = now.Add(backoff(s.failures))
+	if s.access.Value != "" || s.id.Value != "" {
+		s.state = StateSignedIn // still holding tokens that may be valid
+	} else if s.entry != nil {
+		s.state = StateSignedIn
+	}
+	s.reason = err.Error()
+}
+
+func (s *session) requireSignIn(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.access, s.id = Token{}, Token{}
+	s.state, s.reason = StateSignInRequired, reason
+	s.due, s.failures, s.retryAt, s.lastErr = time.Time{}, 0, time.Time{}, nil
+}
+
+func (s *session) signOut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entry, s.loaded = nil, true
+	s.access, s.id = Token{}, Token{}
+	s.email, s.subject = "", ""
+	s.state, s.reason = StateSignedOut, ""
+	s.due, s.failures, s.retryAt, s.lastErr = time.Time{}, 0, time.Time{}, nil
+}
+
+// install stores freshly issued tokens and schedules the next refresh.
+func (s *session) install(tok *oauth2.Token, id *verifiedID, now time.Time, jitter float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.access = Token{Kind: AccessToken, Value: tok.AccessToken, Expiry: tok.Expiry}
+	if s.access.Expiry.IsZero() {
+		s.access.Expiry = now.Add(defaultLifetime)
+	}
+	if id != nil {
+		s.id = Token{Kind: IDToken, Value: id.raw, Expiry: id.expiry}
+		s.subject = id.claims.Subject
+		if id.claims.Email != "" {
+			s.email = id.claims.Email
+		}
+	}
+	expiry := s.access.Expiry
+	if s.id.Value != "" && s.id.Expiry.Before(expiry) {
+		expiry = s.id.Expiry
+	}
+	s.due = nextRefresh(now, expiry, jitter)
+	s.state, s.reason = StateSignedIn, ""
+	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gatepass-dev/gatepass/broker"
+)
+
+func cmdLogin(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	noBrowser := fs.Bool("no-browser", false, "print the sign-in URL only; do not open a browser")
+	browserCmd := fs.String("browser-command", "", "command that opens the URL (gets it as last argument); default $BROWSER, else the OS opener")
+	timeout := fs.Duration("timeout", broker.DefaultLoginTimeout, "how long to wait for the browser sign-in")
+	port := fs.Int("callback-port", 0, "loopback port for the redirect (default: a random free port)")
+	hint := fs.String("login-hint", "", "account to preselect at the issuer (e.g. you@example.com)")
+	if err := e.parse("login", fs, args, "login [--no-browser] [--browser-command CMD] [--timeout 5m] [--callback-port N] [--login-hint EMAIL]"); err != nil {
+		return err
+	}
+	if *port < 0 || *port > 65535 {
+		return usagef("--callback-port %d is not a port number (1-65535, or 0 for a random one)", *port)
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	b, err := e.newBroker(cfg, broker.ChooseBrowser(*browserCmd))
+	if err != nil {
+		return err
+	}
+	st, err := b.Login(ctx, e.profile, broker.LoginOptions{
+		NoBrowser:    *noBrowser,
+		Prompt:       e.stderr,
+		Timeout:      *timeout,
+		CallbackPort: *port,
+		LoginHint:    *hint,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Signed in to profile %q as %s; the refresh token is in the OS keychain.\n", st.Profile, who(st))
+	return nil
+}
+
+func who(st broker.ProfileStatus) string {
+	if st.Email != "" {
+		return st.Email
+	}
+	return "subject " + st.Subject
+}
+
+func cmdToken(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	typ := fs.String("type", "", "token type: id or access (default: the profile's inject setting)")
+	format := fs.String("format", "raw", "output: raw, header, json or exec-credential")
+	minTTL := fs.Duration("min-ttl", time.Minute, "refresh first if the token would expire sooner than this")
+	if err := e.parse("token", fs, args, "token [--type id|access] [--format raw|header|json|exec-credential] [--min-ttl 1m]"); err != nil {
+		return err
+	}
+	switch *format {
+	case "raw", "header", "json", "exec-credential":
+	default:
+		return usagef("unknown --format %q: use raw, header, json or exec-credential", *format)
+	}
+	if *minTTL < 0 {
+		return usagef("--min-ttl must not be negative")
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	p, err := cfg.Profile(e.profile)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	kind := p.Inject
+	if *typ != "" {
+		if kind, err = broker.ParseTokenKind(*typ); err != nil {
+			return usagef("--type: %v", err)
+		}
+	}
+	b, err := e.newBroker(cfg, nil)
+	if err != nil {
+		return err
+	}
+	tok, err := b.Token(ctx, p.Name, kind, *minTTL)
+	if err != nil {
+		return err
+	}
+	return printToken(e, p.Name, tok, *format)
+}
+
+func printToken(e *env, profile string, tok broker.Token, format string) error {
+	switch format {
+	case "header":
+		fmt.Fprintf(e.stdout, "Authorization: Bearer %s\n", tok.Value)
+		return nil
+	case "json":
+		return writeJSON(e, map[string]any{
+			"profile": profile,
+			"type":    tok.Kind,
+			"token":   tok.Value,
+			"expiry":  tok.Expiry.UTC().Format(time.RFC3339),
+		})
+	case "exec-credential":
+		// kubectl's client.authentication.k8s.io/v1 ExecCredential.
+		return writeJSON(e, map[string]any{
+			"apiVersion": "client.authentication.k8s.io/v1",
+			"kind":       "ExecCredential",
+			"status": map[string]any{
+				"token":               tok.Value,
+				"expirationTimestamp": tok.Expiry.UTC().Format(time.RFC3339),
+			},
+		})
+	}
+	fmt.Fprintln(e.stdout, tok.Value)
+	return nil
+}
+
+func writeJSON(e *env, v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := e.parse("status", fs, args, "status [--json]"); err != nil {
+		return err
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	b, err := e.newBroker(cfg, nil)
+	if err != nil {
+		return err
+	}
+	var statuses []broker.ProfileStatus
+	if e.profile != "" {
+		st, err := b.Status(e.profile)
+		if err != nil && st.Profile == "" {
+			return usagef("%v", err)
+		}
+		statuses = append(statuses, st)
+	} else {
+		statuses = b.Statuses()
+	}
+	agent := probeAgent(ctx, cfg.Listen)
+	if *asJSON {
+		return writeJSON(e, map[string]any{"profiles": statuses, "proxy": agent})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROFILE\tSTATE\tIDENTITY\tISSUER\tNOTE")
+	for _, st := range statuses {
+		note := st.Reason
+		if !st.Expiry.IsZero() {
+			note = "token expires " + st.Expiry.Local().Format(time.Kitchen)
+		}
+		id := st.Email
+		if id == "" {
+			id = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", st.Profile, st.State, id, st.Issuer, note)
+	}
+	_ = tw.Flush()
+	if agent.Running {
+		fmt.Fprintf(e.stdout, "\nproxy: running at %s\n", agent.Address)
+	} else {
+		fmt.Fprintf(e.stdout, "\nproxy: not running (start it with `gatepass proxy` or the desktop app)\n")
+	}
+	return nil
+}
+
+func cmdLogout(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("logout", flag.ContinueOnError)
+	if err := e.parse("logout", fs, args, "logout"); err != nil {
+		return err
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	p, err := cfg.Profile(e.profile)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	b, err := e.newBroker(cfg, nil)
+	if err != nil {
+		return err
+	}
+	res, err := b.Logout(ctx, p.Name)
+	var rerr *broker.RevokeError
+	switch {
+	case errors.As(err, &rerr):
+		return err
+	case err != nil:
+		return err
+	case !res.WasSignedIn:
+		fmt.Fprintf(e.stderr, "Profile %q was not signed in; nothing to do.\n", p.Name)
+	default:
+		fmt.Fprintf(e.stderr, "Signed out of profile %q: the refresh token was revoked at the issuer and removed from the keychain.\n", p.Name)
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/gatepass-dev/gatepass/broker"
+	"github.com/gatepass-dev/gatepass/broker/demo"
+)
+
+// demoEnv is a running demo: the identity provider, the sample gateway and
+// a config that points a "demo" profile at them.
+type demoEnv struct {
+	Provider   *demo.Provider
+	GatewayURL string
+	ConfigPath string
+	Config     *broker.Config
+	gateway    *http.Server
+}
+
+func (d *demoEnv) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = d.gateway.Shutdown(ctx)
+	_ = d.Provider.Close()
+}
+
+// startDemo starts the embedded provider and gateway on loopback and writes
+// a matching config into dir. listen is the proxy address for the config.
+func startDemo(ctx context.Context, dir, listen string, opts demo.Options) (*demoEnv, error) {
+	p, err := demo.Start("127.0.0.1:0", opts)
+	if err != nil {
+		return nil, fmt.Errorf("start the demo identity provider: %w", err)
+	}
+	gwHandler, err := demo.NewGateway(ctx, p.Issuer(), p.ClientID())
+	if err != nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("start the demo gateway: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("listen for the demo gateway: %w", err)
+	}
+	gw := &http.Server{Handler: gwHandler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = gw.Serve(ln) }()
+	gwHost := "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+
+	pat, err := broker.ParsePattern(gwHost)
+	if err != nil {
+		_ = gw.Close()
+		_ = p.Close()
+		return nil, err
+	}
+	cfg := &broker.Config{
+		Listen:         listen,
+		DefaultProfile: "demo",
+		Profiles: []*broker.Profile{{
+			Name:         "demo",
+			Issuer:       p.Issuer(),
+			ClientID:     p.ClientID(),
+			ClientSecret: p.ClientSecret(),
+			Scopes:       []string{"openid", "email"},
+			Gateways:     []broker.Pattern{pat},
+			PlainHTTP:    []broker.Pattern{pat},
+			Inject:       broker.IDToken,
+		}},
+	}
+	data, err := broker.EncodeConfig(cfg)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	path := filepath.Join(dir, "config.toml")
+	if err == nil {
+		err = os.WriteFile(path, data, 0o600)
+	}
+	if err == nil {
+		cfg, err = broker.LoadConfig(path) // exactly what the CLI will read
+	}
+	if err != nil {
+		_ = gw.Close()
+		_ = p.Close()
+		return nil, fmt.Errorf("write the demo config: %w", err)
+	}
+	return &demoEnv{Provider: p, GatewayURL: "http://" + gwHost, ConfigPath: path, Config: cfg, gateway: gw}, nil
+}
+
+func cmdDemo(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	dir := fs.String("dir", "", "directory for the demo config (default: a new temporary directory)")
+	listen := fs.String("listen", broker.DefaultListen, "proxy address written into the demo config")
+	rotate := fs.Bool("rotate", false, "rotate refresh tokens on every refresh, with reuse detection")
+	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of demo access and ID tokens")
+	auto := fs.Bool("auto-approve", false, "skip the demo consent page")
+	if err := e.parse("demo", fs, args, "demo [--dir DIR] [--listen ADDR] [--rotate] [--token-ttl 1h] [--auto-approve]"); err != nil {
+		return err
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "gatepass-demo-")
+		if err != nil {
+			return err
+		}
+		*dir = d
+	}
+	d, err := startDemo(ctx, *dir, *listen, demo.Options{
+		RotateRefreshTokens: *rotate,
+		DetectReuse:         *rotate,
+		AccessTTL:           *ttl,
+		IDTokenTTL:          *ttl,
+		AutoApprove:         *auto,
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	fmt.Fprintf(e.stdout, `gatepass demo is running (Ctrl-C stops it).
+
+  identity provider  %s   (signs in %s; Google-faithful: PKCE, client secret, single-use codes)
+  sample gateway     %s   (accepts only a valid ID token from that provider)
+  config             %s
+
+In another terminal:
+
+  export GATEPASS_CONFIG=%s
+  gatepass login                       # opens the browser; click Allow
+  gatepass status
+  curl -H "$(gatepass token --format header)" %s/hello
+  gatepass proxy &                     # the local proxy on %s
+  curl -x http://%s %s/hello           # the proxy adds the token
+  gatepass logout
+`, d.Provider.Issuer(), "dev@example.test", d.GatewayURL, d.ConfigPath, d.ConfigPath, d.GatewayURL, *listen, *listen, d.GatewayURL)
+	<-ctx.Done()
+	fmt.Fprintln(e.stderr, "demo stopped")
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}

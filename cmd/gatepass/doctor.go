@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatepass-dev/gatepass/broker"
+)
+
+// agentInfo is what `status` says about a running agent.
+type agentInfo struct {
+	Address string `json:"address"`
+	Running bool   `json:"running"`
+}
+
+// probeAgent asks the listen address whether a gatepass proxy answers
+// there. It sends an origin-form request, which the proxy answers with
+// its status page and never with a token.
+func probeAgent(ctx context.Context, listen string) agentInfo {
+	info := agentInfo{Address: listen}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listen+"/", nil)
+	if err != nil {
+		return info
+	}
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return info
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	info.Running = strings.Contains(strings.ToLower(string(body)), "gatepass")
+	return info
+}
+
+// cmdDoctor checks what a sign-in and the proxy depend on, each with a
+// verdict and a fix, and fails when any check fails.
+func cmdDoctor(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	if err := e.parse("doctor", fs, args, "doctor"); err != nil {
+		return err
+	}
+	failed := 0
+	check := func(name string, err error, okMsg string) {
+		if err != nil {
+			failed++
+			fmt.Fprintf(e.stdout, "FAIL  %-10s %v\n", name, err)
+			return
+		}
+		fmt.Fprintf(e.stdout, "ok    %-10s %s\n", name, okMsg)
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		check("config", err, "")
+		return fmt.Errorf("%d check(s) failed", failed)
+	}
+	check("config", nil, cfg.Path)
+
+	kc := broker.SystemKeychain{}
+	_, kerr := kc.Get(broker.KeychainService, "gatepass-doctor-probe")
+	if errors.Is(kerr, broker.ErrNotFound) {
+		kerr = nil
+	}
+	check("keychain", kerr, "Secret Service reachable")
+
+	ln, lerr := net.Listen("tcp", "127.0.0.1:0")
+	if lerr == nil {
+		_ = ln.Close()
+	}
+	check("loopback", lerr, "can listen on 127.0.0.1 for the sign-in redirect")
+
+	if probeAgent(ctx, cfg.Listen).Running {
+		check("proxy", nil, "a gatepass proxy answers on "+cfg.Listen)
+	} else if l, err := net.Listen("tcp", cfg.Listen); err != nil {
+		check("proxy", fmt.Errorf("%s is taken by another program: %v; change `listen` in the config", cfg.Listen, err), "")
+	} else {
+		_ = l.Close()
+		check("proxy", nil, cfg.Listen+" is free")
+	}
+
+	client := broker.NewHTTPClient(cfg, 10*time.Second)
+	for _, p := range cfg.Profiles {
+		start := time.Now()
+		resp, err := client.Get(strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("discovery answered HTTP %d; check `issuer`", resp.StatusCode)
+			} else if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+				skew := time.Since(d).Round(time.Second)
+				if skew > 2*time.Minute || skew < -2*time.Minute {
+					err = fmt.Errorf("this machine's clock is %s off the issuer's; ID tokens will fail verification — sync the clock", skew)
+				}
+			}
+		}
+		check("issuer", err, fmt.Sprintf("%s (profile %s) answers discovery in %s", p.Issuer, p.Name, time.Since(start).Round(time.Millisecond)))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d check(s) failed", failed)
+	}
+	return nil
+}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/zalando/go-keyring"
+
+	"github.com/gatepass-dev/gatepass/broker/demo"
+)
+
+func init() {
+	registerBrowser("demo-allow", func(ctx context.Context, authURL string) error {
+		status, body, err := demo.Browse(ctx, authURL, true)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return fmt.Errorf("callback page answered %d: %.200s", status, body)
+		}
+		return nil
+	})
+	registerBrowser("demo-deny", func(ctx context.Context, authURL string) error {
+		_, _, err := demo.Browse(ctx, authURL, false)
+		return err
+	})
+	registerBrowser("fail", func(context.Context, string) error { return fmt.Errorf("this browser always fails") })
+}
+
+// demoSetup starts the embedded provider and writes a config with one
+// uniquely named profile for it.
+func demoSetup(t *testing.T, opts demo.Options) (p *demo.Provider, cfgPath, profile string) {
+	t.Helper()
+	requireKeychain(t)
+	p, err := demo.Start("127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	profile = uniqueProfile("e2e")
+	cfgPath = writeConfig(t, fmt.Sprintf(`
+default_profile = %q
+[profiles.%s]
+issuer = %q
+client_id = %q
+client_secret = %q
+gateways = ["api.example.test"]
+`, profile, profile, p.Issuer(), p.ClientID(), p.ClientSecret()))
+	t.Cleanup(func() { _ = keyring.Delete("gatepass", profile) })
+	return p, cfgPath, profile
+}
+
+func login(t *testing.T, cfg string) {
+	t.Helper()
+	_, stderr, code := runGatepass(t, nil, "--config", cfg, "login", "--browser-command", browserCommand("demo-allow"), "--timeout", "60s")
+	if code != 0 {
+		t.Fatalf("login exit %d\nstderr: %s\nbrowser: %s", code, stderr, browserLog(t))
+	}
+	if !strings.Contains(stderr, "/authorize?") {
+		t.Errorf("login did not print the authorization URL to stderr: %s", stderr)
+	}
+	if !strings.Contains(stderr, "Signed in") {
+		t.Errorf("login did not confirm the sign-in: %s", stderr)
+	}
+}
+
+func TestE2ELoginTokenStatusLogout(t *testing.T) {
+	p, cfg, profile := demoSetup(t, demo.Options{})
+	login(t, cfg)
+
+	// What went over the wire: PKCE S256 and a loopback redirect.
+	q := p.Stats().LastAuthParams
+	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" {
+		t.Errorf("authorization request without PKCE S256: %v", q)
+	}
+	if !strings.HasPrefix(q.Get("redirect_uri"), "http://127.0.0.1:") || !strings.HasSuffix(q.Get("redirect_uri"), "/callback") {
+		t.Errorf("redirect_uri = %q, want http://127.0.0.1:PORT/callback", q.Get("redirect_uri"))
+	}
+	if !strings.Contains(q.Get("scope"), "offline_access") {
+		t.Errorf("scope %q lacks offline_access although discovery lists it", q.Get("scope"))
+	}
+
+	// The keychain holds the refresh token and metadata, nothing else.
+	raw, err := keyring.Get("gatepass", profile)
+	if err != nil {
+		t.Fatalf("keychain entry: %v", err)
+	}
+	var entry map[string]any
+	if err := json.Unmarshal([]byte(raw), &entry); err != nil {
+		t.Fatalf("entry is not JSON: %v", err)
+	}
+	if entry["rt"] == "" || entry["email"] != "dev@example.test" {
+		t.Errorf("entry = %v", entry)
+	}
+	if strings.Contains(raw, "eyJ") {
+		t.Errorf("keychain entry holds a JWT; only the refresh token belongs there")
+	}
+
+	// token: a verified ID token for our client.
+	out, stderr, code := runGatepass(t, nil, "--config", cfg, "token")
+	if code != 0 {
+		t.Fatalf("token exit %d: %s", code, stderr)
+	}
+	idTok := strings.TrimSpace(out)
+	prov, err := oidc.NewProvider(context.Background(), p.Issuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.Verifier(&oidc.Config{ClientID: p.ClientID()}).Verify(context.Background(), idTok); err != nil {
+		t.Errorf("printed ID token does not verify: %v", err)
+	}
+
+	for format, want := range map[string]string{
+		"header":          "Authorization: Bearer ",
+		"json":            `"type": "access_token"`,
+		"exec-credential": `"kind": "ExecCredential"`,
+	} {
+		out, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--type", "access", "--format", format)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("token --format %s: exit %d, out %q, stderr %q", format, code, out, stderr)
+		}
+	}
+
+	// status --json says who is signed in.
+	out, _, code = runGatepass(t, nil, "--config", cfg, "status", "--json")
+	var st struct {
+		Profiles []struct {
+			Profile, State, Email, Subject string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 {
+		t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
+	}
+	if len(st.Profiles) != 1 || st.Profiles[0].State != "signed-in" || st.Profiles[0].Email != "dev@example.test" || st.Profiles[0].Subject == "" {
+		t.Errorf("status = %+v", st)
+	}
+
+	// logout revokes at the issuer and clears the keychain.
+	before := p.Stats().Revocations
+	_, stderr, code = runGatepass(t, nil, "--config", cfg, "logout")
+	if code != 0 {
+		t.Fatalf("logout exit %d: %s", code, stderr)
+	}
+	if p.Stats().Revocations != before+1 {
+		t.Errorf("revocations = %d, want %d", p.Stats().Revocations, before+1)
+	}
+	if _, err := keyring.Get("gatepass", profile); err != keyring.ErrNotFound {
+		t.Errorf("keychain entry after logout: %v", err)
+	}
+	_, stderr, code = runGatepass(t, nil, "--config", cfg, "token")
+	if code != exitSignIn || !strings.Contains(stderr, "gatepass login --profile "+profile) {
+		t.Errorf("token after logout: exit %d (want 3), stderr %q", code, stderr)
+	}
+	out, _, _ = runGatepass(t, nil, "--config", cfg, "status")
+	if !strings.Contains(out, "signed-out") {
+		t.Errorf("status after logout: %s", out)
+	}
+}
+
+// TestE2ERotationIsPersisted runs against a provider that rotates refresh
+// tokens and revokes the whole family when an old one is reused: each
+// `token` call spends the stored refresh token, so the second only works
+// if the first saved the rotated one before using it again.
+func TestE2ERotationIsPersisted(t *testing.T) {
+	p, cfg, profile := demoSetup(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	login(t, cfg)
+	first, _ := keyring.Get("gatepass", profile)
+	var seen []string
+	for i := range 3 {
+		out, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--type", "access")
+		if code != 0 {
+			t.Fatalf("token #%d: exit %d: %s", i, code, stderr)
+		}
+		seen = append(seen, strings.TrimSpace(out))
+	}
+	if seen[0] == seen[1] || seen[1] == seen[2] {
+		t.Errorf("access tokens did not change between refreshes")
+	}
+	now, _ := keyring.Get("gatepass", profile)
+	if now == first {
+		t.Errorf("keychain entry unchanged after rotation")
+	}
+	if p.Stats().InvalidGrants != 0 {
+		t.Errorf("provider saw %d invalid_grant: a rotated token was reused", p.Stats().InvalidGrants)
+	}
+}
+
+// TestE2ESignInRequiredAfterRevocation: when the issuer drops the refresh
+// token (password change, admin revoke), `token` exits 3 with the fix.
+func TestE2ESignInRequiredAfterRevocation(t *testing.T) {
+	p, cfg, profile := demoSetup(t, demo.Options{})
+	login(t, cfg)
+	p.RevokeAll()
+	out, stderr, code := runGatepass(t, nil, "--config", cfg, "token")
+	if code != exitSignIn {
+		t.Fatalf("exit %d, want 3; stderr %s", code, stderr)
+	}
+	if out != "" {
+		t.Errorf("stdout not empty: %q", out)
+	}
+	if !strings.Contains(stderr, "gatepass login --profile "+profile) {
+		t.Errorf("stderr lacks the fix: %s", stderr)
+	}
+}
+
+func TestE2ELoginFailures(t *testing.T) {
+	cases := map[string]struct {
+		browser string
+		setup   func(p *demo.Provider)
+		args    []string
+		want    string
+		code    int
+	}{
+		"cancelled in the browser": {browser: "demo-deny", want: "cancelled", code: 1},
+		"token endpoint 500 HTML": {
+			browser: "demo-allow",
+			setup:   func(p *demo.Provider) { p.FailNext("token", 500, "text/html", "<html>oops</html>") },
+			want:    "token endpoint answered HTTP 500", code: 1,
+		},
+		"ID token with a bad signature": {
+			browser: "demo-allow",
+			setup:   func(p *demo.Provider) { p.Tamper(demo.TamperBadSignature) },
+			want:    "ID token verification", code: 1,
+		},
+		"ID token for another audience": {
+			browser: "demo-allow",
+			setup:   func(p *demo.Provider) { p.Tamper(demo.TamperWrongAudience) },
+			want:    "ID token verification", code: 1,
+		},
+		"expired ID token": {
+			browser: "demo-allow",
+			setup:   func(p *demo.Provider) { p.Tamper(demo.TamperExpired) },
+			want:    "expired", code: 1,
+		},
+		"discovery 404": {
+			browser: "demo-allow",
+			setup:   func(p *demo.Provider) { p.FailNext("discovery", 404, "text/plain", "not found") },
+			want:    "discovery", code: 1,
+		},
+		"discovery garbage JSON": {
+			browser: "demo-allow",
+			setup:   func(p *demo.Provider) { p.FailNext("discovery", 200, "application/json", "{not json") },
+			want:    "discovery", code: 1,
+		},
+		"browser command fails": {
+			browser: "fail", args: []string{"--timeout", "3s"},
+			want: "Could not open a browser", code: 1,
+		},
+		"issuer slower than the timeout": {
+			browser: "demo-allow", args: []string{"--timeout", "2s"},
+			setup: func(p *demo.Provider) { p.SetDelay("token", 5*time.Second) },
+			want:  "timed out", code: 1,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p, cfg, profile := demoSetup(t, demo.Options{})
+			if tc.setup != nil {
+				tc.setup(p)
+			}
+			args := append([]string{"--config", cfg, "login", "--browser-command", browserCommand(tc.browser)}, tc.args...)
+			out, stderr, code := runGatepass(t, nil, args...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d (want %d), stderr %q lacks %q\nbrowser: %s", code, tc.code, stderr, tc.want, browserLog(t))
+			}
+			if out != "" {
+				t.Errorf("stdout = %q, want nothing", out)
+			}
+			if _, err := keyring.Get("gatepass", profile); err != keyring.ErrNotFound {
+				t.Errorf("a failed sign-in left a keychain entry (err %v)", err)
+			}
+		})
+	}
+}
+
+func TestCLIUsageAndConfigErrors(t *testing.T) {
+	bad := writeConfig(t, "listen = \"0.0.0.0:8787\"\n[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\n")
+	cases := map[string]struct {
+		args []string
+		code int
+		want string
+	}{
+		"unknown command":       {[]string{"frobnicate"}, exitUsage, "unknown command"},
+		"bad format":            {[]string{"--config", bad, "token", "--format", "xml"}, exitUsage, "--format"},
+		"non-loopback listen":   {[]string{"--config", bad, "status"}, exitUsage, bad + ":1"},
+		"missing config file":   {[]string{"--config", "/nonexistent/gatepass.toml", "token"}, exitUsage, "/nonexistent/gatepass.toml"},
+		"version":               {[]string{"version"}, exitOK, ""},
+		"stray argument":        {[]string{"status", "extra"}, exitUsage, "unexpected argument"},
+		"bad callback port":     {[]string{"--config", bad, "login", "--callback-port", "70000"}, exitUsage, "--callback-port"},
+		"unknown login flag":    {[]string{"login", "--frob"}, exitUsage, "frob"},
+		"profile not in config": {[]string{"--config", writeConfig(t, "[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\n"), "--profile", "nope", "token"}, exitUsage, "nope"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, stderr, code := runGatepass(t, nil, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d (want %d); stderr %q lacks %q", code, tc.code, stderr, tc.want)
+			}
+		})
+	}
+}
