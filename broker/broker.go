@@ -25,9 +25,9 @@ type Deps struct {
 	// LockDir holds one lock file per profile so two gatepass processes
 	// never spend the same refresh token; default <UserCacheDir>/gatepass/locks.
 	LockDir string
-	Log     *slog.Logger       // default discards
-	Jitter  func() float64     // in [-1, 1]; default random
-	Browser Browser            // default browser for Login; LoginOptions may override
+	Log     *slog.Logger   // default discards
+	Jitter  func() float64 // in [-1, 1]; default random
+	Browser Browser        // default browser for Login; LoginOptions may override
 }
 
 // Broker owns the sessions of all profiles in one config. It is safe for

@@ -44,7 +44,28 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "Signed in to profile %q as %s; the refresh token is in the OS keychain.\n", st.Profile, who(st))
+	e.notifyAgent(ctx, cfg, st.Profile)
 	return nil
+}
+
+// agent returns a client for the agent that owns cfg, if one is running.
+func (e *env) agent(ctx context.Context, cfg *broker.Config) (broker.AgentClient, bool) {
+	path, err := broker.ControlSocketPath(cfg.Path)
+	if err != nil {
+		return broker.AgentClient{}, false
+	}
+	c := broker.AgentClient{Path: path}
+	return c, c.Alive(ctx)
+}
+
+// notifyAgent tells a running agent to re-read a profile that this process
+// signed in or out.
+func (e *env) notifyAgent(ctx context.Context, cfg *broker.Config, profile string) {
+	if c, ok := e.agent(ctx, cfg); ok {
+		if err := c.Reload(ctx, profile); err != nil {
+			fmt.Fprintf(e.stderr, "The running gatepass agent could not reload profile %q: %v\n", profile, err)
+		}
+	}
 }
 
 func who(st broker.ProfileStatus) string {
@@ -82,6 +103,17 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	if *typ != "" {
 		if kind, err = broker.ParseTokenKind(*typ); err != nil {
 			return usagef("--type: %v", err)
+		}
+	}
+	// A running agent owns the tokens: ask it rather than spending the
+	// refresh token here (DESIGN §1; no keychain read, no refresh).
+	if c, ok := e.agent(ctx, cfg); ok {
+		tok, err := c.Token(ctx, p.Name, kind, *minTTL)
+		if !errors.Is(err, broker.ErrNoAgent) {
+			if err != nil {
+				return err
+			}
+			return printToken(e, p.Name, tok, *format)
 		}
 	}
 	b, err := e.newBroker(cfg, nil)
@@ -138,19 +170,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := e.newBroker(cfg, nil)
+	statuses, err := e.statuses(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	var statuses []broker.ProfileStatus
-	if e.profile != "" {
-		st, err := b.Status(e.profile)
-		if err != nil && st.Profile == "" {
-			return usagef("%v", err)
-		}
-		statuses = append(statuses, st)
-	} else {
-		statuses = b.Statuses()
 	}
 	agent := probeAgent(ctx, cfg.Listen)
 	if *asJSON {
@@ -196,16 +218,44 @@ func cmdLogout(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	res, err := b.Logout(ctx, p.Name)
-	var rerr *broker.RevokeError
 	switch {
-	case errors.As(err, &rerr):
-		return err
 	case err != nil:
+		e.notifyAgent(ctx, cfg, p.Name) // the entry may be gone even when revoking failed
 		return err
 	case !res.WasSignedIn:
 		fmt.Fprintf(e.stderr, "Profile %q was not signed in; nothing to do.\n", p.Name)
 	default:
 		fmt.Fprintf(e.stderr, "Signed out of profile %q: the refresh token was revoked at the issuer and removed from the keychain.\n", p.Name)
 	}
+	e.notifyAgent(ctx, cfg, p.Name)
 	return nil
+}
+
+// statuses asks the running agent (which knows expiries and refresh
+// state), else reads the keychain.
+func (e *env) statuses(ctx context.Context, cfg *broker.Config) ([]broker.ProfileStatus, error) {
+	if e.profile != "" {
+		if _, err := cfg.Profile(e.profile); err != nil {
+			return nil, usagef("%v", err)
+		}
+	}
+	keep := func(all []broker.ProfileStatus) []broker.ProfileStatus {
+		var out []broker.ProfileStatus
+		for _, st := range all {
+			if e.profile == "" || st.Profile == e.profile {
+				out = append(out, st)
+			}
+		}
+		return out
+	}
+	if c, ok := e.agent(ctx, cfg); ok {
+		if all, err := c.Statuses(ctx); err == nil {
+			return keep(all), nil
+		}
+	}
+	b, err := e.newBroker(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return keep(b.Statuses()), nil
 }

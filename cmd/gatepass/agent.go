@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gatepass-dev/gatepass/broker"
+	"github.com/gatepass-dev/gatepass/proxy"
+)
+
+// brokerTokens adapts the broker to the proxy's TokenSource: the proxy
+// asks for "the token for this host" and never sees profiles' secrets.
+type brokerTokens struct{ b *broker.Broker }
+
+func (t brokerTokens) Gateway(host, port string) (proxy.Gateway, bool) {
+	p, ok := t.b.Config().Lookup(host, port)
+	if !ok {
+		return proxy.Gateway{}, false
+	}
+	return proxy.Gateway{Profile: p.Name, PlainHTTP: p.AllowsPlainHTTP(host, port)}, true
+}
+
+func (t brokerTokens) TokenFor(ctx context.Context, host, port string) (proxy.Token, error) {
+	tok, _, err := t.b.TokenForHost(ctx, host, port)
+	if err != nil {
+		return proxy.Token{}, err
+	}
+	return proxy.Token{Value: tok.Value, Header: "Authorization", Expiry: tok.Expiry}, nil
+}
+
+// keychainCA keeps the proxy's local CA in the OS keychain: service
+// "gatepass-ca", one account per config file, so a demo config in a
+// temporary directory never replaces the CA a user already trusts.
+type keychainCA struct {
+	kc      broker.Keychain
+	account string
+}
+
+const caService = "gatepass-ca"
+
+type caEntry struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+func newKeychainCA(kc broker.Keychain, cfg *broker.Config) keychainCA {
+	abs, _ := filepath.Abs(cfg.Path)
+	sum := sha256.Sum256([]byte(abs))
+	return keychainCA{kc: kc, account: "ca-" + hex.EncodeToString(sum[:6])}
+}
+
+func (k keychainCA) LoadCA() (certPEM, keyPEM []byte, found bool, err error) {
+	raw, err := k.kc.Get(caService, k.account)
+	if errors.Is(err, broker.ErrNotFound) {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	var e caEntry
+	if json.Unmarshal([]byte(raw), &e) != nil {
+		// Corrupt: report found with unusable PEM so the proxy regenerates
+		// and says so.
+		return []byte(raw), nil, true, nil
+	}
+	return []byte(e.Cert), []byte(e.Key), true, nil
+}
+
+func (k keychainCA) SaveCA(certPEM, keyPEM []byte) error {
+	b, err := json.Marshal(caEntry{Cert: string(certPEM), Key: string(keyPEM)})
+	if err != nil {
+		return err
+	}
+	return k.kc.Set(caService, k.account, string(b))
+}
+
+// caNames turns gateway patterns into the CA's name constraints.
+func caNames(cfg *broker.Config) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, p := range cfg.Profiles {
+		for _, g := range p.Gateways {
+			n := g.Host
+			if g.Wildcard {
+				n = "." + g.Host
+			}
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	return names
+}
+
+// caCertPath is where the CA certificate is written for curl --cacert:
+// beside the config file.
+func caCertPath(cfg *broker.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Path), "gatepass-ca.pem")
+}
+
+// agent is a running broker + proxy + control socket: what `gatepass proxy`
+// and the desktop app run.
+type agent struct {
+	broker *broker.Broker
+	proxy  *proxy.Server
+	cancel context.CancelFunc
+}
+
+type agentOptions struct {
+	listen    string // overrides cfg.Listen
+	browser   broker.Browser
+	log       *slog.Logger
+	onRequest func(proxy.RequestLog)
+}
+
+// startAgent loads every signed-in profile, starts background refresh, the
+// control socket and the proxy.
+func startAgent(ctx context.Context, cfg *broker.Config, opts agentOptions) (*agent, error) {
+	kc := broker.SystemKeychain{}
+	b, err := broker.New(cfg, broker.Deps{Keychain: kc, Log: opts.log, Browser: opts.browser})
+	if err != nil {
+		return nil, err
+	}
+	listen := cfg.Listen
+	if opts.listen != "" {
+		listen = opts.listen
+	}
+	var upstream *url.URL
+	if cfg.UpstreamProxy != "" {
+		if upstream, err = url.Parse(cfg.UpstreamProxy); err != nil {
+			return nil, err
+		}
+	}
+	srv, err := proxy.New(proxy.Options{
+		Listen:        listen,
+		Tokens:        brokerTokens{b},
+		CA:            newKeychainCA(kc, cfg),
+		CANames:       caNames(cfg),
+		CACertPath:    caCertPath(cfg),
+		UpstreamProxy: upstream,
+		Logger:        opts.log,
+		OnRequest:     opts.onRequest,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	sock, err := broker.ControlSocketPath(cfg.Path)
+	if err == nil {
+		err = broker.ServeControl(actx, b, sock)
+	}
+	if err != nil {
+		cancel()
+		_ = srv.Shutdown(context.Background())
+		return nil, err
+	}
+	b.Start(actx)
+	return &agent{broker: b, proxy: srv, cancel: cancel}, nil
+}
+
+// stop drains in-flight requests (up to 10s) and stops refreshing.
+func (a *agent) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := a.proxy.Shutdown(ctx)
+	a.cancel()
+	return err
+}
+
+func cmdProxy(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	listen := fs.String("listen", "", "proxy address (default: listen from the config); loopback only")
+	if err := e.parse("proxy", fs, args, "proxy [--listen 127.0.0.1:8787]"); err != nil {
+		return err
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	log := e.logger()
+	a, err := startAgent(ctx, cfg, agentOptions{listen: *listen, log: log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "gatepass proxy listening on %s (CA certificate: %s). Ctrl-C stops it.\n", a.proxy.Addr(), caCertPath(cfg))
+	for _, st := range a.broker.Statuses() {
+		if st.State != broker.StateSignedIn {
+			fmt.Fprintf(e.stderr, "profile %s is %s: run `gatepass login --profile %s`\n", st.Profile, st.State, st.Profile)
+		}
+	}
+	<-ctx.Done()
+	fmt.Fprintln(e.stderr, "gatepass proxy: shutting down, draining in-flight requests")
+	return a.stop()
+}
+
+func cmdCA(_ context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("usage: gatepass ca export [--out FILE] | gatepass ca path")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("ca "+sub, flag.ContinueOnError)
+	var out *string
+	switch sub {
+	case "export":
+		out = fs.String("out", "", "write the PEM certificate to FILE instead of stdout")
+	case "path":
+	default:
+		return usagef("unknown ca subcommand %q: use `ca export [--out FILE]` or `ca path`", sub)
+	}
+	if err := e.parse("ca "+sub, fs, args, "ca export [--out FILE] | ca path"); err != nil {
+		return err
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	names := caNames(cfg)
+	if len(names) == 0 {
+		return usagef("no gateways in %s: the local CA is only needed to add tokens to HTTPS gateway requests", cfg.Path)
+	}
+	ca, err := proxy.EnsureCA(newKeychainCA(broker.SystemKeychain{}, cfg), names, caCertPath(cfg), e.logger())
+	if err != nil {
+		return err
+	}
+	if sub == "path" {
+		fmt.Fprintln(e.stdout, caCertPath(cfg))
+		return nil
+	}
+	if *out == "" {
+		_, err = e.stdout.Write(ca.CertPEM())
+		return err
+	}
+	if err := os.WriteFile(*out, ca.CertPEM(), 0o644); err != nil {
+		return fmt.Errorf("write the CA certificate: %w", err)
+	}
+	fmt.Fprintf(e.stderr, "Wrote the gatepass CA certificate to %s (it can sign only for: %v).\n", *out, names)
+	return nil
+}
