@@ -109,14 +109,7 @@ func caCertPath(cfg *broker.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Path), "gatepass-ca.pem")
 }
 
-// agent is a running broker + proxy + control socket: what `gatepass proxy`
-// and the desktop app run.
-type agent struct {
-	broker *broker.Broker
-	proxy  *proxy.Server
-	cancel context.CancelFunc
-}
-
+// agentOptions tune startBroker and the proxy.
 type agentOptions struct {
 	listen    string // overrides cfg.Listen
 	browser   broker.Browser
@@ -124,61 +117,48 @@ type agentOptions struct {
 	onRequest func(proxy.RequestLog)
 }
 
-// startAgent loads every signed-in profile, starts background refresh, the
-// control socket and the proxy.
-func startAgent(ctx context.Context, cfg *broker.Config, opts agentOptions) (*agent, error) {
-	kc := broker.SystemKeychain{}
-	b, err := broker.New(cfg, broker.Deps{Keychain: kc, Log: opts.log, Browser: opts.browser})
+// startBroker makes this process the agent for cfg: it serves the control
+// socket (refusing when another agent owns the config), loads every
+// signed-in profile and keeps their tokens fresh until ctx ends.
+func startBroker(ctx context.Context, cfg *broker.Config, opts agentOptions) (*broker.Broker, error) {
+	b, err := broker.New(cfg, broker.Deps{Keychain: broker.SystemKeychain{}, Log: opts.log, Browser: opts.browser})
 	if err != nil {
 		return nil, err
 	}
+	sock, err := broker.ControlSocketPath(cfg.Path)
+	if err == nil {
+		err = broker.ServeControl(ctx, b, sock)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.Start(ctx)
+	return b, nil
+}
+
+// newProxy builds (but does not start) the proxy for cfg on top of b.
+func newProxy(b *broker.Broker, cfg *broker.Config, opts agentOptions) (*proxy.Server, error) {
 	listen := cfg.Listen
 	if opts.listen != "" {
 		listen = opts.listen
 	}
 	var upstream *url.URL
 	if cfg.UpstreamProxy != "" {
+		var err error
 		if upstream, err = url.Parse(cfg.UpstreamProxy); err != nil {
 			return nil, err
 		}
 	}
-	srv, err := proxy.New(proxy.Options{
+	return proxy.New(proxy.Options{
 		Listen:        listen,
 		Tokens:        brokerTokens{b},
-		CA:            newKeychainCA(kc, cfg),
+		CA:            newKeychainCA(broker.SystemKeychain{}, cfg),
 		CANames:       caNames(cfg),
 		CACertPath:    caCertPath(cfg),
 		UpstreamProxy: upstream,
 		Logger:        opts.log,
 		OnRequest:     opts.onRequest,
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := srv.Start(); err != nil {
-		return nil, err
-	}
-	actx, cancel := context.WithCancel(ctx)
-	sock, err := broker.ControlSocketPath(cfg.Path)
-	if err == nil {
-		err = broker.ServeControl(actx, b, sock)
-	}
-	if err != nil {
-		cancel()
-		_ = srv.Shutdown(context.Background())
-		return nil, err
-	}
-	b.Start(actx)
-	return &agent{broker: b, proxy: srv, cancel: cancel}, nil
-}
-
-// stop drains in-flight requests (up to 10s) and stops refreshing.
-func (a *agent) stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := a.proxy.Shutdown(ctx)
-	a.cancel()
-	return err
 }
 
 func cmdProxy(ctx context.Context, e *env, args []string) error {
@@ -191,20 +171,31 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := e.logger()
-	a, err := startAgent(ctx, cfg, agentOptions{listen: *listen, log: log})
+	opts := agentOptions{listen: *listen, log: e.logger()}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b, err := startBroker(actx, cfg, opts)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "gatepass proxy listening on %s (CA certificate: %s). Ctrl-C stops it.\n", a.proxy.Addr(), caCertPath(cfg))
-	for _, st := range a.broker.Statuses() {
+	srv, err := newProxy(b, cfg, opts)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "gatepass proxy listening on %s (CA certificate: %s). Ctrl-C stops it.\n", srv.Addr(), caCertPath(cfg))
+	for _, st := range b.Statuses() {
 		if st.State != broker.StateSignedIn {
 			fmt.Fprintf(e.stderr, "profile %s is %s: run `gatepass login --profile %s`\n", st.Profile, st.State, st.Profile)
 		}
 	}
 	<-ctx.Done()
 	fmt.Fprintln(e.stderr, "gatepass proxy: shutting down, draining in-flight requests")
-	return a.stop()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	return srv.Shutdown(sctx)
 }
 
 func cmdCA(_ context.Context, e *env, args []string) error {
