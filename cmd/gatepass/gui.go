@@ -116,13 +116,17 @@ func (p *appProxy) Requests() (<-chan app.RequestRow, func()) {
 // openAgent starts the broker and the proxy for cfg for the window. A
 // proxy that cannot start (port taken) does not stop the app: the window
 // shows the proxy as off and the switch reports the error.
-func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.Browser) (app.Broker, app.Proxy, error) {
-	opts := agentOptions{log: e.logger(), browser: browser}
+func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.Browser, listen string) (app.Broker, app.Proxy, error) {
+	opts := agentOptions{log: e.logger(), browser: browser, listen: listen}
 	b, err := startBroker(ctx, cfg, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	px := newAppProxy(cfg.Listen, func(onRequest func(proxy.RequestLog)) (*proxy.Server, error) {
+	addr := cfg.Listen
+	if listen != "" {
+		addr = listen
+	}
+	px := newAppProxy(addr, func(onRequest func(proxy.RequestLog)) (*proxy.Server, error) {
 		o := opts
 		o.onRequest = onRequest
 		return newProxy(b, cfg, o)
@@ -137,7 +141,8 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("gui", flag.ContinueOnError)
 	browserCmd := fs.String("browser-command", "", "command that opens sign-in URLs (default $BROWSER, else the OS opener)")
 	startWithDemo := fs.Bool("demo", false, "start with the embedded demo identity provider and gateway instead of the config")
-	if err := e.parse("gui", fs, args, "gui [--browser-command CMD] [--demo]"); err != nil {
+	listen := fs.String("listen", "", "proxy address (default: listen from the config, or "+broker.DefaultListen+" for the demo)")
+	if err := e.parse("gui", fs, args, "gui [--browser-command CMD] [--demo] [--listen ADDR]"); err != nil {
 		return err
 	}
 	browser := broker.ChooseBrowser(*browserCmd)
@@ -162,20 +167,24 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			if cfg.Path == "" {
 				cfg.Path = path
 			}
-			return openAgent(ctx, e, cfg, browser)
+			return openAgent(ctx, e, cfg, browser, *listen)
 		},
 		StartDemo: func(ctx context.Context) (app.Broker, app.Proxy, error) {
 			dir, err := os.MkdirTemp("", "gatepass-demo-")
 			if err != nil {
 				return nil, nil, err
 			}
-			d, err := startDemo(ctx, dir, broker.DefaultListen, demo.Options{})
+			demoListen := broker.DefaultListen
+			if *listen != "" {
+				demoListen = *listen
+			}
+			d, err := startDemo(ctx, dir, demoListen, demo.Options{})
 			if err != nil {
 				return nil, nil, err
 			}
 			go func() { <-ctx.Done(); d.Close() }()
 			fmt.Fprintf(e.stderr, "gatepass demo: identity provider %s, gateway %s, config %s\n", d.Provider.Issuer(), d.GatewayURL, d.ConfigPath)
-			return openAgent(ctx, e, d.Config, browser)
+			return openAgent(ctx, e, d.Config, browser, "")
 		},
 	}
 	cfg, err := e.loadConfig()
@@ -189,7 +198,7 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	case err != nil:
 		opts.ConfigErr = err
 	default:
-		if opts.Broker, opts.Proxy, err = openAgent(ctx, e, cfg, browser); err != nil {
+		if opts.Broker, opts.Proxy, err = openAgent(ctx, e, cfg, browser, *listen); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ocrWord is one word tesseract read off a screenshot, with its box.
+type ocrWord struct {
+	text                     string
+	left, top, width, height int
+}
+
+// screenWords screenshots the X window and reads it back with tesseract,
+// the way a person looks at the screen. With buttons set, the image is
+// first made black-on-white at 2x (tesseract misses white text on coloured
+// buttons otherwise) and boxes are scaled back to window pixels.
+func screenWords(t *testing.T, window, png string, buttons bool) []ocrWord {
+	t.Helper()
+	if out, err := exec.Command("import", "-window", window, png).CombinedOutput(); err != nil {
+		t.Fatalf("screenshot: %v: %s", err, out)
+	}
+	src, scale, args := png, 1, []string{}
+	if buttons {
+		src, scale, args = png+".ocr.png", 2, []string{"--psm", "11"}
+		if out, err := exec.Command("convert", png, "-colorspace", "Gray", "-resize", "200%", "-threshold", "60%", "-negate", src).CombinedOutput(); err != nil {
+			t.Fatalf("convert: %v: %s", err, out)
+		}
+	}
+	out, err := exec.Command("tesseract", append([]string{src, "-"}, append(args, "tsv")...)...).Output()
+	if err != nil {
+		t.Fatalf("tesseract: %v", err)
+	}
+	var words []ocrWord
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) != 12 || f[0] != "5" || strings.TrimSpace(f[11]) == "" {
+			continue
+		}
+		n := func(i int) int { v, _ := strconv.Atoi(f[i]); return v / scale }
+		words = append(words, ocrWord{text: f[11], left: n(6), top: n(7), width: n(8), height: n(9)})
+	}
+	return words
+}
+
+func screenText(words []ocrWord) string {
+	var b strings.Builder
+	for _, w := range words {
+		b.WriteString(w.text + " ")
+	}
+	return b.String()
+}
+
+// findButton returns the box of the word a followed on the same line by a
+// word starting with b ("Sign" "in"; OCR may cut the second word short).
+func findButton(words []ocrWord, a, b string) (ocrWord, bool) {
+	for i := 0; i+1 < len(words); i++ {
+		if strings.HasSuffix(words[i].text, a) && strings.HasPrefix(words[i+1].text, b) && absInt(words[i].top-words[i+1].top) < 10 {
+			return words[i], true
+		}
+	}
+	return ocrWord{}, false
+}
+
+func absInt(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// TestGUIRealWindowSignIn starts the real desktop app under Xvfb with the
+// embedded demo, finds the "Sign in" button on the screen, clicks it with
+// xdotool, lets the scripted browser approve, and reads "Signed in" and the
+// user's email back off the window. The last screenshot is kept in
+// docs/screenshot.png when GATEPASS_UPDATE_SCREENSHOT=1.
+func TestGUIRealWindowSignIn(t *testing.T) {
+	requireKeychain(t)
+	if os.Getenv("DISPLAY") == "" {
+		t.Fatal("no DISPLAY: run under scripts/with-desktop")
+	}
+	for _, tool := range []string{"xdotool", "import", "tesseract"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (scripts/deps installs it)", tool)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	listen := freePort(t)
+	cmd := exec.CommandContext(ctx, gatepassBin, "gui", "--demo", "--listen", listen,
+		"--browser-command", browserCommand("demo-allow"))
+	cmd.Env = append(testEnv(t), "LANG=en_US.UTF-8", "XDG_CONFIG_HOME="+filepath.Join(testDir(t), "config"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("gatepass gui did not quit within 10s of SIGINT")
+			cancel()
+		}
+	}()
+
+	// The window exists.
+	var window string
+	deadline := time.Now().Add(60 * time.Second)
+	for window == "" && time.Now().Before(deadline) {
+		out, _ := exec.Command("xdotool", "search", "--onlyvisible", "--name", "^gatepass").Output()
+		if f := strings.Fields(string(out)); len(f) > 0 {
+			window = f[0]
+		} else {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	if window == "" {
+		t.Fatalf("no gatepass window appeared within 60s; stderr:\n%s", stderr.String())
+	}
+	png := filepath.Join(testDir(t), "window.png")
+
+	// Find and click "Sign in".
+	var words []ocrWord
+	var btn ocrWord
+	found := false
+	for i := 0; i < 20 && !found; i++ {
+		words = screenWords(t, window, png, true)
+		btn, found = findButton(words, "Sign", "i")
+		if !found {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	if !found {
+		t.Fatalf("no \"Sign in\" on the window; it shows: %s", screenText(words))
+	}
+	x, y := btn.left+btn.width/2, btn.top+btn.height/2
+	if out, err := exec.Command("xdotool", "mousemove", "--window", window, strconv.Itoa(x), strconv.Itoa(y), "click", "1").CombinedOutput(); err != nil {
+		t.Fatalf("xdotool click: %v: %s", err, out)
+	}
+
+	// The window shows the signed-in state and who.
+	var text string
+	for i := 0; i < 40; i++ {
+		words = screenWords(t, window, png, false)
+		text = screenText(words)
+		if strings.Contains(text, "Signed in") && strings.Contains(text, "dev@example.test") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !strings.Contains(text, "Signed in") || !strings.Contains(text, "dev@example.test") {
+		t.Fatalf("after clicking Sign in the window shows: %s\nbrowser: %s\nstderr: %s", text, browserLog(t), stderr.String())
+	}
+	// A request through the proxy shows up in the window's request log.
+	m := regexp.MustCompile(`gateway (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("no demo gateway address on stderr: %s", stderr.String())
+	}
+	out, err := exec.Command("curl", "-sS", "-x", "http://"+listen, m[1]+"/hello").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "hello, dev@example.test") {
+		t.Fatalf("curl through the app's proxy: %v: %s", err, out)
+	}
+	for i := 0; i < 20; i++ {
+		text = screenText(screenWords(t, window, png, false))
+		if strings.Contains(text, "hello") && strings.Contains(text, "GET") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !strings.Contains(text, "hello") || !strings.Contains(text, "GET") || !strings.Contains(text, "200") {
+		t.Errorf("the request log does not show GET /hello 200: %s", text)
+	}
+	if strings.Contains(text, "eyJ") {
+		t.Errorf("the window shows a token")
+	}
+	if os.Getenv("GATEPASS_UPDATE_SCREENSHOT") == "1" {
+		data, err := os.ReadFile(png)
+		if err == nil {
+			err = os.WriteFile(filepath.Join("..", "..", "docs", "screenshot.png"), data, 0o644)
+		}
+		if err != nil {
+			t.Errorf("update docs/screenshot.png: %v", err)
+		}
+	}
+	fmt.Fprintln(os.Stderr, "window text:", text)
+}
