@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -87,6 +89,11 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		check("proxy", nil, cfg.Listen+" is free")
 	}
 
+	if names := caNames(cfg); len(names) > 0 {
+		msg, err := checkCA(newKeychainCA(kc, cfg), names)
+		check("ca", err, msg)
+	}
+
 	client := broker.NewHTTPClient(cfg, 10*time.Second)
 	for _, p := range cfg.Profiles {
 		start := time.Now()
@@ -108,4 +115,33 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%d check(s) failed", failed)
 	}
 	return nil
+}
+
+// checkCA reports on the proxy's local CA without changing it.
+func checkCA(store keychainCA, names []string) (string, error) {
+	certPEM, _, found, err := store.LoadCA()
+	if err != nil {
+		return "", fmt.Errorf("read the local CA from the keychain: %w", err)
+	}
+	if !found {
+		return "no local CA yet; `gatepass proxy` or `gatepass ca export` creates one", nil
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return "", errors.New("the stored local CA is corrupt; `gatepass proxy` will regenerate it (then trust it again with `gatepass ca export`)")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("the stored local CA is corrupt (%v); `gatepass proxy` will regenerate it", err)
+	}
+	if time.Until(cert.NotAfter) < 30*24*time.Hour {
+		return "", fmt.Errorf("the local CA expires %s; `gatepass proxy` will renew it (then trust it again)", cert.NotAfter.Format(time.DateOnly))
+	}
+	var have []string
+	have = append(have, cert.PermittedDNSDomains...)
+	for _, r := range cert.PermittedIPRanges {
+		have = append(have, r.IP.String())
+	}
+	return fmt.Sprintf("local CA valid until %s, may sign only for %s (gateways: %s)",
+		cert.NotAfter.Format(time.DateOnly), strings.Join(have, ", "), strings.Join(names, ", ")), nil
 }

@@ -305,3 +305,16 @@ func TestCLIUsageAndConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestE2EDoctor(t *testing.T) {
+	p, cfg, _ := demoSetup(t, demo.Options{})
+	out, stderr, code := runGatepass(t, nil, "--config", cfg, "doctor")
+	if code != 0 || !strings.Contains(out, "ok    keychain") || !strings.Contains(out, "ok    issuer") || !strings.Contains(out, "ok    ca") {
+		t.Errorf("doctor on a healthy setup: exit %d\n%s%s", code, out, stderr)
+	}
+	p.Close()
+	out, _, code = runGatepass(t, nil, "--config", cfg, "doctor")
+	if code != exitFailure || !strings.Contains(out, "FAIL  issuer") {
+		t.Errorf("doctor with the issuer down: exit %d\n%s", code, out)
+	}
+}
