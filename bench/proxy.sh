@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# bench/proxy.sh — one run, loopback, same upstream (nginx returning a 6-byte body):
+#   direct            wrk -> upstream
+#   nginx             wrk -> nginx reverse proxy (proxy_set_header Authorization, keep-alive upstream)
+#   tinyproxy         wrk -> tinyproxy forward proxy (AddHeader Authorization)
+#   goproxy (10 lines) wrk -> goproxy's own handler, tuned pool, header set in OnRequest
+#   gatepass          wrk -> gatepass proxy, upstream is a plain_http gateway (token injected)
+# and HTTPS with keep-alive through a Go client (wrk cannot CONNECT):
+#   direct TLS        client -> upstream:18443
+#   gatepass MITM     client -CONNECT-> gatepass -> intercept, inject -> upstream:18443 (verified TLS)
+# Paths run interleaved in ROUNDS rounds and the median of each is reported, so a burst
+# of other load on the machine does not land on one path only.
+# Usage: bench/proxy.sh [duration-seconds-per-run] [rounds]   (needs nginx, tinyproxy, wrk, openssl, go)
+set -euo pipefail
+DUR=${1:-10}
+ROUNDS=${2:-3}
+CONNS=32
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+W=$(mktemp -d /tmp/gatepass-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$W/up/nginx.pid" ] && kill "$(cat "$W/up/nginx.pid")" 2>/dev/null || true
+  [ -f "$W/rp/nginx.pid" ] && kill "$(cat "$W/rp/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "# building" >&2
+(cd "$ROOT" && go build -o "$W/gatepass-bench" ./bench/gatepass-bench && go build -o "$W/tlsload" ./bench/tlsload)
+
+echo "# upstream test PKI" >&2
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench upstream CA" \
+  -keyout "$W/ca.key" -out "$W/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$W/srv.key" -out "$W/srv.csr" 2>/dev/null
+printf "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n" > "$W/ext.cnf"
+openssl x509 -req -in "$W/srv.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial -days 1 \
+  -extfile "$W/ext.cnf" -out "$W/srv.pem" 2>/dev/null
+
+mkdir -p "$W/up" "$W/rp"
+cat > "$W/up/nginx.conf" <<NGX
+worker_processes 1;
+pid $W/up/nginx.pid;
+error_log $W/up/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $W/up; proxy_temp_path $W/up; fastcgi_temp_path $W/up; uwsgi_temp_path $W/up; scgi_temp_path $W/up;
+  server {
+    listen 127.0.0.1:18080; listen [::1]:18080;
+    listen 127.0.0.1:18443 ssl; listen [::1]:18443 ssl;
+    ssl_certificate $W/srv.pem; ssl_certificate_key $W/srv.key;
+    location / { return 200 "hello\n"; }
+  }
+}
+NGX
+cat > "$W/rp/nginx.conf" <<NGX
+worker_processes auto;
+pid $W/rp/nginx.pid;
+error_log $W/rp/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $W/rp; proxy_temp_path $W/rp; fastcgi_temp_path $W/rp; uwsgi_temp_path $W/rp; scgi_temp_path $W/rp;
+  upstream up { server 127.0.0.1:18080; keepalive 64; }
+  server {
+    listen 127.0.0.1:18081;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer bench-token";
+    }
+  }
+}
+NGX
+cat > "$W/tinyproxy.conf" <<TP
+Port 18082
+Listen 127.0.0.1
+Timeout 600
+MaxClients 256
+Allow 127.0.0.1
+AddHeader "Authorization" "Bearer bench-token"
+DisableViaHeader Yes
+LogLevel Critical
+LogFile "$W/tinyproxy.log"
+PidFile "$W/tinyproxy.pid"
+TP
+cat > "$W/forward.lua" <<'LUA'
+-- Send absolute-form requests (a forward proxy's input) to the proxy wrk connects to.
+init = function(args)
+  wrk.path = "http://127.0.0.1:18080/"
+  wrk.headers["Host"] = "127.0.0.1:18080"
+end
+LUA
+
+nginx -c "$W/up/nginx.conf" -e "$W/up/error.log"
+nginx -c "$W/rp/nginx.conf" -e "$W/rp/error.log"
+tinyproxy -d -c "$W/tinyproxy.conf" & PIDS+=($!)
+"$W/gatepass-bench" -listen 127.0.0.1:18787 -plain-gateway 127.0.0.1:18080 -tls-gateway localhost:18443 \
+  -upstream-ca "$W/ca.pem" -ca-out "$W/gatepass-ca.pem" & PIDS+=($!)
+"$W/gatepass-bench" -mode goproxy -listen 127.0.0.1:18788 -upstream-ca "$W/ca.pem" & PIDS+=($!)
+sleep 1
+
+# Sanity: each path returns the body and (for proxies) the upstream got the header.
+curl -sf http://127.0.0.1:18080/ >/dev/null
+curl -sf http://127.0.0.1:18081/ >/dev/null
+curl -sf -x http://127.0.0.1:18082 http://127.0.0.1:18080/ >/dev/null
+curl -sf -x http://127.0.0.1:18787 http://127.0.0.1:18080/ >/dev/null
+curl -sf -x http://127.0.0.1:18788 http://127.0.0.1:18080/ >/dev/null
+curl -sf --cacert "$W/gatepass-ca.pem" -x http://127.0.0.1:18787 https://localhost:18443/ >/dev/null
+cat "$W/ca.pem" "$W/gatepass-ca.pem" > "$W/trust.pem"
+
+# to_ms VALUE-WITH-UNIT -> milliseconds
+to_ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); print v+0} else if (v ~ /s$/) {sub(/s/,"",v); print v*1000} else print v }'; }
+
+RES=$W/results; mkdir -p "$RES"
+record() { # name rps p50 p99
+  echo "$2" >> "$RES/$1.rps"; echo "$3" >> "$RES/$1.p50"; echo "$4" >> "$RES/$1.p99"
+}
+run_wrk() { # name url [script]
+  local name=$1 url=$2 script=${3:-}
+  local args=(-t2 -c"$CONNS" --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  wrk "${args[@]}" -d1s "$url" >/dev/null 2>&1 || true   # warm-up
+  local out; out=$(wrk "${args[@]}" -d"${DUR}s" "$url")
+  echo "$out" | grep -qE "Non-2xx" && { echo "$name: non-2xx answers:" >&2; echo "$out" >&2; }
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(to_ms "$(echo "$out" | awk '$1=="50%" {print $2}')")
+  p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
+  record "$name" "$rps" "$p50" "$p99"
+  echo "# $name: $rps rps, p50 $p50 ms, p99 $p99 ms$(echo "$out" | grep -o 'Socket errors.*' | sed 's/^/, /')" >&2
+}
+run_tls() { # name [proxy]
+  local name=$1 proxy=${2:-}
+  "$W/tlsload" -url https://localhost:18443/ -c "$CONNS" -d 1s -cacert "$W/trust.pem" ${proxy:+-proxy "$proxy"} >/dev/null
+  local out; out=$("$W/tlsload" -url https://localhost:18443/ -c "$CONNS" -d "${DUR}s" -cacert "$W/trust.pem" ${proxy:+-proxy "$proxy"})
+  record "$name" "$(echo "$out" | sed -E 's/.*rps=([0-9.]+).*/\1/')" \
+    "$(echo "$out" | sed -E 's/.*p50_ms=([0-9.]+).*/\1/')" "$(echo "$out" | sed -E 's/.*p99_ms=([0-9.]+).*/\1/')"
+  echo "# $name: $out" >&2
+}
+median() { sort -g "$1" | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+
+for r in $(seq "$ROUNDS"); do
+  echo "# round $r/$ROUNDS (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  run_wrk direct http://127.0.0.1:18080/
+  run_wrk nginx http://127.0.0.1:18081/
+  run_wrk gatepass http://127.0.0.1:18787/ "$W/forward.lua"
+  run_wrk goproxy-10-lines http://127.0.0.1:18788/ "$W/forward.lua"
+  run_wrk tinyproxy http://127.0.0.1:18082/ "$W/forward.lua"
+  run_tls direct-tls
+  run_tls gatepass-mitm http://127.0.0.1:18787
+  sleep 2  # let tinyproxy's TIME_WAIT sockets and stragglers settle
+done
+declare -A RPS P50 P99
+for f in "$RES"/*.rps; do
+  n=$(basename "$f" .rps)
+  RPS[$n]=$(median "$RES/$n.rps"); P50[$n]=$(median "$RES/$n.p50"); P99[$n]=$(median "$RES/$n.p99")
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ printf "%.2f", a/b }'; }
+echo
+echo "Plain HTTP, wrk -t2 -c$CONNS -d${DUR}s, 6-byte body, median of $ROUNDS interleaved rounds, ratios to direct:"
+echo
+echo "| path | rps | rps / direct | p50 ms | p50 / direct | p99 ms | p99 / direct |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for n in direct nginx tinyproxy goproxy-10-lines gatepass; do
+  echo "| $n | ${RPS[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${P50[$n]} | $(ratio "${P50[$n]}" "${P50[direct]}") | ${P99[$n]} | $(ratio "${P99[$n]}" "${P99[direct]}") |"
+done
+echo
+echo "HTTPS with keep-alive, Go client (bench/tlsload) -c$CONNS -d${DUR}s, median of $ROUNDS rounds, ratios to direct TLS:"
+echo
+echo "| path | rps | rps / direct TLS | p50 ms | p99 ms |"
+echo "|---|---:|---:|---:|---:|"
+for n in direct-tls gatepass-mitm; do
+  echo "| $n | ${RPS[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct-tls]}") | ${P50[$n]} | ${P99[$n]} |"
+done
+echo
+echo "gatepass vs nginx: rps $(ratio "${RPS[gatepass]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[gatepass]}" "${P99[nginx]}")x; gatepass vs tinyproxy: rps $(ratio "${RPS[gatepass]}" "${RPS[tinyproxy]}")x"

@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	gw := "localhost:" + e.tlsGW.port()
+	tests := map[string]struct {
+		req        string
+		wantStatus string
+		wantBody   string
+	}{
+		"garbage request line":            {req: "GARBAGE\r\n\r\n", wantStatus: "400"},
+		"request line without proto":      {req: "GET http://example.com/\r\n\r\n", wantStatus: "400"},
+		"absolute URI unclosed IPv6":      {req: "GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
+		"absolute URI with space":         {req: "GET http://a b/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
+		"absolute URI without host":       {req: "GET http:///path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
+		"absolute URI bad port":           {req: "GET http://example.com:99999/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
+		"absolute URI ftp":                {req: "GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "unsupported URI scheme"},
+		"absolute URI userinfo":           {req: "GET http://" + gw + "@example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "user information"},
+		"CONNECT without port":            {req: "CONNECT " + strings.Split(gw, ":")[0] + " HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "missing port"},
+		"CONNECT port zero":               {req: "CONNECT localhost:0 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "out of range"},
+		"CONNECT port out of range":       {req: "CONNECT localhost:70000 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "out of range"},
+		"CONNECT port not a number":       {req: "CONNECT localhost:https HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"}, // net/http refuses it before the policy
+		"CONNECT userinfo":                {req: "CONNECT " + gw + "@example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
+		"CONNECT to the proxy itself":     {req: "CONNECT %SELF% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "508", wantBody: "loop_detected"},
+		"GET through the proxy to itself": {req: "GET http://%SELF%/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "508"},
+		"oversized headers":               {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*maxHeaderBytes) + "\r\n\r\n", wantStatus: "431"},
+		"bad header line":                 {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", wantStatus: "400"},
+		"status page POST":                {req: "POST / HTTP/1.1\r\nHost: %SELF%\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", wantStatus: "405"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			out := rawRequest(t, e.srv.Addr(), strings.ReplaceAll(tc.req, "%SELF%", e.srv.Addr()))
+			if !strings.HasPrefix(out, "HTTP/1.1 "+tc.wantStatus) || !strings.Contains(out, tc.wantBody) {
+				t.Errorf("got %q, want status %s with %q", trunc(out), tc.wantStatus, tc.wantBody)
+			}
+		})
+	}
+	// Still serving, and no token was asked for or sent anywhere.
+	if resp, body := get(t, e.client(), e.otherHTTPURL()+"/after"); resp.StatusCode != 200 {
+		t.Errorf("proxy stopped serving: %d %q", resp.StatusCode, body)
+	}
+	if len(e.tlsGW.requests()) != 0 {
+		t.Errorf("bad input reached the gateway")
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}
+
+func TestUpstreamResetMidBody(t *testing.T) {
+	e := newEnv(t)
+	reset := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000")
+		w.WriteHeader(200)
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil { // HTTP/2: reset the stream instead
+			panic(http.ErrAbortHandler)
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	e.plainGW.handler, e.tlsGW.handler = reset, reset
+	c := e.client()
+	for _, u := range []string{e.plainGWURL() + "/reset", e.tlsGWURL() + "/reset"} {
+		// The client must see an error (before or during the body), never a body that
+		// looks complete.
+		resp, err := c.Get(u)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil {
+			t.Errorf("%s: truncated body read without error: the proxy hid the reset", u)
+		}
+	}
+	e.plainGW.handler, e.tlsGW.handler = nil, nil
+	for _, u := range []string{e.plainGWURL() + "/after", e.tlsGWURL() + "/after"} {
+		if resp, _ := get(t, c, u); resp.StatusCode != 200 {
+			t.Errorf("%s after a reset: %d", u, resp.StatusCode)
+		}
+	}
+	waitFor(t, func() bool {
+		n := 0
+		for _, en := range e.entries.all() {
+			if en.Path == "/reset" && en.Err != "" {
+				n++
+			}
+		}
+		return n == 2
+	}, "both resets logged with an error")
+}
+
+func TestUpstreamRefusesBody(t *testing.T) {
+	e := newEnv(t)
+	// The upstream answers 413 without reading a large upload: passed back faithfully.
+	e.plainGW.handler = func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too big", http.StatusRequestEntityTooLarge)
+	}
+	req, _ := http.NewRequest("POST", e.plainGWURL()+"/upload", io.LimitReader(zeros{}, 8<<20))
+	resp, err := e.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "too big") {
+		t.Errorf("got %d %q", resp.StatusCode, b)
+	}
+}
+
+func TestClientDisconnectMidStream(t *testing.T) {
+	e := newEnv(t)
+	var upstreamErr atomic.Value
+	stream := func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 32<<10)
+		for i := 0; ; i++ {
+			if _, err := w.Write(buf); err != nil {
+				upstreamErr.Store(err)
+				return
+			}
+			w.(http.Flusher).Flush()
+			if i > 100000 {
+				return
+			}
+		}
+	}
+	e.plainGW.handler, e.tlsGW.handler = stream, stream
+	for _, u := range []string{e.plainGWURL() + "/stream", e.tlsGWURL() + "/stream"} {
+		upstreamErr = atomic.Value{}
+		c := e.client()
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadFull(resp.Body, make([]byte, 256<<10))
+		resp.Body.Close() // client goes away mid-stream
+		c.CloseIdleConnections()
+		waitFor(t, func() bool { return upstreamErr.Load() != nil }, "upstream sees the client go away")
+	}
+	e.plainGW.handler, e.tlsGW.handler = nil, nil
+	if resp, _ := get(t, e.client(), e.tlsGWURL()+"/after"); resp.StatusCode != 200 {
+		t.Errorf("proxy stopped serving after a client disconnect")
+	}
+}
+
+func TestSlowTokenSourceTimesOutOnClientCancel(t *testing.T) {
+	e := newEnv(t)
+	block := make(chan struct{})
+	defer close(block)
+	src := &blockingSource{fakeSource: e.src, block: block}
+	e.srv.tokens = src
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.plainGWURL()+"/slow", nil)
+	_, err := e.client().Do(req)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	waitFor(t, func() bool { return src.canceled.Load() }, "TokenFor's context canceled when the client left")
+}
+
+type blockingSource struct {
+	*fakeSource
+	block    chan struct{}
+	canceled atomic.Bool
+}
+
+func (b *blockingSource) TokenFor(ctx context.Context, host, port string) (Token, error) {
+	select {
+	case <-ctx.Done():
+		b.canceled.Store(true)
+		return Token{}, ctx.Err()
+	case <-b.block:
+		return Token{}, errors.New("unblocked")
+	}
+}
+
+func TestShutdownDrainsInFlight(t *testing.T) {
+	e := newEnv(t)
+	started := make(chan struct{}, 2)
+	slow := func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "done")
+	}
+	e.plainGW.handler, e.tlsGW.handler = slow, slow
+	c := e.client()
+	// Open the intercepted tunnel first so Shutdown has a hijacked connection to drain.
+	if resp, _ := get(t, c, e.tlsGWURL()+"/warm"); resp.StatusCode != 200 {
+		t.Fatal("warm-up failed")
+	}
+	<-started
+	results := make(chan string, 2)
+	for _, u := range []string{e.plainGWURL() + "/slow", e.tlsGWURL() + "/slow"} {
+		go func() {
+			resp, err := c.Get(u)
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- fmt.Sprint(resp.StatusCode, " ", string(b))
+		}()
+	}
+	<-started
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	for range 2 {
+		if r := <-results; r != "200 done" {
+			t.Errorf("in-flight request during shutdown: %s", r)
+		}
+	}
+	if _, err := net.DialTimeout("tcp", e.srv.Addr(), time.Second); err == nil {
+		t.Errorf("still accepting after Shutdown")
+	}
+}
+
+func TestConnectOverBrokenTLS(t *testing.T) {
+	e := newEnv(t)
+	// A client that CONNECTs to a gateway and then sends garbage instead of a TLS
+	// handshake, or hangs up: the proxy carries on.
+	for _, payload := range []string{"\x16\x03\x01\x00\x05hello", ""} {
+		conn, err := net.Dial("tcp", e.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		host := "localhost:" + e.tlsGW.port()
+		fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		io.WriteString(conn, payload)
+		conn.Close()
+	}
+	if resp, _ := get(t, e.client(), e.tlsGWURL()+"/after"); resp.StatusCode != 200 {
+		t.Errorf("proxy stopped serving")
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func waitFor(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

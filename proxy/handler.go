@@ -1,0 +1,587 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"golang.org/x/net/http/httpguts"
+)
+
+// newTransport builds the one upstream transport: a pool sized for many concurrent
+// callers, HTTP/2 where the upstream offers it, compression left to the endpoints (the
+// caller's Accept-Encoding passes through), and an explicit upstream proxy only.
+func newTransport(opts Options) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 upstreamProxyFunc(opts.UpstreamProxy),
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		ReadBufferSize:        32 << 10,
+		WriteBufferSize:       32 << 10,
+		TLSClientConfig:       &tls.Config{RootCAs: opts.UpstreamRootCAs, MinVersion: tls.VersionTLS12},
+	}
+}
+
+// upstreamProxyFunc never consults HTTP(S)_PROXY (they may name this very proxy) and
+// keeps loopback targets direct, so a plain-HTTP local gateway's token never crosses
+// the corporate proxy.
+func upstreamProxyFunc(up *url.URL) func(*http.Request) (*url.URL, error) {
+	if up == nil {
+		return nil
+	}
+	return func(r *http.Request) (*url.URL, error) {
+		if isLoopbackHost(strings.ToLower(r.URL.Hostname())) {
+			return nil, nil
+		}
+		return up, nil
+	}
+}
+
+// hopHeaders are connection-specific (RFC 9110 §7.6.1) and never forwarded.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes hop-by-hop fields and those named in Connection. A WebSocket
+// (or other) upgrade keeps "Connection: Upgrade" and its Upgrade field.
+func removeHopByHop(h http.Header) {
+	upgrade := ""
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		upgrade = h.Get("Upgrade")
+	}
+	for _, f := range h["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	if upgrade != "" {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", upgrade)
+	}
+}
+
+// reqState travels with a request through the reverse proxy.
+type reqState struct {
+	d        Decision
+	tok      Token
+	injected bool
+	status   int
+	err      string
+}
+
+type stateKey struct{}
+
+type reverseProxy = httputil.ReverseProxy
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+// newReverseProxy serves upgrade requests (WebSocket) on the plain path; forward serves
+// everything else.
+func newReverseProxy(s *Server) *reverseProxy {
+	return &httputil.ReverseProxy{
+		Transport:  s.transport,
+		BufferPool: s.bufs,
+		ErrorLog:   slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			st := pr.In.Context().Value(stateKey{}).(*reqState)
+			// A forward proxy passes the request on as sent: keep the caller's forwarding
+			// fields and query as they were (Rewrite mode strips or cleans them).
+			for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			// Connect to exactly what the policy decided on (the Host header stays as sent).
+			pr.Out.URL.Host = st.d.Addr()
+			if st.injected {
+				pr.Out.Header.Set(st.tok.Header, "Bearer "+st.tok.Value)
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			st := resp.Request.Context().Value(stateKey{}).(*reqState)
+			st.status = resp.StatusCode
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			st := r.Context().Value(stateKey{}).(*reqState)
+			if r.Context().Err() != nil {
+				st.status, st.err = 499, "client went away"
+				return
+			}
+			d := upstreamError(st.d, err)
+			st.status, st.err = d.Status, d.Reason
+			writeRefusal(w, d)
+		},
+	}
+}
+
+// upstreamError turns a transport error into a 502 (504 for timeouts) with the reason.
+func upstreamError(d Decision, err error) Decision {
+	status := http.StatusBadGateway
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		status = http.StatusGatewayTimeout
+	}
+	r := refuse(status, "upstream_unreachable", fmt.Sprintf("upstream %s: %v", d.Addr(), err))
+	r.Host, r.Port, r.Profile = d.Host, d.Port, d.Profile
+	return r
+}
+
+// ServeHTTP is the proxy's entry point: CONNECT goes to goproxy, everything else
+// (absolute-URI requests, the hot path, and origin-form status requests) is served here.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		s.gp.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	info := RequestInfo{Method: r.Method, HostHeader: r.Host, ProxyPort: s.port()}
+	if r.URL.Scheme != "" {
+		info.Scheme, info.Target, info.Userinfo = r.URL.Scheme, r.URL.Host, r.URL.User != nil
+		if info.Target == "" {
+			info.Target = "\x00" // absolute-form without a host: let Decide refuse it
+		}
+	}
+	d := Decide(info, s.tokens.Gateway)
+	e := RequestLog{Time: start, Method: r.Method, Host: logHost(d, r), Path: r.URL.Path, Profile: d.Profile}
+	switch d.Action {
+	case StatusPage:
+		e.Status = s.statusPage(w, r)
+		e.Duration = time.Since(start)
+		s.logRequest(e)
+		return
+	case Forward, Inject:
+	default:
+		writeRefusal(w, d)
+		e.Status, e.Err, e.Duration = d.Status, d.Code, time.Since(start)
+		s.logRequest(e)
+		return
+	}
+	st := &reqState{d: d}
+	if d.Action == Inject {
+		tok, ref := s.token(r.Context(), d)
+		if ref != nil {
+			writeRefusal(w, *ref)
+			e.Status, e.Err, e.Duration = ref.Status, ref.Code, time.Since(start)
+			s.logRequest(e)
+			return
+		}
+		st.tok, st.injected = tok, true
+	}
+	defer func() {
+		p := recover()
+		e.Status, e.Injected, e.Err, e.Duration = st.status, st.injected, st.err, time.Since(start)
+		if p != nil {
+			e.Err = "aborted mid-body: client or upstream went away"
+		}
+		s.logRequest(e)
+		if p != nil {
+			panic(p)
+		}
+	}()
+	if httpguts.HeaderValuesContainsToken(r.Header["Connection"], "Upgrade") {
+		s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+		return
+	}
+	s.forward(w, r, st)
+}
+
+func logHost(d Decision, r *http.Request) string {
+	if d.Host == "" {
+		if r.URL.Host != "" {
+			return r.URL.Host
+		}
+		return r.Host
+	}
+	return joinHostPort(d.Host, d.Port)
+}
+
+// token asks the broker for the gateway's token. A sign-in-required error becomes an
+// immediate 401 naming the profile (no hang, no browser), any other failure a 503.
+func (s *Server) token(ctx context.Context, d Decision) (Token, *Decision) {
+	ctx, cancel := context.WithTimeout(ctx, tokenTimeout)
+	defer cancel()
+	tok, err := s.tokens.TokenFor(ctx, d.Host, d.Port)
+	var fail *Decision
+	switch {
+	case err != nil:
+		var sir interface{ SignInRequired() (profile string) }
+		if errors.As(err, &sir) {
+			p := sir.SignInRequired()
+			if p == "" {
+				p = d.Profile
+			}
+			r := refuse(http.StatusUnauthorized, "sign_in_required", "")
+			r.Profile = p
+			fail = &r
+		} else {
+			r := refuse(http.StatusServiceUnavailable, "token_unavailable", "no token for "+d.Addr()+": "+err.Error())
+			r.Profile = d.Profile
+			fail = &r
+		}
+	case tok.Value == "" || !httpguts.ValidHeaderFieldValue(tok.Value):
+		r := refuse(http.StatusServiceUnavailable, "token_unavailable", "the broker returned an unusable token for "+d.Addr())
+		r.Profile = d.Profile
+		fail = &r
+	case !tok.Expiry.IsZero() && !time.Now().Before(tok.Expiry):
+		r := refuse(http.StatusServiceUnavailable, "token_unavailable", "the broker returned an expired token for "+d.Addr()+"; try again")
+		r.Profile = d.Profile
+		fail = &r
+	}
+	if fail != nil {
+		return Token{}, fail
+	}
+	switch {
+	case tok.Header == "" || strings.EqualFold(tok.Header, "Authorization"):
+		tok.Header = "Authorization"
+	case strings.EqualFold(tok.Header, "Proxy-Authorization"):
+		tok.Header = "Proxy-Authorization"
+	default:
+		r := refuse(http.StatusServiceUnavailable, "token_unavailable", fmt.Sprintf("the broker asked for unsupported header %q", tok.Header))
+		r.Profile = d.Profile
+		return Token{}, &r
+	}
+	return tok, nil
+}
+
+// errorBody is the JSON body of every answer the proxy makes up itself.
+type errorBody struct {
+	Error   string `json:"error"`
+	Profile string `json:"profile,omitempty"`
+	Host    string `json:"host,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+func refusalBody(d Decision) []byte {
+	b := errorBody{Error: d.Code, Profile: d.Profile, Reason: d.Reason}
+	if d.Host != "" {
+		b.Host = joinHostPort(d.Host, d.Port)
+	}
+	if d.Code == "sign_in_required" {
+		b.Hint = "run gatepass login --profile " + d.Profile
+	}
+	out, _ := json.Marshal(b)
+	return append(out, '\n')
+}
+
+func refusalHeader(d Decision, n int) http.Header {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(n))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Gatepass-Error", d.Code)
+	return h
+}
+
+func writeRefusal(w http.ResponseWriter, d Decision) {
+	body := refusalBody(d)
+	for k, v := range refusalHeader(d, len(body)) {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(d.Status)
+	w.Write(body)
+}
+
+func refusalResponse(req *http.Request, d Decision) *http.Response {
+	body := refusalBody(d)
+	return &http.Response{
+		Status:        strconv.Itoa(d.Status) + " " + http.StatusText(d.Status),
+		StatusCode:    d.Status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        refusalHeader(d, len(body)),
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
+// statusPage answers origin-form requests to the proxy port (already Host-checked by
+// Decide). It names no gateway and carries no token.
+func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) int {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return http.StatusNotFound
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return http.StatusMethodNotAllowed
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "gatepass proxy is running on %s.\nUse it as your HTTP and HTTPS proxy, e.g. HTTPS_PROXY=http://%s (curl -x http://%s).\n", s.Addr(), s.Addr(), s.Addr())
+	return http.StatusOK
+}
+
+// goproxyLogger sends goproxy's own messages to slog at debug level.
+type goproxyLogger struct{ log *slog.Logger }
+
+func (l goproxyLogger) Printf(format string, v ...any) {
+	l.log.Debug("goproxy: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+// newGoproxy configures goproxy for CONNECT only: our policy decides tunnel, intercept
+// (with our CA, never goproxy's built-in one) or refuse; our dialer and transport carry it.
+func newGoproxy(s *Server) *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = goproxyLogger{s.log}
+	gp.Tr = s.transport
+	gp.ConnectDial = nil // NewProxyHttpServer reads HTTPS_PROXY: never inherit it
+	gp.ConnectDialWithReq = s.dialTunnel
+	gp.KeepAcceptEncoding = true
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "unreachable", http.StatusInternalServerError) // ServeHTTP handles these
+	})
+	gp.OnRequest().HandleConnectFunc(s.handleConnect)
+	return gp
+}
+
+func (s *Server) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	start := time.Now()
+	r := ctx.Req
+	// net/http parses "CONNECT a@b:443" as user "a", host "b:443": Decide refuses userinfo.
+	d := Decide(RequestInfo{Method: http.MethodConnect, Target: r.URL.Host, Userinfo: r.URL.User != nil, HostHeader: r.Host, ProxyPort: s.port()}, s.tokens.Gateway)
+	if d.Action == Intercept && s.ca == nil {
+		d = refuse(http.StatusServiceUnavailable, "no_local_ca", "no local CA is configured to intercept "+d.Addr())
+	}
+	switch d.Action {
+	case Tunnel:
+		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, d.Addr()
+	case Intercept:
+		s.log.Debug("intercepting CONNECT", "host", d.Addr(), "profile", d.Profile)
+		ctx.RoundTripper = s.mitmRoundTripper(d)
+		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitmTLSConfig(d)}, d.Addr()
+	}
+	ctx.Resp = refusalResponse(r, d)
+	ctx.Resp.Close = true
+	s.logRequest(RequestLog{Time: start, Method: http.MethodConnect, Host: logHost(d, r), Status: d.Status, Err: d.Code, Duration: time.Since(start)})
+	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
+}
+
+// mitmTLSConfig presents a leaf for the CONNECT host signed by the local CA.
+func (s *Server) mitmTLSConfig(d Decision) func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
+	return func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
+		leaf, err := s.ca.Leaf(d.Host)
+		if err != nil {
+			s.log.Warn("cannot intercept TLS", "host", d.Addr(), "err", err)
+			return nil, err
+		}
+		return &tls.Config{Certificates: []tls.Certificate{*leaf}, MinVersion: tls.VersionTLS12}, nil
+	}
+}
+
+// dialTunnel opens a blind CONNECT tunnel's upstream connection; the tunnel's log line is
+// written here, where its outcome is known.
+func (s *Server) dialTunnel(r *http.Request, network, addr string) (net.Conn, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	c, err := s.dialUpstream(ctx, network, addr)
+	e := RequestLog{Time: start, Method: http.MethodConnect, Host: addr, Status: http.StatusOK, Duration: time.Since(start)}
+	if err != nil {
+		e.Status, e.Err = http.StatusBadGateway, err.Error()
+		err = fmt.Errorf("gatepass: upstream %s unreachable: %w", addr, err)
+	}
+	s.logRequest(e)
+	return c, err
+}
+
+func (s *Server) dialUpstream(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	host, _, _ := net.SplitHostPort(addr)
+	up := s.opts.UpstreamProxy
+	if up == nil || isLoopbackHost(host) {
+		return d.DialContext(ctx, network, addr)
+	}
+	return dialViaProxy(ctx, d, up, s.opts.UpstreamRootCAs, addr)
+}
+
+// dialViaProxy opens a tunnel to addr through an HTTP(S) proxy with CONNECT
+// (RFC 9110 §9.3.6), authenticating with the proxy URL's user info if any.
+func dialViaProxy(ctx context.Context, d *net.Dialer, up *url.URL, roots *x509.CertPool, addr string) (net.Conn, error) {
+	proxyAddr := up.Host
+	if up.Port() == "" {
+		proxyAddr = net.JoinHostPort(up.Hostname(), map[string]string{"http": "80", "https": "443"}[up.Scheme])
+	}
+	c, err := d.DialContext(ctx, "tcp", proxyAddr)
+	if err != nil {
+		return nil, fmt.Errorf("upstream proxy %s: %w", up.Redacted(), err)
+	}
+	if up.Scheme == "https" {
+		cfg := &tls.Config{ServerName: up.Hostname(), RootCAs: roots, MinVersion: tls.VersionTLS12}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("upstream proxy %s: %w", up.Redacted(), err)
+		}
+		c = tc
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	req := "CONNECT " + addr + " HTTP/1.1\r\nHost: " + addr + "\r\n"
+	if up.User != nil {
+		pw, _ := up.User.Password()
+		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(up.User.Username()+":"+pw)) + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("upstream proxy %s: %w", up.Redacted(), err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("upstream proxy %s: %w", up.Redacted(), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		c.Close()
+		return nil, fmt.Errorf("upstream proxy %s refused CONNECT %s: %s", up.Redacted(), addr, resp.Status)
+	}
+	c.SetDeadline(time.Time{})
+	if br.Buffered() > 0 {
+		return &bufferedConn{Conn: c, r: br}, nil
+	}
+	return c, nil
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// mitmRoundTripper serves every request goproxy reads inside an intercepted tunnel:
+// decide again (the request must address the tunnel's host), inject, forward over
+// verified TLS, and turn failures into answers (goproxy would just drop the connection).
+func (s *Server) mitmRoundTripper(tunnel Decision) goproxy.RoundTripper {
+	tunnelAddr := tunnel.Addr()
+	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		s.inflight.Add(1)
+		start := time.Now()
+		info := RequestInfo{Method: req.Method, Scheme: req.URL.Scheme, HostHeader: req.Host, Tunnel: tunnelAddr, ProxyPort: s.port()}
+		if req.RequestURI != "" && !strings.HasPrefix(req.RequestURI, "/") && req.RequestURI != "*" {
+			if u, err := url.ParseRequestURI(req.RequestURI); err == nil {
+				info.Target, info.Userinfo = u.Host, u.User != nil
+			}
+		}
+		d := Decide(info, s.tokens.Gateway)
+		e := RequestLog{Time: start, Method: req.Method, Host: logHost(d, req), Path: req.URL.Path, Profile: d.Profile}
+		var resp *http.Response
+		switch d.Action {
+		case Forward, Inject:
+			var ref *Decision
+			var tok Token
+			if d.Action == Inject {
+				tok, ref = s.token(req.Context(), d)
+			}
+			if ref != nil {
+				resp, e.Err = refusalResponse(req, *ref), ref.Code
+				break
+			}
+			removeHopByHop(req.Header)
+			if d.Action == Inject {
+				req.Header.Set(tok.Header, "Bearer "+tok.Value)
+				e.Injected = true
+			}
+			req.RequestURI = ""
+			req.URL.Host = d.Addr() // connect to exactly what the policy decided on
+			var err error
+			resp, err = s.transport.RoundTrip(req)
+			if err != nil {
+				ue := upstreamError(d, err)
+				resp, e.Err = refusalResponse(req, ue), ue.Reason
+				break
+			}
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				// goproxy relays the upgraded connection through resp.Body (an
+				// io.ReadWriter): leave it unwrapped and log the upgrade now.
+				e.Status, e.Duration = resp.StatusCode, time.Since(start)
+				s.logRequest(e)
+				s.inflight.Add(-1)
+				return resp, nil
+			}
+			removeHopByHop(resp.Header)
+		default:
+			resp, e.Err = refusalResponse(req, d), d.Code
+		}
+		e.Status = resp.StatusCode
+		resp.Body = &loggedBody{ReadCloser: resp.Body, done: func(bodyErr error) {
+			e.Duration = time.Since(start)
+			if bodyErr != nil && e.Err == "" {
+				e.Err = "upstream body: " + bodyErr.Error()
+			}
+			s.logRequest(e)
+			s.inflight.Add(-1)
+		}}
+		return resp, nil
+	})
+}
+
+// loggedBody calls done once, when goproxy closes the response body after writing it.
+type loggedBody struct {
+	io.ReadCloser
+	once sync.Once
+	err  error
+	done func(error)
+}
+
+func (b *loggedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *loggedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { b.done(b.err) })
+	return err
+}

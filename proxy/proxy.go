@@ -1,0 +1,305 @@
+// Package proxy is gatepass's local forward proxy: it attaches a fresh bearer token to
+// requests for allow-listed gateway hosts and to nothing else (DESIGN.md §5).
+//
+// Per request, one pure function (Decide) says what to do: inject a profile's token,
+// forward untouched, open a blind CONNECT tunnel, intercept TLS to a gateway with the
+// local name-constrained CA, or refuse. The server only carries that decision out:
+// absolute-URI HTTP requests go through its own handler (the hot path), CONNECT through
+// github.com/elazarl/goproxy.
+//
+// The proxy sees the broker only through TokenSource and never imports it.
+package proxy
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// Token is a credential to attach to one request.
+type Token struct {
+	Value  string
+	Header string // "Authorization" (value "Bearer "+Value); later "Proxy-Authorization" for IAP
+	Expiry time.Time
+}
+
+// Gateway says who owns an allow-listed host.
+type Gateway struct {
+	Profile   string
+	PlainHTTP bool // token may go over plain HTTP to this host:port (loopback only, validated by config)
+}
+
+// TokenSource is everything the proxy knows about the broker.
+type TokenSource interface {
+	// Gateway reports whether host:port is an allow-listed gateway. host is lowercase, without
+	// trailing dot, IPv6 unbracketed; port is explicit ("443", "80", ...).
+	Gateway(host, port string) (Gateway, bool)
+	// TokenFor returns a fresh token for that gateway host. An error implementing
+	// interface{ SignInRequired() (profile string) } means the profile must sign in again.
+	TokenFor(ctx context.Context, host, port string) (Token, error)
+}
+
+// CAStore keeps the local CA (PEM cert + PEM PKCS#8 key) — in the OS keychain in production.
+type CAStore interface {
+	LoadCA() (certPEM, keyPEM []byte, found bool, err error)
+	SaveCA(certPEM, keyPEM []byte) error
+}
+
+// RequestLog is one proxied request, for the log line and the desktop app's live list. Never a token.
+type RequestLog struct {
+	Time     time.Time
+	Method   string
+	Host     string
+	Path     string
+	Status   int
+	Injected bool
+	Profile  string
+	Duration time.Duration
+	Err      string
+}
+
+// Options configure a Server.
+type Options struct {
+	Listen          string           // must be loopback; non-loopback -> error
+	Tokens          TokenSource      // required
+	CA              CAStore          // required when CANames is not empty
+	CANames         []string         // permitted name constraints: DNS names ("api.team.example"; ".gw.team.example" for a "*." pattern; "localhost") and IP literals; the CA is (re)issued with exactly these
+	CACertPath      string           // where `gatepass ca export`/`ca path` find the PEM cert; written 0644, dir 0700
+	UpstreamProxy   *url.URL         // explicit corporate proxy for upstream traffic; nil = direct (HTTP(S)_PROXY from the environment is never used: it could point back at us)
+	UpstreamRootCAs *x509.CertPool   // nil = system roots (tests pass their own test CA)
+	Logger          *slog.Logger     // nil = discard
+	OnRequest       func(RequestLog) // optional, called after each request (must not block: the app buffers)
+}
+
+const (
+	// tokenTimeout bounds how long a request waits for the broker: a refresh against a
+	// hanging issuer must end in a 503, not a hung client.
+	tokenTimeout = 15 * time.Second
+	// maxHeaderBytes bounds a request head on the proxy port (431 beyond).
+	maxHeaderBytes = 64 << 10
+)
+
+// Server is a running (or ready to run) proxy. Create it with New.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	tokens TokenSource
+	ca     *CA // nil when there are no gateways: nothing to intercept
+
+	transport *http.Transport
+	bufs      *bufferPool
+	rp        *reverseProxy
+	gp        *goproxy.ProxyHttpServer
+	srv       *http.Server
+
+	// mu guards ln, proxyPort and hijacked. hijacked holds client connections taken over
+	// for CONNECT (tunnels, intercepted TLS) and upgrades, which http.Server.Shutdown does
+	// not track: Shutdown closes them once in-flight requests have drained.
+	mu        sync.Mutex
+	ln        net.Listener
+	proxyPort string
+	hijacked  map[net.Conn]struct{}
+
+	// inflight counts requests being served inside intercepted tunnels (goproxy serves
+	// those on hijacked connections, outside http.Server's accounting).
+	inflight atomic.Int64
+}
+
+// New checks the options, loads or creates the local CA and builds the server. Call
+// Start to begin listening.
+func New(opts Options) (*Server, error) {
+	if opts.Tokens == nil {
+		return nil, errors.New("proxy: no token source")
+	}
+	if err := checkLoopbackListen(opts.Listen); err != nil {
+		return nil, err
+	}
+	if opts.UpstreamProxy != nil {
+		switch opts.UpstreamProxy.Scheme {
+		case "http", "https":
+		default:
+			return nil, fmt.Errorf("upstream proxy %q: scheme must be http or https", opts.UpstreamProxy.Redacted())
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: log, tokens: opts.Tokens, hijacked: make(map[net.Conn]struct{})}
+	if len(opts.CANames) > 0 {
+		ca, err := EnsureCA(opts.CA, opts.CANames, opts.CACertPath, log)
+		if err != nil {
+			return nil, err
+		}
+		s.ca = ca
+	}
+	s.transport = newTransport(opts)
+	s.bufs = newBufferPool()
+	s.rp = newReverseProxy(s)
+	s.gp = newGoproxy(s)
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState:         s.connState,
+	}
+	return s, nil
+}
+
+// checkLoopbackListen accepts only loopback addresses: the proxy hands out tokens to
+// whoever can reach it, so it must never listen on a network interface.
+func checkLoopbackListen(listen string) error {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w (want e.g. 127.0.0.1:8787)", listen, err)
+	}
+	if _, err := parsePortOrZero(port); err != nil {
+		return fmt.Errorf("listen address %q: %w", listen, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.Unmap().IsLoopback() {
+		return fmt.Errorf("listen address %q is not loopback: the proxy must listen on 127.0.0.1 or [::1] only", listen)
+	}
+	return nil
+}
+
+func parsePortOrZero(p string) (int, error) {
+	if p == "0" {
+		return 0, nil
+	}
+	return parsePort(p)
+}
+
+// Start binds the listen address and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return listenError(s.opts.Listen, err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	s.mu.Lock()
+	s.ln, s.proxyPort = ln, port
+	s.mu.Unlock()
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("proxy stopped serving", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	s.log.Info("proxy listening", "addr", ln.Addr().String())
+	return nil
+}
+
+func listenError(listen string, err error) error {
+	_, port, _ := net.SplitHostPort(listen)
+	if isAddrInUse(err) {
+		who := portOwner(port)
+		if who != "" {
+			who = " by " + who
+		}
+		return fmt.Errorf("listen on %s: port %s is already in use%s; stop that program or set another `listen` address in the config: %w", listen, port, who, err)
+	}
+	return fmt.Errorf("listen on %s (port %s): %w", listen, port, err)
+}
+
+// Addr returns the address the proxy listens on ("" before Start).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+func (s *Server) port() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proxyPort
+}
+
+// Shutdown stops accepting, waits for in-flight requests (including those inside
+// intercepted tunnels) until ctx ends, then closes tunnels and idle upstream connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.inflight.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	for c := range s.hijacked {
+		c.Close()
+	}
+	clear(s.hijacked)
+	s.mu.Unlock()
+	s.transport.CloseIdleConnections()
+	return err
+}
+
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	if st != http.StateHijacked {
+		return
+	}
+	s.mu.Lock()
+	s.hijacked[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+// CACertPEM returns the local CA certificate (nil when no gateway is configured).
+func (s *Server) CACertPEM() []byte {
+	if s.ca == nil {
+		return nil
+	}
+	return s.ca.CertPEM()
+}
+
+// logRequest writes the one log line of a request and tells OnRequest. The entry holds
+// no token by construction: only method, host, path, status and profile.
+func (s *Server) logRequest(e RequestLog) {
+	attrs := []slog.Attr{
+		slog.String("method", e.Method),
+		slog.String("host", e.Host),
+		slog.String("path", e.Path),
+		slog.Int("status", e.Status),
+		slog.Bool("injected", e.Injected),
+		slog.Duration("duration", e.Duration),
+	}
+	if e.Profile != "" {
+		attrs = append(attrs, slog.String("profile", e.Profile))
+	}
+	if e.Err != "" {
+		attrs = append(attrs, slog.String("err", e.Err))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "proxy request", attrs...)
+	if s.opts.OnRequest != nil {
+		s.opts.OnRequest(e)
+	}
+}
+
+// isLoopbackHost reports whether a normalised host is a loopback name or address.
+func isLoopbackHost(host string) bool {
+	return isLoopbackName(strings.TrimSuffix(host, "."))
+}
