@@ -74,6 +74,9 @@ type ProfileStatus struct {
 	Expiry   time.Time `json:"expiry,omitzero"`  // expiry of the profile's inject token (ID or access)
 	Inject   TokenKind `json:"inject"`
 	Gateways []string  `json:"gateways"`
+	// PlainHTTP lists the gateways that get the token over plain HTTP
+	// (loopback only), so a UI can show http:// examples for them.
+	PlainHTTP []string `json:"plain_http,omitempty"`
 }
 
 // Event tells subscribers that a profile's status changed.

@@ -47,6 +47,11 @@ type session struct {
 	failures int       // consecutive failed refreshes
 	retryAt  time.Time // no refresh before this after a failure
 	lastErr  error
+	// unsaved is a rotated refresh token the keychain refused to store;
+	// it stands in for the keychain entry while that still holds the
+	// spent token unsavedOver (LESSONS: oidc-agent #406).
+	unsaved     *Entry
+	unsavedOver string
 }
 
 func (s *session) status() ProfileStatus {
@@ -77,6 +82,9 @@ func (s *session) status() ProfileStatus {
 	}
 	for _, g := range s.p.Gateways {
 		st.Gateways = append(st.Gateways, g.String())
+	}
+	for _, g := range s.p.PlainHTTP {
+		st.PlainHTTP = append(st.PlainHTTP, g.String())
 	}
 	return st
 }
@@ -182,6 +190,26 @@ func (s *session) signOut() {
 	s.email, s.subject = "", ""
 	s.state, s.reason = StateSignedOut, ""
 	s.due, s.failures, s.retryAt, s.lastErr = time.Time{}, 0, time.Time{}, nil
+	s.unsaved, s.unsavedOver = nil, ""
+}
+
+// withUnsaved returns the entry whose refresh token is live: the rotated one
+// kept in memory if the keychain still holds the token it replaced, else
+// stored (which then supersedes it).
+func (s *session) withUnsaved(stored *Entry) *Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unsaved != nil && stored.RefreshToken == s.unsavedOver {
+		return s.unsaved
+	}
+	s.unsaved, s.unsavedOver = nil, ""
+	return stored
+}
+
+func (s *session) setUnsaved(e *Entry, over string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unsaved, s.unsavedOver = e, over
 }
 
 // install stores freshly issued tokens and schedules the next refresh.
@@ -189,6 +217,11 @@ func (s *session) install(tok *oauth2.Token, id *verifiedID, now time.Time, jitt
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.access = Token{Kind: AccessToken, Value: tok.AccessToken, Expiry: tok.Expiry}
+	if tok.ExpiresIn > 0 {
+		// x/oauth2 dates Expiry with time.Now; measure on this session's
+		// clock like the ID token and the refresh schedule.
+		s.access.Expiry = now.Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
 	if s.access.Expiry.IsZero() {
 		s.access.Expiry = now.Add(defaultLifetime)
 	}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -101,7 +102,7 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 	cmd := exec.CommandContext(ctx, gatepassBin, "gui", "--demo", "--listen", listen,
 		"--browser-command", browserCommand("demo-allow"))
 	cmd.Env = append(testEnv(t), "LANG=en_US.UTF-8", "XDG_CONFIG_HOME="+filepath.Join(testDir(t), "config"))
-	var stderr bytes.Buffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -198,4 +199,23 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 		}
 	}
 	fmt.Fprintln(os.Stderr, "window text:", text)
+}
+
+// syncBuffer is a bytes.Buffer that a child's output goroutine may write
+// while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

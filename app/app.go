@@ -1,0 +1,139 @@
+// Package app is gatepass's desktop front end: a Fyne window with one card
+// per profile and a system tray icon and menu (DESIGN.md §6).
+//
+// It holds no token logic. It renders the broker's and the proxy's state and
+// calls them for actions. Events arrive on channels and reach the widgets
+// through fyne.Do; the UI keeps one state snapshot, owned by the Fyne main
+// goroutine, from which the cards, the tray icon and the tray menu are drawn
+// by the pure functions in model.go.
+package app
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"time"
+
+	"fyne.io/fyne/v2"
+	fyneapp "fyne.io/fyne/v2/app"
+
+	"github.com/gatepass-dev/gatepass/assets"
+	"github.com/gatepass-dev/gatepass/broker"
+)
+
+// AppID is the application ID (also in FyneApp.toml).
+const AppID = "dev.gatepass.app"
+
+// Broker is what the app needs from the token broker.
+type Broker interface {
+	// Statuses returns one status per profile, in config order.
+	Statuses() []broker.ProfileStatus
+	// Subscribe delivers status changes until cancel is called.
+	Subscribe() (events <-chan broker.Event, cancel func())
+	// Login opens the browser once and waits for the loopback callback.
+	Login(ctx context.Context, profile string) error
+	// Logout revokes the refresh token and deletes it from the keychain.
+	Logout(ctx context.Context, profile string) error
+	// Token returns a token of the kind valid for at least minTTL.
+	Token(ctx context.Context, profile string, kind broker.TokenKind, minTTL time.Duration) (broker.Token, error)
+}
+
+// Proxy is what the app needs from the local forward proxy.
+type Proxy interface {
+	Addr() string
+	Running() bool
+	// SetRunning switches the proxy on or off.
+	SetRunning(on bool) error
+	// Requests delivers a row per proxied request until cancel is called.
+	Requests() (rows <-chan RequestRow, cancel func())
+}
+
+// RequestRow is one proxied request as the window lists it. It never holds
+// a token: Injected only says whether one was added.
+type RequestRow struct {
+	Time     time.Time
+	Method   string
+	Host     string
+	Path     string
+	Status   int
+	Injected bool
+	Profile  string
+	Duration time.Duration
+	Err      string
+}
+
+// Options configure Run.
+type Options struct {
+	// Broker and Proxy are nil when gatepass is not configured yet (first
+	// run); the window then shows the setup form and "Try the demo".
+	Broker Broker
+	Proxy  Proxy
+
+	// ConfigPath is where the setup form writes the config.
+	ConfigPath string
+	// ConfigErr, when set, is shown in the window (with file and line, as
+	// *broker.ConfigError carries them) with a button to the setup form.
+	ConfigErr error
+	// WriteConfig saves a config from the setup form; the form has already
+	// validated it with broker.ParseConfig on the encoded bytes.
+	WriteConfig func(*broker.Config) error
+	// Open, when set, starts the broker and proxy for a config the setup
+	// form just wrote, so the window switches to the profile view without
+	// a restart. When nil the window asks the user to restart gatepass.
+	Open func(ctx context.Context, cfg *broker.Config) (Broker, Proxy, error)
+	// StartDemo starts the embedded demo provider and gateway ("Try the
+	// demo").
+	StartDemo func(ctx context.Context) (Broker, Proxy, error)
+
+	Version string
+}
+
+// Run opens the window and the tray icon and blocks until the user quits or
+// ctx is done. Closing the window only hides it while a tray host exists;
+// the broker and the proxy keep running. Without a display Run returns
+// ErrNoDisplay at once.
+func Run(ctx context.Context, opts Options) error {
+	if err := displayError(runtime.GOOS, os.Getenv); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	a := fyneapp.NewWithID(AppID)
+	a.SetIcon(appIcon())
+	u := newUI(ctx, a, opts, broker.SystemClock{})
+	bus, host := trayProbe()
+	u.trayHost = host
+	if !bus {
+		u.tray = nil
+	}
+	u.win.Resize(fyne.NewSize(760, 680))
+
+	// The tray must be set up before a.Run: Fyne starts the systray only
+	// if a menu exists when its event loop begins. Until then fyne.Do
+	// calls from the pumps queue up.
+	u.start()
+	a.Lifecycle().SetOnStarted(func() { go u.tickLoop(ctx) })
+	go func() {
+		<-ctx.Done()
+		fyne.Do(a.Quit)
+	}()
+	u.win.Show()
+	a.Run()
+	cancel()
+	u.stop()
+	return nil
+}
+
+func appIcon() fyne.Resource {
+	return fyne.NewStaticResource("gatepass.png", assets.AppIconPNG())
+}
+
+// trayIcons are the tray icon resources, built once.
+var trayIcons = func() map[string]fyne.Resource {
+	m := map[string]fyne.Resource{}
+	for _, n := range assets.TrayIconNames {
+		m[n] = fyne.NewStaticResource("gatepass-"+n+".png", assets.TrayIconPNG(n))
+	}
+	return m
+}()

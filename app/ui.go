@@ -1,0 +1,527 @@
+package app
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/gatepass-dev/gatepass/broker"
+)
+
+const (
+	// maxRequests is how many proxied requests the window lists.
+	maxRequests = 200
+	// copyMinTTL is the least lifetime a copied token has left, so a
+	// pasted token does not expire mid-command.
+	copyMinTTL = 2 * time.Minute
+	// requestBatch is how long the request pump gathers rows before one
+	// list refresh, so a burst of requests costs one redraw.
+	requestBatch = 200 * time.Millisecond
+)
+
+// tray is the part of desktop.App the UI drives; tests pass a fake.
+type tray interface {
+	SetSystemTrayMenu(*fyne.Menu)
+	SetSystemTrayIcon(fyne.Resource)
+}
+
+// ui is the window and tray state.
+//
+// Threading: the fields under "owned by the Fyne goroutine" are read and
+// written only on the Fyne main goroutine (widget callbacks and functions
+// passed to u.do). Background goroutines (event and request pumps, broker
+// calls, the ticker) never touch them; they hand results over with u.do.
+type ui struct {
+	ctx      context.Context
+	app      fyne.App
+	win      fyne.Window
+	opts     Options
+	clock    broker.Clock
+	do       func(func()) // fyne.Do; tests substitute a queue they drain
+	trayHost bool
+	visible  atomic.Bool // window shown; read by the ticker goroutine
+	freePort func() (int, error)
+
+	stopMu sync.Mutex
+	stops  []func() // cancels subscriptions and in-flight calls; guarded by stopMu
+
+	// Owned by the Fyne goroutine.
+	br        Broker
+	px        Proxy
+	statuses  []broker.ProfileStatus
+	pending   map[string]context.CancelFunc // profile → cancel of its in-flight sign-in
+	lastState map[string]broker.State       // last state seen, for the one notification
+	cards     map[string]*card
+	cardBox   *fyne.Container
+	notices   *notices
+	proxyBar  *proxyBar
+	requests  []RequestRow // newest first
+	reqList   *widget.List
+	reqEmpty  *widget.Label
+	mainView  fyne.CanvasObject
+	setup     *setupForm
+	tray      tray // nil when the platform has no tray
+	shownMenu []menuEntry
+	shownIcon string
+	trayNoted bool
+	inSetup   bool
+}
+
+func newUI(ctx context.Context, a fyne.App, opts Options, clock broker.Clock) *ui {
+	u := &ui{
+		ctx:       ctx,
+		app:       a,
+		opts:      opts,
+		clock:     clock,
+		do:        fyne.Do,
+		trayHost:  true,
+		freePort:  freeLoopbackPort,
+		br:        opts.Broker,
+		px:        opts.Proxy,
+		pending:   map[string]context.CancelFunc{},
+		lastState: map[string]broker.State{},
+		cards:     map[string]*card{},
+	}
+	if d, ok := a.(desktop.App); ok {
+		u.tray = d
+	}
+	u.win = a.NewWindow("gatepass")
+	u.win.SetIcon(appIcon())
+	u.win.SetCloseIntercept(u.closeWindow)
+	u.visible.Store(true)
+	u.notices = newNotices()
+	u.build()
+	return u
+}
+
+// build creates the main view and shows it, or the setup form on first run.
+func (u *ui) build() {
+	u.cardBox = container.NewVBox()
+	u.proxyBar = newProxyBar(u)
+	u.reqEmpty = widget.NewLabel("No proxied requests yet.")
+	u.reqList = widget.NewList(
+		func() int { return len(u.requests) },
+		newRequestRowObject,
+		func(id widget.ListItemID, o fyne.CanvasObject) {
+			if id < len(u.requests) {
+				setRequestRowObject(o, u.requests[id])
+			}
+		},
+	)
+	log := container.NewBorder(
+		container.NewVBox(widget.NewLabelWithStyle("Recent proxied requests", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), requestHeader(), u.reqEmpty),
+		nil, nil, nil, u.reqList)
+	split := container.NewVSplit(container.NewVScroll(u.cardBox), log)
+	split.Offset = 0.6
+	u.mainView = container.NewBorder(container.NewVBox(u.notices.box, u.proxyBar.obj), nil, nil, nil, split)
+
+	if u.br == nil {
+		if u.opts.ConfigErr != nil {
+			u.showConfigError(u.opts.ConfigErr)
+		}
+		u.showSetup()
+		return
+	}
+	if u.opts.ConfigErr != nil {
+		u.showConfigError(u.opts.ConfigErr)
+	}
+	u.win.SetContent(u.mainView)
+}
+
+// start subscribes to the broker and the proxy and draws the first state.
+// Called on the Fyne goroutine once the app runs.
+func (u *ui) start() {
+	if !u.trayHost && !u.trayNoted {
+		u.trayNoted = true
+		u.notices.set(noticeTray, &problem{
+			Title:  "No system tray found",
+			Detail: "This desktop shows no tray icons (GNOME needs the AppIndicator extension).",
+			Hint:   "gatepass keeps working from this window; closing the window quits gatepass.",
+		})
+	}
+	if u.br != nil {
+		u.attach(u.br, u.px)
+		return
+	}
+	u.updateTray()
+}
+
+// attach connects a broker and proxy (at start, after the setup form or
+// the demo) and starts the pumps.
+func (u *ui) attach(br Broker, px Proxy) {
+	u.br, u.px = br, px
+	events, cancelEvents := br.Subscribe()
+	u.addStop(cancelEvents)
+	go u.pumpEvents(events)
+	if px != nil {
+		rows, cancelRows := px.Requests()
+		u.addStop(cancelRows)
+		go u.pumpRequests(rows)
+	}
+	u.statuses = nil
+	for _, st := range br.Statuses() {
+		u.applyStatus(st)
+	}
+	u.proxyBar.update()
+	if u.inSetup {
+		u.inSetup = false
+		u.win.SetContent(u.mainView)
+	}
+	u.refresh()
+}
+
+func (u *ui) addStop(f func()) {
+	u.stopMu.Lock()
+	defer u.stopMu.Unlock()
+	u.stops = append(u.stops, f)
+}
+
+// stop cancels the subscriptions; safe from any goroutine.
+func (u *ui) stop() {
+	u.stopMu.Lock()
+	stops := u.stops
+	u.stops = nil
+	u.stopMu.Unlock()
+	for _, f := range stops {
+		f()
+	}
+}
+
+func (u *ui) pumpEvents(events <-chan broker.Event) {
+	for ev := range events {
+		st := ev.Status
+		u.do(func() { u.applyStatus(st); u.refreshProfile(st.Profile) })
+	}
+}
+
+// pumpRequests gathers rows for requestBatch and hands each batch to the
+// Fyne goroutine at once.
+func (u *ui) pumpRequests(rows <-chan RequestRow) {
+	for {
+		r, ok := <-rows
+		if !ok {
+			return
+		}
+		batch := []RequestRow{r}
+		deadline := time.NewTimer(requestBatch)
+	gather:
+		for {
+			select {
+			case r, ok := <-rows:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			case <-deadline.C:
+				break gather
+			}
+		}
+		deadline.Stop()
+		u.do(func() { u.addRequests(batch) })
+		if !ok {
+			return
+		}
+	}
+}
+
+// addRequests puts rows (oldest first) at the top of the log.
+func (u *ui) addRequests(rows []RequestRow) {
+	for _, r := range rows {
+		u.requests = append([]RequestRow{r}, u.requests...)
+	}
+	if len(u.requests) > maxRequests {
+		u.requests = u.requests[:maxRequests]
+	}
+	if len(u.requests) > 0 {
+		u.reqEmpty.Hide()
+	}
+	u.reqList.Refresh()
+}
+
+// applyStatus records a profile's new status, raises the sign-in
+// notification on entering sign-in-required, and creates its card.
+func (u *ui) applyStatus(st broker.ProfileStatus) {
+	i := slices.IndexFunc(u.statuses, func(s broker.ProfileStatus) bool { return s.Profile == st.Profile })
+	if i < 0 {
+		u.statuses = append(u.statuses, st)
+	} else {
+		u.statuses[i] = st
+	}
+	prev := u.lastState[st.Profile]
+	u.lastState[st.Profile] = st.State
+	if needsNotification(prev, st.State) {
+		body := "Profile " + st.Profile + " needs you to sign in again"
+		if st.Reason != "" {
+			body += " (" + st.Reason + ")"
+		}
+		u.app.SendNotification(fyne.NewNotification("gatepass: sign-in required", body+". Use Sign in in the gatepass window or tray."))
+	}
+	if _, ok := u.cards[st.Profile]; !ok {
+		c := newCard(u, st.Profile)
+		u.cards[st.Profile] = c
+		u.cardBox.Add(c.obj)
+	}
+}
+
+func (u *ui) status(profile string) (broker.ProfileStatus, bool) {
+	i := slices.IndexFunc(u.statuses, func(s broker.ProfileStatus) bool { return s.Profile == profile })
+	if i < 0 {
+		return broker.ProfileStatus{}, false
+	}
+	return u.statuses[i], true
+}
+
+// refresh redraws every card and the tray from the snapshot.
+func (u *ui) refresh() {
+	now := u.clock.Now()
+	for _, st := range u.statuses {
+		u.cards[st.Profile].update(st, now)
+	}
+	u.updateTray()
+}
+
+func (u *ui) refreshProfile(profile string) {
+	if st, ok := u.status(profile); ok {
+		u.cards[profile].update(st, u.clock.Now())
+	}
+	u.updateTray()
+}
+
+// tick runs once a second while the window is visible: it updates the
+// countdown labels (one SetText per changed label, no re-layout) and the
+// tray icon if a token got close to expiry.
+func (u *ui) tick() {
+	if u.visible.Load() {
+		now := u.clock.Now()
+		for _, st := range u.statuses {
+			u.cards[st.Profile].tick(st, now)
+		}
+	}
+	u.updateTray()
+}
+
+func (u *ui) tickLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			// Hidden: only the tray icon needs checking, every 15 s.
+			if u.visible.Load() || n%15 == 0 {
+				u.do(u.tick)
+			}
+		}
+	}
+}
+
+// updateTray rebuilds the tray menu and icon only when they changed.
+func (u *ui) updateTray() {
+	if u.tray == nil {
+		return
+	}
+	now := u.clock.Now()
+	pending := u.pendingSet()
+	if icon := trayIconName(u.statuses, now, pending); icon != u.shownIcon {
+		u.shownIcon = icon
+		u.tray.SetSystemTrayIcon(trayIcons[icon])
+	}
+	entries := trayMenu(u.statuses, now, pending, u.br != nil)
+	if slices.Equal(entries, u.shownMenu) {
+		return
+	}
+	u.shownMenu = entries
+	u.tray.SetSystemTrayMenu(u.menuFor(entries))
+}
+
+func (u *ui) pendingSet() map[string]bool {
+	m := make(map[string]bool, len(u.pending))
+	for p := range u.pending {
+		m[p] = true
+	}
+	return m
+}
+
+func (u *ui) menuFor(entries []menuEntry) *fyne.Menu {
+	items := make([]*fyne.MenuItem, 0, len(entries))
+	for _, e := range entries {
+		if e.Separator {
+			items = append(items, fyne.NewMenuItemSeparator())
+			continue
+		}
+		it := fyne.NewMenuItem(e.Label, u.menuAction(e))
+		it.Disabled = e.Disabled
+		if e.Action == actQuit {
+			it.IsQuit = true
+		}
+		items = append(items, it)
+	}
+	return fyne.NewMenu("gatepass", items...)
+}
+
+func (u *ui) menuAction(e menuEntry) func() {
+	p := e.Profile
+	switch e.Action {
+	case actSignIn:
+		return func() { u.signIn(p) }
+	case actSignOut:
+		return func() { u.signOut(p) }
+	case actCopyToken:
+		return func() { u.copyToken(p) }
+	case actOpen:
+		return u.showWindow
+	case actQuit:
+		return u.quit
+	}
+	return func() {}
+}
+
+func (u *ui) quit() {
+	u.stop()
+	u.app.Quit()
+}
+
+func (u *ui) showWindow() {
+	u.visible.Store(true)
+	u.win.Show()
+	u.win.RequestFocus()
+	u.tick()
+}
+
+// closeWindow hides the window; the tray and the proxy keep running. With
+// no tray host there would be no way back, so it quits instead.
+func (u *ui) closeWindow() {
+	if !u.trayHost || u.tray == nil {
+		u.quit()
+		return
+	}
+	u.visible.Store(false)
+	u.win.Hide()
+}
+
+// signIn starts one sign-in for the profile; further clicks while it runs
+// do nothing (the buttons and the tray item are disabled meanwhile), so the
+// browser opens exactly once per click.
+func (u *ui) signIn(profile string) {
+	if _, busy := u.pending[profile]; busy || u.br == nil {
+		return
+	}
+	if st, ok := u.status(profile); ok && st.State == broker.StateSigningIn {
+		return
+	}
+	ctx, cancel := context.WithCancel(u.ctx)
+	u.pending[profile] = cancel
+	u.cards[profile].clearMessage()
+	u.refreshProfile(profile)
+	br := u.br
+	go func() {
+		err := br.Login(ctx, profile)
+		u.do(func() {
+			cancel()
+			delete(u.pending, profile)
+			if p, ok := describeError("sign in", err); ok {
+				u.cards[profile].showProblem(p, func() { u.signIn(profile) })
+			}
+			u.refreshProfile(profile)
+		})
+	}()
+}
+
+// cancelSignIn abandons a sign-in waiting for the browser.
+func (u *ui) cancelSignIn(profile string) {
+	if cancel, ok := u.pending[profile]; ok {
+		cancel()
+	}
+}
+
+func (u *ui) signOut(profile string) {
+	if u.br == nil {
+		return
+	}
+	br := u.br
+	c := u.cards[profile]
+	c.clearMessage()
+	c.signOut.Disable()
+	go func() {
+		err := br.Logout(u.ctx, profile)
+		u.do(func() {
+			if p, ok := describeError("sign out", err); ok {
+				c.showProblem(p, func() { u.signOut(profile) })
+			}
+			u.refreshProfile(profile)
+		})
+	}()
+}
+
+// copyToken asks the broker for the profile's inject token and puts it on
+// the clipboard. The token goes nowhere else: the message names only its
+// kind and expiry.
+func (u *ui) copyToken(profile string) {
+	st, ok := u.status(profile)
+	if !ok || u.br == nil {
+		return
+	}
+	kind := st.Inject
+	if kind == "" {
+		kind = broker.IDToken
+	}
+	br := u.br
+	c := u.cards[profile]
+	c.clearMessage()
+	go func() {
+		tok, err := br.Token(u.ctx, profile, kind, copyMinTTL)
+		u.do(func() {
+			if p, ok := describeError("get a token", err); ok {
+				c.showProblem(p, func() { u.copyToken(profile) })
+				return
+			}
+			u.app.Clipboard().SetContent(tok.Value)
+			msg := "Copied the " + tokenKindLabel(kind) + " to the clipboard"
+			if !tok.Expiry.IsZero() {
+				msg += "; valid until " + tok.Expiry.Local().Format("15:04:05")
+			}
+			c.showInfo(msg + ".")
+		})
+	}()
+}
+
+func (u *ui) copyText(s string) {
+	u.app.Clipboard().SetContent(s)
+}
+
+// setProxy switches the proxy on or off off the Fyne goroutine (binding a
+// port may take a moment) and reports a failure with a fix.
+func (u *ui) setProxy(on bool) {
+	px := u.px
+	if px == nil {
+		return
+	}
+	u.notices.set(noticeProxy, nil)
+	go func() {
+		err := px.SetRunning(on)
+		u.do(func() {
+			if err != nil {
+				p := proxyProblem(px.Addr(), err, u.freePort)
+				u.notices.set(noticeProxy, &p, widget.NewButton("Retry", func() { u.setProxy(on) }))
+			}
+			u.proxyBar.update()
+		})
+	}()
+}
+
+func (u *ui) showConfigError(err error) {
+	p, _ := describeError("load the config", err)
+	var buttons []fyne.CanvasObject
+	if u.br != nil {
+		buttons = append(buttons, widget.NewButton("Open setup form", u.showSetup))
+	}
+	u.notices.set(noticeConfig, &p, buttons...)
+}

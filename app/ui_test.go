@@ -1,0 +1,443 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatepass-dev/gatepass/assets"
+	"github.com/gatepass-dev/gatepass/broker"
+)
+
+func TestMain(m *testing.M) {
+	// Request rows and tray lines show local times; pin them for goldens.
+	time.Local = time.UTC
+	if os.Getenv(trayHelperEnv) != "" {
+		runTrayHelper() // the real-tray test's child process; exits
+	}
+	os.Exit(m.Run())
+}
+
+func workStatus(state broker.State) broker.ProfileStatus {
+	return broker.ProfileStatus{
+		Profile:  "work",
+		Issuer:   "https://accounts.google.com",
+		ClientID: "1234-abc.apps.googleusercontent.com",
+		State:    state,
+		Inject:   broker.IDToken,
+		Gateways: []string{"*.gw.team.example", "api.team.example"},
+	}
+}
+
+func signedIn(expiresIn time.Duration) broker.ProfileStatus {
+	st := workStatus(broker.StateSignedIn)
+	st.Email = "ada@team.example"
+	st.Subject = "1001"
+	st.Expiry = testStart.Add(expiresIn)
+	return st
+}
+
+func TestSignedOutCard(t *testing.T) {
+	br := newFakeBroker(workStatus(broker.StateSignedOut))
+	br.release = make(chan struct{})
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+
+	test.AssertRendersToMarkup(t, "signed_out.xml", e.win.Canvas())
+	if !c.signIn.Visible() || c.signIn.Disabled() || c.signOut.Visible() || !c.copyTok.Disabled() {
+		t.Errorf("signed out: sign in shown=%v disabled=%v, sign out shown=%v, copy disabled=%v; want true, false, false, true",
+			c.signIn.Visible(), c.signIn.Disabled(), c.signOut.Visible(), c.copyTok.Disabled())
+	}
+	if got, want := e.tray.icons[len(e.tray.icons)-1], "gatepass-"+assets.TraySignedOut+".png"; got != want {
+		t.Errorf("tray icon %q, want %q", got, want)
+	}
+
+	// One click opens one sign-in; while it runs, the tray item is
+	// disabled and clicking it again starts nothing.
+	test.Tap(c.signIn)
+	if got := c.state.Text; got != "Signing in…" {
+		t.Errorf("state while signing in = %q", got)
+	}
+	if c.signIn.Text != "Cancel sign-in" {
+		t.Errorf("sign-in button reads %q while signing in, want Cancel sign-in", c.signIn.Text)
+	}
+	item := e.tray.item(t, "Signing in…")
+	if !item.Disabled {
+		t.Error("tray Signing in… item is enabled")
+	}
+	item.Action()
+	e.u.signIn("work")
+	waitFor(t, func() bool { l, _, _ := br.calls(); return len(l) > 0 })
+	close(br.release)
+	e.q.run(t) // Login returned
+	if logins, _, _ := br.calls(); !cmp.Equal(logins, []string{"work"}) {
+		t.Errorf("Login calls = %v, want exactly one for work", logins)
+	}
+	if item := e.tray.item(t, "Sign in"); item.Disabled {
+		t.Error("tray Sign in still disabled after the sign-in ended")
+	}
+}
+
+func TestCancelSignIn(t *testing.T) {
+	br := newFakeBroker(workStatus(broker.StateSignedOut))
+	br.release = make(chan struct{}) // never released: only cancel ends it
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+	test.Tap(c.signIn)
+	waitFor(t, func() bool { l, _, _ := br.calls(); return len(l) == 1 })
+	test.Tap(c.signIn) // "Cancel sign-in"
+	e.q.run(t)
+	if c.signIn.Text != "Sign in" || c.msg.Visible() {
+		t.Errorf("after cancel: button %q, message shown %v (%q); want Sign in and no message", c.signIn.Text, c.msg.Visible(), c.msg.Text)
+	}
+}
+
+func TestSignedInCardCountdown(t *testing.T) {
+	br := newFakeBroker(signedIn(9*time.Minute + 10*time.Second))
+	br.token = broker.Token{Kind: broker.IDToken, Value: "eyJhbGciOiJSUzI1NiJ9.payload.SIGNATUREabcd", Expiry: testStart.Add(9 * time.Minute)}
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+
+	test.AssertRendersToMarkup(t, "signed_in.xml", e.win.Canvas())
+	if got, want := c.countdown.Text, "expires in 9m 10s"; got != want {
+		t.Errorf("countdown %q, want %q", got, want)
+	}
+	e.clock.Add(time.Second)
+	e.u.tick()
+	if got, want := c.countdown.Text, "expires in 9m 09s"; got != want {
+		t.Errorf("countdown after 1s %q, want %q", got, want)
+	}
+	// Near expiry the tray turns amber without any broker event.
+	e.clock.Add(5 * time.Minute)
+	e.u.tick()
+	if got, want := e.tray.icons[len(e.tray.icons)-1], "gatepass-"+assets.TrayExpiring+".png"; got != want {
+		t.Errorf("tray icon %q, want %q", got, want)
+	}
+	// Hidden window: the countdown stops.
+	e.u.closeWindow()
+	before := c.countdown.Text
+	e.clock.Add(time.Minute)
+	e.u.tick()
+	if c.countdown.Text != before {
+		t.Errorf("countdown ticked while hidden: %q → %q", before, c.countdown.Text)
+	}
+
+	test.Tap(c.copyTok)
+	e.q.run(t)
+	if got := e.u.app.Clipboard().Content(); got != br.token.Value {
+		t.Errorf("clipboard %q, want the token", got)
+	}
+	_, _, calls := br.calls()
+	if want := []tokenCall{{"work", broker.IDToken, copyMinTTL}}; !cmp.Equal(calls, want) {
+		t.Errorf("Token calls %v, want %v", calls, want)
+	}
+	if strings.Contains(c.msg.Text, "abcd") || !strings.Contains(c.msg.Text, "Copied the ID token") {
+		t.Errorf("copy message %q: want a confirmation without any part of the token", c.msg.Text)
+	}
+}
+
+func TestSignInRequiredCard(t *testing.T) {
+	st := workStatus(broker.StateSignInRequired)
+	st.Email = "ada@team.example"
+	st.Reason = "invalid_grant: token has been expired or revoked"
+	want := fyne.NewNotification("gatepass: sign-in required",
+		"Profile work needs you to sign in again (invalid_grant: token has been expired or revoked). Use Sign in in the gatepass window or tray.")
+	br := newFakeBroker(workStatus(broker.StateSignedIn))
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+
+	test.AssertNotificationSent(t, want, func() {
+		br.events <- broker.Event{Status: st}
+		e.q.run(t)
+	})
+	test.AssertRendersToMarkup(t, "sign_in_required.xml", e.win.Canvas())
+	// The same state again (e.g. every failed proxied request): no second notification.
+	test.AssertNotificationSent(t, nil, func() {
+		br.events <- broker.Event{Status: st}
+		e.q.run(t)
+	})
+	c := e.u.cards["work"]
+	if c.signIn.Disabled() || !c.reason.Visible() || !strings.Contains(c.reason.Text, "invalid_grant") {
+		t.Errorf("sign-in required card: sign in disabled=%v, reason %q shown=%v", c.signIn.Disabled(), c.reason.Text, c.reason.Visible())
+	}
+	if got, want := e.tray.icons[len(e.tray.icons)-1], "gatepass-"+assets.TraySignInRequired+".png"; got != want {
+		t.Errorf("tray icon %q, want %q", got, want)
+	}
+}
+
+func TestCopyTokenKeychainLockedOffersRetry(t *testing.T) {
+	br := newFakeBroker(signedIn(time.Hour))
+	br.tokenErr = &broker.KeychainError{Op: "read", Account: "work", Kind: broker.KeychainLocked}
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+	test.Tap(c.copyTok)
+	e.q.run(t)
+	if !c.retry.Visible() || !strings.Contains(c.msg.Text, "The keychain is locked") {
+		t.Fatalf("message %q, retry shown %v; want the locked keychain explained with Retry", c.msg.Text, c.retry.Visible())
+	}
+	if e.u.app.Clipboard().Content() != "" {
+		t.Error("clipboard written despite the error")
+	}
+	br.mu.Lock()
+	br.tokenErr, br.token = nil, broker.Token{Value: "tok-after-unlock-1234"}
+	br.mu.Unlock()
+	test.Tap(c.retry)
+	e.q.run(t)
+	if got := e.u.app.Clipboard().Content(); got != "tok-after-unlock-1234" {
+		t.Errorf("clipboard after retry %q", got)
+	}
+}
+
+func TestRequestLogRows(t *testing.T) {
+	px := newFakeProxy()
+	br := newFakeBroker(signedIn(time.Hour))
+	e := newTestEnv(t, Options{Broker: br, Proxy: px})
+	at := testStart.Add(-time.Minute)
+	rows := []RequestRow{
+		{Time: at, Method: "GET", Host: "api.team.example", Path: "/v1/items", Status: 200, Injected: true, Profile: "work", Duration: 42 * time.Millisecond},
+		{Time: at.Add(time.Second), Method: "CONNECT", Host: "example.org:443", Status: 200, Duration: 1500 * time.Millisecond},
+		{Time: at.Add(2 * time.Second), Method: "POST", Host: "api.team.example", Path: "/v1/items?page=2", Status: 401, Profile: "work", Duration: 3 * time.Millisecond},
+		{Time: at.Add(3 * time.Second), Method: "GET", Host: "x.gw.team.example", Path: "/", Err: "dial tcp: connection refused"},
+	}
+	for _, r := range rows {
+		px.rows <- r
+	}
+	e.q.run(t) // one batch
+	if len(e.u.requests) != len(rows) {
+		t.Fatalf("log holds %d rows, want %d", len(e.u.requests), len(rows))
+	}
+	if e.u.requests[0].Err == "" {
+		t.Error("newest row is not first")
+	}
+	test.AssertRendersToMarkup(t, "request_log.xml", e.win.Canvas())
+}
+
+func TestRequestLogKeepsLastN(t *testing.T) {
+	e := newTestEnv(t, Options{Broker: newFakeBroker(), Proxy: newFakeProxy()})
+	var rows []RequestRow
+	for i := range maxRequests + 25 {
+		rows = append(rows, RequestRow{Method: "GET", Host: "h", Path: fmt.Sprint("/", i), Status: 200})
+	}
+	e.u.addRequests(rows)
+	if len(e.u.requests) != maxRequests || e.u.requests[0].Path != fmt.Sprint("/", maxRequests+24) {
+		t.Errorf("kept %d rows, newest %q; want %d, newest last added", len(e.u.requests), e.u.requests[0].Path, maxRequests)
+	}
+}
+
+func TestSetupFormValidation(t *testing.T) {
+	var written []*broker.Config
+	path := "/home/ada/.config/gatepass/config.toml"
+	e := newTestEnv(t, Options{ConfigPath: path, WriteConfig: func(c *broker.Config) error {
+		written = append(written, c)
+		return nil
+	}, StartDemo: func(context.Context) (Broker, Proxy, error) { return nil, nil, errors.New("unused") }})
+	f := e.u.setup
+	if f == nil || !e.u.inSetup {
+		t.Fatal("first run does not show the setup form")
+	}
+	if f.issuer.Text != googleIssuer {
+		t.Errorf("issuer pre-filled with %q", f.issuer.Text)
+	}
+	test.Type(f.issuer, "") // keep Google
+	test.Type(f.gws, "api.team.example\nbad host!")
+	test.Tap(f.save)
+	test.AssertRendersToMarkup(t, "setup_errors.xml", e.win.Canvas())
+	if len(written) != 0 {
+		t.Fatal("invalid config written")
+	}
+	for field, wantShown := range map[string]bool{fieldClient: true, fieldGateway: true, fieldIssuer: false, fieldName: false} {
+		if got := f.errs[field].Visible(); got != wantShown {
+			t.Errorf("error under %s shown=%v (%q), want %v", field, got, f.errs[field].Text, wantShown)
+		}
+	}
+
+	// An http issuer off loopback is rejected by the same rules as the CLI.
+	f.client.SetText("1234-abc.apps.googleusercontent.com")
+	f.gws.SetText("api.team.example, *.gw.team.example")
+	f.issuer.SetText("http://login.team.example")
+	test.Tap(f.save)
+	if len(written) != 0 || !f.errs[fieldIssuer].Visible() {
+		t.Fatalf("http issuer accepted (error shown %v)", f.errs[fieldIssuer].Visible())
+	}
+
+	f.issuer.SetText(googleIssuer)
+	f.secret.SetText("GOCSPX-secret")
+	f.inject.SetSelected(injectChoices[1])
+	test.Tap(f.save)
+	if len(written) != 1 {
+		t.Fatalf("valid config not written; errors: %v", visibleErrors(f))
+	}
+	p := written[0].Profiles[0]
+	got := []string{written[0].Path, written[0].Listen, written[0].DefaultProfile, p.Name, p.Issuer, p.ClientID, p.ClientSecret, string(p.Inject), fmt.Sprint(p.Gateways)}
+	want := []string{path, broker.DefaultListen, "work", "work", googleIssuer, "1234-abc.apps.googleusercontent.com", "GOCSPX-secret", "access_token", "[api.team.example *.gw.team.example]"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("written config (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(f.status.Text, "Saved to "+path) {
+		t.Errorf("status %q", f.status.Text)
+	}
+}
+
+func visibleErrors(f *setupForm) map[string]string {
+	m := map[string]string{}
+	for k, l := range f.errs {
+		if l.Visible() {
+			m[k] = l.Text
+		}
+	}
+	return m
+}
+
+func TestTryTheDemo(t *testing.T) {
+	br := newFakeBroker(workStatus(broker.StateSignedOut))
+	px := newFakeProxy()
+	e := newTestEnv(t, Options{StartDemo: func(context.Context) (Broker, Proxy, error) { return br, px, nil }})
+	test.Tap(e.u.setup.demo)
+	if !e.u.setup.demo.Disabled() {
+		t.Error("demo button enabled while the demo starts")
+	}
+	e.q.run(t)
+	if e.u.inSetup || e.u.cards["work"] == nil {
+		t.Fatal("window did not switch to the demo profile")
+	}
+	if e.win.Content() != e.u.mainView {
+		t.Error("main view not shown")
+	}
+	if e.tray.item(t, "Sign in").Disabled {
+		t.Error("tray Sign in disabled for the demo profile")
+	}
+}
+
+func TestConfigErrorShown(t *testing.T) {
+	cerr := &broker.ConfigError{File: "/home/ada/.config/gatepass/config.toml", Line: 7, Key: "profiles.work.gateways[1]", Msg: `"*" is not a valid pattern`}
+	e := newTestEnv(t, Options{ConfigErr: cerr, ConfigPath: cerr.File})
+	if !e.u.notices.shown(noticeConfig) {
+		t.Fatal("config error not shown")
+	}
+	text := markupText(e.win.Canvas())
+	if !strings.Contains(text, "config.toml:7: profiles.work.gateways[1]") {
+		t.Errorf("window does not name the file, line and key:\n%s", text)
+	}
+	if !e.u.inSetup {
+		t.Error("setup form not offered")
+	}
+}
+
+func TestProxyPortTaken(t *testing.T) {
+	px := newFakeProxy()
+	px.running = false
+	px.setErr = fmt.Errorf("listen tcp 127.0.0.1:8787: %w", syscall.EADDRINUSE)
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: px})
+	e.u.proxyBar.toggle.SetChecked(true)
+	e.q.run(t)
+	if !e.u.notices.shown(noticeProxy) {
+		t.Fatal("port conflict not shown")
+	}
+	text := markupText(e.win.Canvas())
+	for _, want := range []string{"127.0.0.1:8787 is already in use", `listen = "127.0.0.1:8788"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("window lacks %q", want)
+		}
+	}
+	if e.u.proxyBar.toggle.Checked {
+		t.Error("switch shows on though the proxy did not start")
+	}
+	px.mu.Lock()
+	px.setErr = nil
+	px.mu.Unlock()
+	e.u.proxyBar.toggle.SetChecked(true)
+	e.q.run(t)
+	if !px.Running() || e.u.notices.shown(noticeProxy) || e.u.proxyBar.state.Text != "running" {
+		t.Errorf("after retry: running=%v notice=%v state=%q", px.Running(), e.u.notices.shown(noticeProxy), e.u.proxyBar.state.Text)
+	}
+}
+
+func TestTrayMenuCopyToken(t *testing.T) {
+	br := newFakeBroker(signedIn(time.Hour))
+	br.token = broker.Token{Value: "tray-token-value-9876"}
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	var got []string
+	for _, it := range e.tray.last().Items {
+		if !it.IsSeparator {
+			got = append(got, fmt.Sprintf("%s|%v", it.Label, it.Disabled))
+		}
+	}
+	want := []string{"ada@team.example · expires 10:00|true", "Sign out|false", "Copy token|false", "Open gatepass|false", "Quit|false"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tray menu (-want +got):\n%s", diff)
+	}
+	e.tray.item(t, "Copy token").Action()
+	e.q.run(t)
+	if c := e.u.app.Clipboard().Content(); c != "tray-token-value-9876" {
+		t.Errorf("clipboard %q", c)
+	}
+	// A status event that changes nothing visible does not rebuild the menu.
+	n := len(e.tray.menus)
+	br.events <- broker.Event{Status: signedIn(time.Hour)}
+	e.q.run(t)
+	if len(e.tray.menus) != n {
+		t.Errorf("menu rebuilt %d times for an unchanged state", len(e.tray.menus)-n)
+	}
+}
+
+func TestCloseWindow(t *testing.T) {
+	tests := map[string]struct {
+		trayHost    bool
+		wantVisible bool
+	}{
+		"tray host: hides":    {trayHost: true, wantVisible: false},
+		"no tray host: quits": {trayHost: false, wantVisible: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: newFakeProxy()})
+			e.u.trayHost = tc.trayHost
+			e.win.Show()
+			e.u.closeWindow()
+			if e.u.visible.Load() != tc.wantVisible {
+				t.Errorf("visible = %v", e.u.visible.Load())
+			}
+			// Quitting cancels the subscriptions (the fake closes its channel).
+			e.br.mu.Lock()
+			cancelled := e.br.cancelled
+			e.br.mu.Unlock()
+			if cancelled == tc.trayHost {
+				t.Errorf("subscriptions cancelled = %v, want %v", cancelled, !tc.trayHost)
+			}
+		})
+	}
+}
+
+func TestNoTrayHostNotice(t *testing.T) {
+	a := test.NewTempApp(t)
+	u := newUI(context.Background(), a, Options{Broker: newFakeBroker(), Proxy: newFakeProxy()}, &fakeClock{t: testStart})
+	u.do = func(func()) {}
+	u.trayHost = false
+	u.start()
+	defer u.stop()
+	if !u.notices.shown(noticeTray) {
+		t.Error("missing tray host not explained")
+	}
+}
+
+// markupText returns the window's rendered markup, for text assertions.
+func markupText(c fyne.Canvas) string { return test.RenderToMarkup(c) }
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
