@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatepass-dev/gatepass/broker/demo"
+)
+
+// TestE2EAgentControlSocket: while `gatepass proxy` runs, CLI commands get
+// their tokens from it over the control socket instead of spending the
+// refresh token themselves; login and logout in a terminal reach the agent;
+// a second agent for the same config is refused.
+func TestE2EAgentControlSocket(t *testing.T) {
+	p, cfgPath, profile := demoSetup(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	listen := freePort(t)
+	// Rewrite the config with a private proxy port.
+	cfg := writeConfig(t, fmt.Sprintf(`
+listen = %q
+[profiles.%s]
+issuer = %q
+client_id = %q
+client_secret = %q
+gateways = ["api.example.test"]
+`, listen, profile, p.Issuer(), p.ClientID(), p.ClientSecret()))
+	_ = cfgPath
+	login(t, cfg)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agent := exec.CommandContext(ctx, gatepassBin, "--config", cfg, "proxy")
+	agent.Env = testEnv(t)
+	var agentLog syncBuffer
+	agent.Stdout, agent.Stderr = &agentLog, &agentLog
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = agent.Process.Signal(os.Interrupt)
+		_ = agent.Wait()
+	}()
+	waitListening(t, listen)
+	// The agent refreshes once at start; wait for it to hold a token.
+	var status struct {
+		Profiles []struct {
+			State  string
+			Expiry time.Time
+		}
+		Proxy struct{ Running bool }
+	}
+	for i := 0; i < 50; i++ {
+		out, _, _ := runGatepass(t, nil, "--config", cfg, "status", "--json")
+		_ = json.Unmarshal([]byte(out), &status)
+		if len(status.Profiles) == 1 && !status.Profiles[0].Expiry.IsZero() {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(status.Profiles) != 1 || status.Profiles[0].State != "signed-in" || status.Profiles[0].Expiry.IsZero() || !status.Proxy.Running {
+		t.Fatalf("status while the agent runs = %+v\nagent log:\n%s", status, agentLog.String())
+	}
+
+	before := p.Stats().Refreshes
+	var tokens []string
+	for range 3 {
+		out, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--type", "access")
+		if code != 0 {
+			t.Fatalf("token via the agent: exit %d: %s", code, stderr)
+		}
+		tokens = append(tokens, strings.TrimSpace(out))
+	}
+	if got := p.Stats().Refreshes; got != before {
+		t.Errorf("CLI token calls spent %d refreshes; the agent should have answered from memory", got-before)
+	}
+	if tokens[0] != tokens[1] || tokens[1] != tokens[2] {
+		t.Errorf("the agent handed out different tokens without a refresh")
+	}
+
+	// A second agent for the same config is refused.
+	_, stderr, code := runGatepass(t, nil, "--config", cfg, "proxy", "--listen", freePort(t))
+	if code == 0 || !strings.Contains(stderr, "another gatepass agent is already running") {
+		t.Errorf("second agent: exit %d, stderr %q", code, stderr)
+	}
+
+	// Logout in a terminal reaches the agent.
+	if _, stderr, code := runGatepass(t, nil, "--config", cfg, "logout"); code != 0 {
+		t.Fatalf("logout: %s", stderr)
+	}
+	_, stderr, code = runGatepass(t, nil, "--config", cfg, "token")
+	if code != exitSignIn {
+		t.Errorf("token after logout (agent running): exit %d, want 3; %s", code, stderr)
+	}
+	// And so does a new login.
+	login(t, cfg)
+	if _, stderr, code := runGatepass(t, nil, "--config", cfg, "token"); code != 0 {
+		t.Errorf("token after a new login (agent running): exit %d: %s", code, stderr)
+	}
+	if p.Stats().InvalidGrants != 0 {
+		t.Errorf("%d invalid_grant: a rotated refresh token was spent twice between CLI and agent", p.Stats().InvalidGrants)
+	}
+	if strings.Contains(agentLog.String(), tokens[0]) {
+		t.Errorf("the agent log contains a token")
+	}
+}
