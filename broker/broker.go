@@ -173,7 +173,9 @@ func (b *Broker) loadEntry(s *session) error {
 		}
 	case errors.Is(err, ErrNotFound):
 		s.entry, s.loaded = nil, true
-		s.state = StateSignedOut
+		if s.state != StateSigningIn {
+			s.state = StateSignedOut
+		}
 	default:
 		return err
 	}
@@ -308,6 +310,27 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 		b.publish(s.status())
 		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: "issuer or client_id changed since sign-in"}
 	}
+	// The issuer already refused this very refresh token: say so without
+	// asking again, or every proxied request would spend a dead token
+	// (requireSignIn cleared the backoff). A new sign-in, here or in
+	// another process, stores a different token and ends this.
+	s.mu.Lock()
+	dead := s.state == StateSignInRequired && s.entry != nil && s.entry.RefreshToken == entry.RefreshToken
+	reason := s.reason
+	s.mu.Unlock()
+	if dead {
+		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: reason}
+	}
+	stored := entry.RefreshToken // what the keychain holds
+	if live := s.withUnsaved(entry); live != entry {
+		// An earlier rotation could not be saved: spend the rotated token,
+		// not the spent one, and try to save it again.
+		entry = live
+		if err := b.store.Save(s.p.Name, live); err == nil {
+			s.setUnsaved(nil, "")
+			stored = live.RefreshToken
+		}
+	}
 	s.setEntry(entry)
 
 	prov, err := b.provider(ctx, s)
@@ -342,10 +365,12 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 			// The old token is already spent; keep the new one in memory so
 			// this process can still use it, and say what happened.
 			s.setEntry(&next)
+			s.setUnsaved(&next, stored)
 			err = fmt.Errorf("profile %s: save the rotated refresh token: %w", s.p.Name, err)
 			b.noteFailure(s, err)
 			return nil, err
 		}
+		s.setUnsaved(nil, "")
 		s.setEntry(&next)
 	}
 	id, err := b.verify(ctx, prov, s, tok, "")
@@ -458,9 +483,9 @@ func tokenEndpointError(p *Profile, err error) error {
 // sanitize keeps an error's category but drops text that may quote a
 // response body.
 func sanitize(err error) error {
-	msg := err.Error()
+	msg := []rune(err.Error())
 	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+		msg = append(msg[:200], '…')
 	}
-	return errors.New(msg)
+	return errors.New(string(msg))
 }

@@ -80,19 +80,24 @@ func (b *Broker) Login(ctx context.Context, profile string, opts LoginOptions) (
 	prevState, prevReason := s.status().State, s.status().Reason
 	s.setState(StateSigningIn, "")
 	b.publish(s.status())
-	st, err := b.login(ctx, s, opts)
+	var waiting bool // the URL was handed to the user; now it's the browser we wait for
+	st, err := b.login(ctx, s, opts, &waiting)
 	if err != nil {
 		s.setState(prevState, prevReason)
 		b.publish(s.status())
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("timed out after %s waiting for the sign-in in the browser; run `gatepass login` again (use --timeout to wait longer)", opts.Timeout)
+			if waiting {
+				err = fmt.Errorf("timed out after %s waiting for the sign-in in the browser; run `gatepass login` again (use --timeout to wait longer)", opts.Timeout)
+			} else {
+				err = fmt.Errorf("timed out after %s reaching the issuer %s (use --timeout to wait longer): %w", opts.Timeout, s.p.Issuer, err)
+			}
 		}
 		return s.status(), fmt.Errorf("profile %s: %w", s.p.Name, err)
 	}
 	return st, nil
 }
 
-func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions) (ProfileStatus, error) {
+func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions, waiting *bool) (ProfileStatus, error) {
 	prov, err := b.provider(ctx, s)
 	if err != nil {
 		return ProfileStatus{}, err
@@ -177,6 +182,7 @@ func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions) (Prof
 		_ = srv.Shutdown(sctx)
 	}()
 
+	*waiting = true
 	fmt.Fprintf(opts.Prompt, "Sign in to %s for profile %q in your browser. If it does not open, visit:\n\n  %s\n\n", hostOf(s.p.Issuer), s.p.Name, authURL)
 	if !opts.NoBrowser {
 		br := opts.Browser
@@ -304,7 +310,8 @@ func (b *Broker) Logout(ctx context.Context, profile string) (LogoutResult, erro
 		// Corrupt entry: nothing to revoke with; delete it anyway.
 		revokeErr = err
 	} else {
-		revokeErr = b.revoke(ctx, s, entry.RefreshToken)
+		// After an unsaved rotation the live token is the one in memory.
+		revokeErr = b.revoke(ctx, s, s.withUnsaved(entry).RefreshToken)
 	}
 	if err := b.store.Delete(s.p.Name); err != nil && !errors.Is(err, ErrNotFound) {
 		return LogoutResult{WasSignedIn: true}, fmt.Errorf("delete the keychain entry of profile %s: %w", s.p.Name, err)

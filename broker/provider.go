@@ -125,6 +125,8 @@ func discoveryError(p *Profile, err error) error {
 	hint := "check `issuer` of profile " + p.Name + " in the config"
 	if isNetError(err) {
 		hint = "is the issuer reachable from here? check your network or `upstream_proxy`"
+	} else {
+		err = sanitize(err) // go-oidc quotes the whole response body
 	}
 	return &IssuerError{Issuer: p.Issuer, Op: "discovery (" + strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration)", Err: err, Hint: hint}
 }

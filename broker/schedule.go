@@ -35,8 +35,7 @@ func nextRefresh(issued, expiry time.Time, jitter float64) time.Time {
 }
 
 // backoff returns how long to wait before retrying after the n-th
-// consecutive failed refresh (n ≥ 1): 5s, 10s, 20s … capped at 5 minutes,
-// and never past the point where the current token has expired by much.
+// consecutive failed refresh (n ≥ 1): 5s, 10s, 20s … capped at 5 minutes.
 // x/oauth2 does not cache failed refreshes, so without this a broken
 // issuer would be asked on every proxied request.
 func backoff(n int) time.Duration {

@@ -166,12 +166,9 @@ func (s *session) fail(err error, now time.Time) {
 	s.failures++
 	s.lastErr = err
 	s.retryAt = now.Add(backoff(s.failures))
-	if s.access.Value != "" || s.id.Value != "" {
-		s.state = StateSignedIn // still holding tokens that may be valid
-	} else if s.entry != nil {
-		s.state = StateSignedIn
-	}
-	s.reason = err.Error()
+	// Still signed in: the refresh token is kept and tokens already held
+	// stay usable until they expire; the reason says what went wrong.
+	s.state, s.reason = StateSignedIn, err.Error()
 }
 
 func (s *session) requireSignIn(reason string) {

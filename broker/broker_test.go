@@ -1,0 +1,895 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatepass-dev/gatepass/broker/demo"
+)
+
+// ---- shared helpers for broker_test.go and login_test.go ----
+
+const testProfile = "work"
+
+// fakeClock is a settable Clock, shared by the broker and the demo issuer.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Now()} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// countingTransport counts requests by URL path, including those the demo
+// answers with an injected failure (which demo.Stats does not count).
+type countingTransport struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	hits map[string]int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.hits[r.URL.Path]++
+	c.mu.Unlock()
+	return c.base.RoundTrip(r)
+}
+
+func (c *countingTransport) count(path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hits[path]
+}
+
+// testEnv is a demo issuer, a fake keychain and clock, and a Broker on them.
+type testEnv struct {
+	t       *testing.T
+	idp     *demo.Provider
+	kc      *FakeKeychain
+	clock   *fakeClock
+	tr      *countingTransport
+	client  *http.Client
+	lockDir string
+	cfg     *Config
+	b       *Broker
+}
+
+func newEnv(t *testing.T, opts demo.Options) *testEnv {
+	t.Helper()
+	clock := newFakeClock()
+	opts.Now = clock.Now
+	idp, err := demo.Start("127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatalf("start demo issuer: %v", err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	base := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+	tr := &countingTransport{base: base, hits: map[string]int{}}
+	e := &testEnv{
+		t:       t,
+		idp:     idp,
+		kc:      &FakeKeychain{},
+		clock:   clock,
+		tr:      tr,
+		client:  &http.Client{Transport: tr, Timeout: 10 * time.Second},
+		lockDir: t.TempDir(),
+		cfg: &Config{Listen: DefaultListen, Profiles: []*Profile{{
+			Name:         testProfile,
+			Issuer:       idp.Issuer(),
+			ClientID:     idp.ClientID(),
+			ClientSecret: idp.ClientSecret(),
+			Scopes:       []string{"openid", "email"},
+			Inject:       IDToken,
+		}}},
+	}
+	e.b = e.newBroker()
+	return e
+}
+
+// newBroker is another Broker on the same keychain, lock directory, clock
+// and issuer, as a second gatepass process would be.
+func (e *testEnv) newBroker() *Broker {
+	e.t.Helper()
+	b, err := New(e.cfg, Deps{
+		Keychain:   e.kc,
+		Clock:      e.clock,
+		HTTPClient: e.client,
+		LockDir:    e.lockDir,
+		Jitter:     func() float64 { return 0 },
+	})
+	if err != nil {
+		e.t.Fatalf("New: %v", err)
+	}
+	return b
+}
+
+// browseResult is what the scripted browser saw on the callback page.
+type browseResult struct {
+	status int
+	body   string
+	err    error
+}
+
+// demoBrowser is a Browser that clicks through the demo consent page in a
+// goroutine, as a person would in a real browser.
+type demoBrowser struct {
+	approve bool
+	mu      sync.Mutex
+	urls    []string
+	pages   chan browseResult
+}
+
+func newDemoBrowser(approve bool) *demoBrowser {
+	return &demoBrowser{approve: approve, pages: make(chan browseResult, 4)}
+}
+
+func (d *demoBrowser) Open(u string) error {
+	d.mu.Lock()
+	d.urls = append(d.urls, u)
+	d.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		st, body, err := demo.Browse(ctx, u, d.approve)
+		d.pages <- browseResult{st, body, err}
+	}()
+	return nil
+}
+
+func (d *demoBrowser) opened() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.urls...)
+}
+
+// page waits for the callback page the browser ended on.
+func (d *demoBrowser) page(t *testing.T) browseResult {
+	t.Helper()
+	select {
+	case r := <-d.pages:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("the browser never finished")
+		return browseResult{}
+	}
+}
+
+// login signs the profile in through the demo consent page and fails the
+// test on error.
+func (e *testEnv) login() ProfileStatus {
+	e.t.Helper()
+	st, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second})
+	if err != nil {
+		e.t.Fatalf("Login: %v", err)
+	}
+	return st
+}
+
+// entry decodes the keychain entry without consuming injected failures.
+func (e *testEnv) entry() (*Entry, bool) {
+	e.t.Helper()
+	raw, ok := e.kc.Peek(KeychainService, testProfile)
+	if !ok {
+		return nil, false
+	}
+	en, err := decodeEntry(testProfile, raw)
+	if err != nil {
+		e.t.Fatalf("keychain entry does not decode: %v", err)
+	}
+	return en, true
+}
+
+// tokenPrefixes are how the demo's access, refresh and ID tokens start.
+var tokenPrefixes = []string{"ya29.", "1//", "eyJ"}
+
+// assertNoTokenText fails if an error message could hold a token.
+func assertNoTokenText(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, p := range tokenPrefixes {
+		if strings.Contains(err.Error(), p) {
+			t.Errorf("error message contains token text %q: %s", p, err)
+		}
+	}
+}
+
+func assertContains(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("no error, want one containing %q", want)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+}
+
+// waitEvent reads events until one has state want.
+func waitEvent(t *testing.T, ch <-chan Event, want State) Event {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("event channel closed before state %s", want)
+			}
+			if ev.Status.State == want {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no event with state %s", want)
+			return Event{}
+		}
+	}
+}
+
+// ---- tests ----
+
+func TestNewNeedsKeychain(t *testing.T) {
+	if _, err := New(&Config{}, Deps{}); err == nil {
+		t.Fatal("New without a keychain succeeded")
+	}
+}
+
+func TestTokenRefreshesOnlyWithinMinTTL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	ctx := context.Background()
+	e.login()
+	first, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	if err != nil {
+		t.Fatalf("Token right after login: %v", err)
+	}
+	if !strings.HasPrefix(first.Value, "eyJ") || first.Kind != IDToken {
+		t.Fatalf("Token = %s %s, want an ID token", first.Kind, Redacted(first.Value))
+	}
+	acc, err := e.b.Token(ctx, testProfile, AccessToken, time.Minute)
+	if err != nil || !strings.HasPrefix(acc.Value, "ya29.") {
+		t.Fatalf("access Token = %s, %v; want an access token", Redacted(acc.Value), err)
+	}
+
+	e.clock.Advance(58 * time.Minute) // 2 minutes left
+	tok, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	if err != nil || tok.Value != first.Value {
+		t.Fatalf("with 2m left and minTTL 1m: Token = %s, %v; want the same token", Redacted(tok.Value), err)
+	}
+	if n := e.idp.Stats().Refreshes; n != 0 {
+		t.Fatalf("refreshes = %d with 2m left and minTTL 1m, want 0", n)
+	}
+
+	tok, err = e.b.Token(ctx, testProfile, IDToken, 5*time.Minute)
+	if err != nil {
+		t.Fatalf("with 2m left and minTTL 5m: %v", err)
+	}
+	if n := e.idp.Stats().Refreshes; n != 1 {
+		t.Fatalf("refreshes = %d with 2m left and minTTL 5m, want 1", n)
+	}
+	if tok.Value == first.Value || !tok.Expiry.After(e.clock.Now().Add(5*time.Minute)) {
+		t.Fatalf("refreshed token: same %v, expiry %v (now %v); want a new one valid 5m", tok.Value == first.Value, tok.Expiry, e.clock.Now())
+	}
+	// The access token comes from the same refresh and is measured on the
+	// broker's clock too.
+	acc2, err := e.b.Token(ctx, testProfile, AccessToken, 5*time.Minute)
+	if err != nil || acc2.Value == acc.Value {
+		t.Fatalf("access token after refresh: new %v, %v", acc2.Value != acc.Value, err)
+	}
+	if n := e.idp.Stats().Refreshes; n != 1 {
+		t.Fatalf("refreshes = %d after asking for the access token, want still 1", n)
+	}
+	if st, _ := e.b.Status(testProfile); st.State != StateSignedIn || !st.Expiry.Equal(tok.Expiry) {
+		t.Fatalf("status %s expiry %v, want signed-in with the ID token's expiry %v", st.State, st.Expiry, tok.Expiry)
+	}
+}
+
+func TestTokenMinTTLLongerThanLifetime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	_, err := e.b.Token(context.Background(), testProfile, IDToken, 2*time.Hour)
+	assertContains(t, err, "shorter than", "--min-ttl")
+	assertNoTokenText(t, err)
+}
+
+func TestTokenSingleFlight(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	// The second process starts cold: no token in memory at all.
+	b := e.newBroker()
+	e.clock.Advance(2 * time.Hour)
+	const n = 50
+	var wg sync.WaitGroup
+	toks := make([]Token, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { toks[i], errs[i] = b.Token(context.Background(), testProfile, IDToken, time.Minute) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		if toks[i].Value != toks[0].Value {
+			t.Fatalf("caller %d got a different token than caller 0", i)
+		}
+	}
+	if got := e.idp.Stats().Refreshes; got != 1 {
+		t.Fatalf("issuer saw %d refreshes for %d concurrent callers, want 1", got, n)
+	}
+	if got := e.tr.count("/token"); got != 2 { // login's code exchange + one refresh
+		t.Fatalf("token endpoint requests = %d, want 2", got)
+	}
+}
+
+func TestTokenRotation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	ctx := context.Background()
+	e.login()
+	prev, _ := e.entry()
+	seen := map[string]bool{prev.RefreshToken: true}
+	const rounds = 12
+	for i := range rounds {
+		e.clock.Advance(2 * time.Hour)
+		b := e.b
+		if i%3 == 2 {
+			b = e.newBroker() // another process picks up from the keychain
+		}
+		if _, err := b.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		cur, ok := e.entry()
+		if !ok {
+			t.Fatalf("round %d: keychain entry gone", i)
+		}
+		if seen[cur.RefreshToken] {
+			t.Fatalf("round %d: keychain still holds an already used refresh token", i)
+		}
+		seen[cur.RefreshToken] = true
+		if cur.Subject != prev.Subject || cur.Email != prev.Email || cur.Issuer != prev.Issuer || cur.ClientID != prev.ClientID {
+			t.Fatalf("round %d: rotation changed the entry's metadata: %v -> %v", i, prev, cur)
+		}
+		if !cur.SavedAt.Equal(e.clock.Now().UTC().Truncate(time.Second)) {
+			t.Fatalf("round %d: SavedAt %v, want %v", i, cur.SavedAt, e.clock.Now())
+		}
+		prev = cur
+	}
+	st := e.idp.Stats()
+	if st.InvalidGrants != 0 || st.Refreshes != rounds {
+		t.Fatalf("issuer stats: %d invalid_grant, %d refreshes; want 0 and %d", st.InvalidGrants, st.Refreshes, rounds)
+	}
+	if w := e.kc.Writes(); w != rounds+1 {
+		t.Fatalf("keychain writes = %d, want %d (login + one per rotation)", w, rounds+1)
+	}
+}
+
+func TestTokenNoRotationDoesNotRewriteKeychain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	before, _ := e.entry()
+	for range 3 {
+		e.clock.Advance(2 * time.Hour)
+		if _, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, _ := e.entry()
+	if e.kc.Writes() != 1 || after.RefreshToken != before.RefreshToken {
+		t.Fatalf("keychain writes = %d, token changed %v; want 1 write (login) and the same token",
+			e.kc.Writes(), after.RefreshToken != before.RefreshToken)
+	}
+}
+
+func TestTokenRotationKeychainSetFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	ctx := context.Background()
+	e.login()
+	orig, _ := e.entry()
+
+	e.clock.Advance(2 * time.Hour)
+	e.kc.FailNext("set", errors.New("keychain is locked"))
+	_, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	assertContains(t, err, "rotated refresh token", "keychain is locked")
+	assertNoTokenText(t, err)
+	if cur, _ := e.entry(); cur.RefreshToken != orig.RefreshToken {
+		t.Fatal("the failed save changed the keychain")
+	}
+	refreshes := e.idp.Stats().Refreshes
+
+	// Within the backoff the issuer is not asked again.
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err == nil {
+		t.Fatal("Token within the backoff succeeded without a refresh")
+	}
+	if got := e.idp.Stats().Refreshes; got != refreshes {
+		t.Fatalf("refreshes %d -> %d within the backoff", refreshes, got)
+	}
+
+	// After it, the rotated token kept in memory is used: no invalid_grant,
+	// no reuse detection, and the keychain catches up.
+	e.clock.Advance(backoff(1) + time.Second)
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("refresh after a failed save of the rotated token: %v", err)
+	}
+	if st := e.idp.Stats(); st.InvalidGrants != 0 {
+		t.Fatalf("issuer answered invalid_grant %d times; the rotated token was lost", st.InvalidGrants)
+	}
+	// The keychain now holds a live token: a fresh process can refresh with it.
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.newBroker().Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("another process refreshing from the keychain: %v", err)
+	}
+	if st := e.idp.Stats(); st.InvalidGrants != 0 {
+		t.Fatalf("issuer answered invalid_grant %d times", st.InvalidGrants)
+	}
+}
+
+func TestLogoutAfterUnsavedRotationRevokesLiveToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	ctx := context.Background()
+	e.login()
+	e.clock.Advance(2 * time.Hour)
+	e.kc.FailNext("set", errors.New("keychain is locked"))
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err == nil {
+		t.Fatal("want the save error")
+	}
+	res, err := e.b.Logout(ctx, testProfile)
+	if err != nil || !res.Revoked {
+		t.Fatalf("Logout = %+v, %v; want the rotated (live) token revoked", res, err)
+	}
+	if got := e.idp.Stats().Revocations; got != 1 {
+		t.Fatalf("revocations = %d, want 1", got)
+	}
+	if _, ok := e.entry(); ok {
+		t.Fatal("entry not deleted")
+	}
+}
+
+func TestTokenInvalidGrant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	ctx := context.Background()
+	e.login()
+	ch, cancel := e.b.Subscribe()
+	defer cancel()
+	e.idp.RevokeAll()
+	e.clock.Advance(2 * time.Hour)
+
+	_, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	var sre *SignInRequiredError
+	if !errors.As(err, &sre) || sre.Profile != testProfile {
+		t.Fatalf("Token = %v (%T), want *SignInRequiredError for %s", err, err, testProfile)
+	}
+	if !errors.Is(err, ErrSignInRequired) {
+		t.Fatal("errors.Is(err, ErrSignInRequired) is false")
+	}
+	assertContains(t, err, "gatepass login --profile "+testProfile, "revoked")
+	assertNoTokenText(t, err)
+	st, _ := e.b.Status(testProfile)
+	if st.State != StateSignInRequired || st.Reason == "" {
+		t.Fatalf("status %s (%q), want sign-in-required with a reason", st.State, st.Reason)
+	}
+	ev := waitEvent(t, ch, StateSignInRequired)
+	if ev.Status.Profile != testProfile || ev.Status.Reason == "" {
+		t.Fatalf("event %+v, want profile %s with a reason", ev.Status, testProfile)
+	}
+	// The entry stays (sign-in again replaces it) and the agent does not
+	// keep refreshing a dead token.
+	if _, ok := e.entry(); !ok {
+		t.Fatal("invalid_grant deleted the keychain entry")
+	}
+	n := e.tr.count("/token")
+	e.clock.Advance(time.Hour)
+	e.b.Tick(ctx)
+	if got := e.tr.count("/token"); got != n {
+		t.Fatalf("Tick refreshed a sign-in-required profile (%d -> %d requests)", n, got)
+	}
+	// Nor does Token: the dead refresh token is not sent again.
+	for range 5 {
+		if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); !errors.Is(err, ErrSignInRequired) {
+			t.Fatalf("Token after invalid_grant = %v, want sign-in required", err)
+		}
+	}
+	if got := e.tr.count("/token"); got != n {
+		t.Fatalf("Token re-sent a refused refresh token (%d -> %d requests)", n, got)
+	}
+	// A sign-in by another process stores a new token, which this one uses.
+	other := e.newBroker()
+	if _, err := other.Login(ctx, testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second}); err != nil {
+		t.Fatalf("Login in another process: %v", err)
+	}
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("Token after another process signed in: %v", err)
+	}
+	e.idp.RevokeAll()
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); !errors.Is(err, ErrSignInRequired) {
+		t.Fatalf("Token after the second revocation = %v, want sign-in required", err)
+	}
+	// Signing in again here recovers too.
+	e.login()
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("Token after signing in again: %v", err)
+	}
+}
+
+func TestTokenTransientFailureBackoff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	ctx := context.Background()
+	e.login()
+	e.clock.Advance(2 * time.Hour)
+	e.idp.FailNext("token", http.StatusServiceUnavailable, "text/html", "<html><body>Service Unavailable ya29.leak 1//leak eyJleak</body></html>")
+	e.idp.FailNext("token", http.StatusInternalServerError, "application/json", `{"access_token":"ya29.leak2"}`)
+
+	base := e.tr.count("/token")
+	_, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	var re *RefreshError
+	var ie *IssuerError
+	if !errors.As(err, &re) || !errors.As(err, &ie) {
+		t.Fatalf("Token = %v (%T), want *RefreshError wrapping *IssuerError", err, err)
+	}
+	if errors.Is(err, ErrSignInRequired) {
+		t.Fatal("a 503 must not mean sign-in required")
+	}
+	assertContains(t, err, "HTTP 503", "retry later")
+	assertNoTokenText(t, err)
+	if got := e.tr.count("/token"); got != base+1 {
+		t.Fatalf("token requests %d, want %d", got, base+1)
+	}
+	if st, _ := e.b.Status(testProfile); st.State != StateSignedIn || !strings.Contains(st.Reason, "503") {
+		t.Fatalf("status %s (%q), want signed-in with the failure as reason", st.State, st.Reason)
+	}
+
+	// Within the 5s backoff: no request, the last error with the retry time.
+	e.clock.Advance(4 * time.Second)
+	_, err = e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	assertContains(t, err, "HTTP 503", "next retry in")
+	if got := e.tr.count("/token"); got != base+1 {
+		t.Fatalf("token requested within the backoff (%d requests)", got)
+	}
+	e.b.Tick(ctx)
+	if got := e.tr.count("/token"); got != base+1 {
+		t.Fatalf("Tick refreshed within the backoff (%d requests)", got)
+	}
+
+	// After it: asked again, fails again (500), backoff doubles to 10s.
+	e.clock.Advance(2 * time.Second)
+	_, err = e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	assertContains(t, err, "HTTP 500")
+	assertNoTokenText(t, err)
+	if got := e.tr.count("/token"); got != base+2 {
+		t.Fatalf("token requests %d after the backoff, want %d", got, base+2)
+	}
+	e.clock.Advance(6 * time.Second)
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err == nil || e.tr.count("/token") != base+2 {
+		t.Fatalf("6s into a 10s backoff: err %v, requests %d; want the cached error and no request", err, e.tr.count("/token"))
+	}
+	e.clock.Advance(5 * time.Second)
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("after the second backoff: %v", err)
+	}
+	if got := e.tr.count("/token"); got != base+3 {
+		t.Fatalf("token requests %d, want %d", got, base+3)
+	}
+	if st, _ := e.b.Status(testProfile); st.State != StateSignedIn || st.Reason != "" {
+		t.Fatalf("status %s (%q) after recovery, want signed-in with no reason", st.State, st.Reason)
+	}
+}
+
+func TestTokenNotSignedIn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	_, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute)
+	if !errors.Is(err, ErrSignInRequired) {
+		t.Fatalf("Token = %v, want sign-in required", err)
+	}
+	if got := e.tr.count("/token"); got != 0 {
+		t.Fatalf("token endpoint asked %d times without a sign-in", got)
+	}
+	if _, err := e.b.Token(context.Background(), "nope", IDToken, time.Minute); err == nil || !strings.Contains(err.Error(), "unknown profile") {
+		t.Fatalf("unknown profile: %v", err)
+	}
+}
+
+func TestTokenOtherClientEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	e.cfg.Profiles[0].ClientID = "another-client"
+	_, err := e.newBroker().Token(context.Background(), testProfile, IDToken, time.Minute)
+	if !errors.Is(err, ErrSignInRequired) {
+		t.Fatalf("Token with a changed client_id = %v, want sign-in required", err)
+	}
+	if got := e.idp.Stats().Refreshes; got != 0 {
+		t.Fatalf("refreshed %d times with another client's refresh token", got)
+	}
+}
+
+func TestAgentTick(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agent := e.newBroker()
+	agent.Start(ctx)
+	// Start fetches fresh tokens at once; Tick waits for a refresh in flight.
+	agent.Tick(ctx)
+	if got := e.idp.Stats().Refreshes; got != 1 {
+		t.Fatalf("refreshes after Start = %d, want 1", got)
+	}
+	if st, _ := agent.Status(testProfile); st.State != StateSignedIn || st.Email != "dev@example.test" {
+		t.Fatalf("agent status %+v, want signed-in as dev@example.test", st)
+	}
+	issued := e.clock.Now()
+
+	e.clock.Advance(47 * time.Minute) // before 80% of one hour
+	agent.Tick(ctx)
+	if got := e.idp.Stats().Refreshes; got != 1 {
+		t.Fatalf("refreshes at 47m = %d, want 1", got)
+	}
+	e.clock.Advance(2 * time.Minute) // past 80%
+	agent.Tick(ctx)
+	if got := e.idp.Stats().Refreshes; got != 2 {
+		t.Fatalf("refreshes at 49m = %d, want 2", got)
+	}
+	st, _ := agent.Status(testProfile)
+	if want := issued.Add(49*time.Minute + time.Hour); st.Expiry.Before(want.Add(-time.Second)) {
+		t.Fatalf("expiry after the refresh %v, want about %v", st.Expiry, want)
+	}
+	agent.Tick(ctx)
+	if got := e.idp.Stats().Refreshes; got != 2 {
+		t.Fatalf("a second Tick at the same time refreshed again (%d)", got)
+	}
+
+	// The laptop sleeps for three hours: the first Tick after waking refreshes.
+	e.clock.Advance(3 * time.Hour)
+	agent.Tick(ctx)
+	if got := e.idp.Stats().Refreshes; got != 3 {
+		t.Fatalf("refreshes after a 3h clock jump = %d, want 3", got)
+	}
+	tok, err := agent.Token(ctx, testProfile, IDToken, time.Minute)
+	if err != nil || !tok.Expiry.After(e.clock.Now().Add(50*time.Minute)) {
+		t.Fatalf("Token after the jump: expiry %v, %v; want a fresh token", tok.Expiry, err)
+	}
+	if got := e.idp.Stats().Refreshes; got != 3 {
+		t.Fatalf("Token after the jump refreshed again (%d)", got)
+	}
+}
+
+func TestAgentTickSkipsSignedOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.b.Start(ctx)
+	e.b.Tick(ctx)
+	e.clock.Advance(3 * time.Hour)
+	e.b.Tick(ctx)
+	if got := e.tr.count("/token") + e.tr.count("/.well-known/openid-configuration"); got != 0 {
+		t.Fatalf("a signed-out profile caused %d issuer requests", got)
+	}
+	if st, _ := e.b.Status(testProfile); st.State != StateSignedOut {
+		t.Fatalf("state %s, want signed-out", st.State)
+	}
+}
+
+func TestAgentStartKeychainError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	agent := e.newBroker()
+	ch, cancelSub := agent.Subscribe()
+	defer cancelSub()
+	e.kc.FailNext("get", errors.New("keychain is locked"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agent.Start(ctx)
+	ev := waitEvent(t, ch, StateSignedOut)
+	if !strings.Contains(ev.Status.Reason, "keychain is locked") {
+		t.Fatalf("event reason %q, want the keychain error", ev.Status.Reason)
+	}
+}
+
+func TestStatusReadsKeychainWithoutNetwork(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	before := e.tr.count("/token") + e.tr.count("/.well-known/openid-configuration")
+	sts := e.newBroker().Statuses()
+	if len(sts) != 1 || sts[0].State != StateSignedIn || sts[0].Email != "dev@example.test" || sts[0].Subject == "" {
+		t.Fatalf("Statuses = %+v, want one signed-in profile with email and subject", sts)
+	}
+	if after := e.tr.count("/token") + e.tr.count("/.well-known/openid-configuration"); after != before {
+		t.Fatal("Status talked to the issuer")
+	}
+	if _, err := e.b.Status("nope"); err == nil {
+		t.Fatal("Status of an unknown profile succeeded")
+	}
+}
+
+func TestLogout(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		signIn      bool
+		setup       func(e *testEnv)
+		want        LogoutResult
+		wantRevokes int
+		wantErr     bool
+	}{
+		"revokes and deletes": {
+			signIn: true, want: LogoutResult{WasSignedIn: true, Revoked: true}, wantRevokes: 1,
+		},
+		"revoke endpoint fails": {
+			signIn: true,
+			setup: func(e *testEnv) {
+				e.idp.FailNext("revoke", http.StatusInternalServerError, "text/plain", "boom 1//leak")
+			},
+			want:    LogoutResult{WasSignedIn: true, Revoked: false},
+			wantErr: true,
+		},
+		"token already revoked at the issuer": {
+			signIn:  true,
+			setup:   func(e *testEnv) { e.idp.RevokeAll() },
+			want:    LogoutResult{WasSignedIn: true, Revoked: false},
+			wantErr: true,
+		},
+		"not signed in": {
+			want: LogoutResult{},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, demo.Options{})
+			if tc.signIn {
+				e.login()
+			}
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			ch, cancel := e.b.Subscribe()
+			defer cancel()
+			res, err := e.b.Logout(context.Background(), testProfile)
+			if res != tc.want {
+				t.Errorf("Logout = %+v, want %+v", res, tc.want)
+			}
+			if tc.wantErr {
+				var re *RevokeError
+				if !errors.As(err, &re) || re.Profile != testProfile {
+					t.Fatalf("err = %v (%T), want *RevokeError", err, err)
+				}
+				assertContains(t, err, "signed out locally", "revoke it")
+				assertNoTokenText(t, err)
+			} else if err != nil {
+				t.Fatalf("Logout: %v", err)
+			}
+			if got := e.idp.Stats().Revocations; got != tc.wantRevokes {
+				t.Errorf("revocations = %d, want %d", got, tc.wantRevokes)
+			}
+			if _, ok := e.entry(); ok {
+				t.Error("keychain entry still there")
+			}
+			st, _ := e.b.Status(testProfile)
+			if st.State != StateSignedOut || st.Email != "" {
+				t.Errorf("status %s %q, want signed-out without email", st.State, st.Email)
+			}
+			waitEvent(t, ch, StateSignedOut)
+			if _, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute); !errors.Is(err, ErrSignInRequired) {
+				t.Errorf("Token after logout = %v, want sign-in required", err)
+			}
+		})
+	}
+}
+
+func TestLogoutKeychainDeleteFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	e.kc.FailNext("delete", errors.New("keychain is locked"))
+	res, err := e.b.Logout(context.Background(), testProfile)
+	assertContains(t, err, "delete the keychain entry", "keychain is locked")
+	if !res.WasSignedIn {
+		t.Fatalf("Logout = %+v, want WasSignedIn", res)
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	ch, cancel := e.b.Subscribe()
+	ch2, cancel2 := e.b.Subscribe()
+	defer cancel2()
+	e.login()
+	waitEvent(t, ch, StateSigningIn)
+	ev := waitEvent(t, ch, StateSignedIn)
+	if ev.Status.Email != "dev@example.test" || ev.Status.Profile != testProfile {
+		t.Fatalf("signed-in event %+v, want the profile and email", ev.Status)
+	}
+	waitEvent(t, ch2, StateSignedIn)
+
+	cancel()
+	cancel() // twice is harmless
+	timeout := time.After(5 * time.Second)
+	for closed := false; !closed; {
+		select {
+		case _, ok := <-ch:
+			closed = !ok
+		case <-timeout:
+			t.Fatal("cancel did not close the channel")
+		}
+	}
+	// Publishing after cancel reaches the other subscriber only (and does
+	// not panic on the closed channel).
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ch2, StateRefreshing)
+	waitEvent(t, ch2, StateSignedIn)
+}
+
+func TestSubscribeSlowSubscriberDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	slow, cancelSlow := e.b.Subscribe() // never read until the end
+	defer cancelSlow()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 500 {
+			e.b.publish(ProfileStatus{Profile: fmt.Sprint(i), State: StateRefreshing})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("publish blocked on a subscriber that does not read")
+	}
+	if n := len(slow); n != cap(slow) {
+		t.Fatalf("slow subscriber holds %d events, want a full buffer of %d", n, cap(slow))
+	}
+	// Real work still completes with a full subscriber.
+	loggedIn := make(chan error, 1)
+	go func() {
+		_, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second})
+		loggedIn <- err
+	}()
+	select {
+	case err := <-loggedIn:
+		if err != nil {
+			t.Fatalf("Login: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Login blocked on a subscriber that does not read")
+	}
+	if ev := <-slow; ev.Status.Profile != "0" {
+		t.Fatalf("first buffered event %+v, want the oldest one", ev.Status)
+	}
+}
