@@ -18,18 +18,9 @@ import (
 // refresh token themselves; login and logout in a terminal reach the agent;
 // a second agent for the same config is refused.
 func TestE2EAgentControlSocket(t *testing.T) {
-	p, cfgPath, profile := demoSetup(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	p, _, profile := demoSetup(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
 	listen := freePort(t)
-	// Rewrite the config with a private proxy port.
-	cfg := writeConfig(t, fmt.Sprintf(`
-listen = %q
-[profiles.%s]
-issuer = %q
-client_id = %q
-client_secret = %q
-gateways = ["api.example.test"]
-`, listen, profile, p.Issuer(), p.ClientID(), p.ClientSecret()))
-	_ = cfgPath
+	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen)) // a private proxy port
 	login(t, cfg)
 
 	ctx, cancel := context.WithCancel(context.Background())

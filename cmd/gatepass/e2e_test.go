@@ -44,16 +44,22 @@ func demoSetup(t *testing.T, opts demo.Options) (p *demo.Provider, cfgPath, prof
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	profile = uniqueProfile("e2e")
-	cfgPath = writeConfig(t, fmt.Sprintf(`
+	cfgPath = demoConfig(t, p, profile, "")
+	t.Cleanup(func() { _ = keyring.Delete("gatepass", profile) })
+	return p, cfgPath, profile
+}
+
+// demoConfig writes a config whose one profile uses the demo provider;
+// top holds extra top-level keys (e.g. listen).
+func demoConfig(t *testing.T, p *demo.Provider, profile, top string) string {
+	return writeConfig(t, fmt.Sprintf(`%s
 default_profile = %q
 [profiles.%s]
 issuer = %q
 client_id = %q
 client_secret = %q
 gateways = ["api.example.test"]
-`, profile, profile, p.Issuer(), p.ClientID(), p.ClientSecret()))
-	t.Cleanup(func() { _ = keyring.Delete("gatepass", profile) })
-	return p, cfgPath, profile
+`, top, profile, profile, p.Issuer(), p.ClientID(), p.ClientSecret()))
 }
 
 func login(t *testing.T, cfg string) {
