@@ -4,13 +4,17 @@
 #   nginx             wrk -> nginx reverse proxy (proxy_set_header Authorization, keep-alive upstream)
 #   tinyproxy         wrk -> tinyproxy forward proxy (AddHeader Authorization)
 #   goproxy (10 lines) wrk -> goproxy's own handler, tuned pool, header set in OnRequest
-#   gatepass          wrk -> gatepass proxy, upstream is a plain_http gateway (token injected)
+#   gatepass          wrk -> gatepass proxy, upstream is a plain_http gateway (token injected),
+#                     logging one line per request at info level to a file, as `gatepass proxy` does
+#   gatepass-nolog    the same proxy with per-request log lines filtered out (warn level)
 # and HTTPS with keep-alive through a Go client (wrk cannot CONNECT):
 #   direct TLS        client -> upstream:18443
 #   gatepass MITM     client -CONNECT-> gatepass -> intercept, inject -> upstream:18443 (verified TLS)
 # Paths run interleaved in ROUNDS rounds and the median of each is reported, so a burst
 # of other load on the machine does not land on one path only.
-# Usage: bench/proxy.sh [duration-seconds-per-run] [rounds]   (needs nginx, tinyproxy, wrk, openssl, go)
+# Finally (STREAM=1, the default) 1 GiB is uploaded and downloaded through gatepass on both
+# paths and the proxy's peak RSS (VmHWM) is reported: streaming keeps it flat.
+# Usage: bench/proxy.sh [duration-seconds-per-run] [rounds]   (needs nginx, tinyproxy, wrk, openssl, go, curl)
 set -euo pipefail
 DUR=${1:-10}
 ROUNDS=${2:-3}
@@ -100,8 +104,12 @@ LUA
 nginx -c "$W/up/nginx.conf" -e "$W/up/error.log"
 nginx -c "$W/rp/nginx.conf" -e "$W/rp/error.log"
 tinyproxy -d -c "$W/tinyproxy.conf" & PIDS+=($!)
-"$W/gatepass-bench" -listen 127.0.0.1:18787 -plain-gateway 127.0.0.1:18080 -tls-gateway localhost:18443 \
-  -upstream-ca "$W/ca.pem" -ca-out "$W/gatepass-ca.pem" & PIDS+=($!)
+# Streaming upstreams (bodies read to the end, 1 GiB sent): plain and TLS.
+"$W/gatepass-bench" -mode sink -listen 127.0.0.1:18090 & PIDS+=($!)
+"$W/gatepass-bench" -mode sink -listen 127.0.0.1:18444 -cert "$W/srv.pem" -key "$W/srv.key" & PIDS+=($!)
+"$W/gatepass-bench" -listen 127.0.0.1:18787 -plain-gateway 127.0.0.1:18080,127.0.0.1:18090 -tls-gateway localhost:18443,localhost:18444 \
+  -upstream-ca "$W/ca.pem" -ca-out "$W/gatepass-ca.pem" -v 2>"$W/gatepass.log" & PIDS+=($!); GP_PID=$!
+"$W/gatepass-bench" -listen 127.0.0.1:18789 -plain-gateway 127.0.0.1:18080 -upstream-ca "$W/ca.pem" & PIDS+=($!)
 "$W/gatepass-bench" -mode goproxy -listen 127.0.0.1:18788 -upstream-ca "$W/ca.pem" & PIDS+=($!)
 sleep 1
 
@@ -110,6 +118,7 @@ curl -sf http://127.0.0.1:18080/ >/dev/null
 curl -sf http://127.0.0.1:18081/ >/dev/null
 curl -sf -x http://127.0.0.1:18082 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18787 http://127.0.0.1:18080/ >/dev/null
+curl -sf -x http://127.0.0.1:18789 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18788 http://127.0.0.1:18080/ >/dev/null
 curl -sf --cacert "$W/gatepass-ca.pem" -x http://127.0.0.1:18787 https://localhost:18443/ >/dev/null
 cat "$W/ca.pem" "$W/gatepass-ca.pem" > "$W/trust.pem"
@@ -150,6 +159,7 @@ for r in $(seq "$ROUNDS"); do
   run_wrk direct http://127.0.0.1:18080/
   run_wrk nginx http://127.0.0.1:18081/
   run_wrk gatepass http://127.0.0.1:18787/ "$W/forward.lua"
+  run_wrk gatepass-nolog http://127.0.0.1:18789/ "$W/forward.lua"
   run_wrk goproxy-10-lines http://127.0.0.1:18788/ "$W/forward.lua"
   run_wrk tinyproxy http://127.0.0.1:18082/ "$W/forward.lua"
   run_tls direct-tls
@@ -168,7 +178,7 @@ echo "Plain HTTP, wrk -t2 -c$CONNS -d${DUR}s, 6-byte body, median of $ROUNDS int
 echo
 echo "| path | rps | rps / direct | p50 ms | p50 / direct | p99 ms | p99 / direct |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for n in direct nginx tinyproxy goproxy-10-lines gatepass; do
+for n in direct nginx tinyproxy goproxy-10-lines gatepass gatepass-nolog; do
   echo "| $n | ${RPS[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${P50[$n]} | $(ratio "${P50[$n]}" "${P50[direct]}") | ${P99[$n]} | $(ratio "${P99[$n]}" "${P99[direct]}") |"
 done
 echo
@@ -181,3 +191,28 @@ for n in direct-tls gatepass-mitm; do
 done
 echo
 echo "gatepass vs nginx: rps $(ratio "${RPS[gatepass]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[gatepass]}" "${P99[nginx]}")x; gatepass vs tinyproxy: rps $(ratio "${RPS[gatepass]}" "${RPS[tinyproxy]}")x"
+echo "gatepass wrote $(wc -l < "$W/gatepass.log") log lines; any token in them: $(grep -c bench-token "$W/gatepass.log" || true)"
+
+[ "${STREAM:-1}" = 1 ] || exit 0
+set +o pipefail  # head gets SIGPIPE when curl is done with it
+# 1 GiB up and down through gatepass, plain gateway and intercepted TLS, with the proxy's
+# peak resident memory (VmHWM, /proc/PID/status) before and after.
+hwm() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$GP_PID/status"; }
+echo
+echo "# streaming 1 GiB (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+before=$(hwm)
+stream() { # name url-base [curl args...]
+  local name=$1 base=$2; shift 2
+  local up down
+  up=$(head -c 1G /dev/zero | curl -sS --expect100-timeout 0 -H "Expect:" -x http://127.0.0.1:18787 "$@" -T - -o "$W/upload.out" -w '%{http_code} %{size_upload} %{speed_upload}' "$base/upload")
+  local upbody; upbody=$(cat "$W/upload.out")
+  down=$(curl -sS -x http://127.0.0.1:18787 "$@" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' "$base/big?n=1073741824")
+  echo "| $name | $(echo "$up" | awk '{printf "%s, %.0f MiB at %.0f MiB/s", $1, $2/1048576, $3/1048576}') (sink read $(echo "$upbody" | head -1) bytes) | $(echo "$down" | awk '{printf "%s, %.0f MiB at %.0f MiB/s", $1, $2/1048576, $3/1048576}') | $(hwm) |"
+}
+echo "1 GiB streamed through gatepass (upload chunked from curl -T -, download Content-Length), proxy peak RSS (VmHWM):"
+echo
+echo "| path | upload (status, size, speed) | download (status, size, speed) | VmHWM after, MiB |"
+echo "|---|---|---|---:|"
+echo "| (before streaming, after the benchmark) | | | $before |"
+stream plain-gateway http://127.0.0.1:18090
+stream intercepted-tls https://localhost:18444 --cacert "$W/trust.pem"

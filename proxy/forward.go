@@ -1,19 +1,73 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
 
-// forward is the hot path for absolute-URI requests that are not upgrades: one
-// RoundTrip on the shared transport and a streamed copy back, without
-// httputil.ReverseProxy's per-request clone and client trace. Upgrades (WebSocket) go
-// through the ReverseProxy, which knows how to splice the connections.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
-	// The server owns r and does not reuse it: strip and inject in place.
+// serveDecided carries out a decision for a request read by one of the proxy's HTTP
+// servers (the listen port, or the server inside an intercepted tunnel): answer the
+// status page, refuse, or fetch the token and forward. scheme is the upstream's.
+func (s *Server) serveDecided(w http.ResponseWriter, r *http.Request, d Decision, scheme string, start time.Time) {
+	e := RequestLog{Time: start, Method: r.Method, Host: logHost(d, r), Path: r.URL.Path, Profile: d.Profile}
+	switch d.Action {
+	case StatusPage:
+		e.Status = s.statusPage(w, r)
+		e.Duration = time.Since(start)
+		s.logRequest(e)
+		return
+	case Forward, Inject:
+	default:
+		writeRefusal(w, d)
+		e.Status, e.Err, e.Duration = d.Status, d.Code, time.Since(start)
+		s.logRequest(e)
+		return
+	}
+	st := &reqState{d: d}
+	if d.Action == Inject {
+		tok, ref := s.token(r.Context(), d)
+		if ref != nil {
+			writeRefusal(w, *ref)
+			e.Status, e.Err, e.Duration = ref.Status, ref.Code, time.Since(start)
+			s.logRequest(e)
+			return
+		}
+		st.tok, st.injected = tok, true
+	}
+	defer func() {
+		p := recover()
+		e.Status, e.Injected, e.Err, e.Duration = st.status, st.injected, st.err, time.Since(start)
+		if p != nil {
+			e.Err = "aborted mid-body: client or upstream went away"
+		}
+		s.logRequest(e)
+		if p != nil {
+			panic(p)
+		}
+	}()
+	if httpguts.HeaderValuesContainsToken(r.Header["Connection"], "Upgrade") {
+		// Upgrades (WebSocket) go through httputil.ReverseProxy, which splices the
+		// two connections after the 101.
+		if r.URL.Scheme == "" {
+			r.URL.Scheme = scheme
+		}
+		s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+		return
+	}
+	s.forward(w, r, st, scheme)
+}
+
+// forward is the hot path for requests that are not upgrades. The server owns r and
+// does not reuse it: strip and inject in place. Plain HTTP/1.1 exchanges go through
+// h1Pool in this goroutine; the rest (HTTP/2 upstreams, 100-continue, a corporate
+// upstream proxy) through http.Transport.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState, scheme string) {
 	te := httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers")
 	removeHopByHop(r.Header)
 	if te {
@@ -22,8 +76,77 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
 	if st.injected {
 		r.Header.Set(st.tok.Header, "Bearer "+st.tok.Value)
 	}
+	addr := st.d.Addr() // connect to exactly what the policy decided on
+	if s.useH1(r, scheme, st.d) {
+		ok := s.forwardH1(w, r, st, scheme, addr)
+		if ok {
+			return
+		}
+		// The upstream negotiated HTTP/2 on the first dial: http.Transport from now on.
+	}
+	s.forwardTransport(w, r, st, scheme, addr)
+}
+
+// useH1 says whether h1Pool may carry the request.
+func (s *Server) useH1(r *http.Request, scheme string, d Decision) bool {
+	if s.h1 == nil || r.Header["Expect"] != nil {
+		return false // 100-continue needs the transport's wait-for-continue logic
+	}
+	if s.opts.UpstreamProxy != nil && !isLoopbackHost(d.Host) {
+		return false
+	}
+	return !s.h1.prefersTransport(scheme, d.Addr())
+}
+
+// forwardH1 sends r over h1Pool and streams the answer back. It returns false, having
+// written nothing, when the upstream turned out to speak HTTP/2.
+func (s *Server) forwardH1(w http.ResponseWriter, r *http.Request, st *reqState, scheme, addr string) bool {
+	req := &h1Request{
+		Method:        r.Method,
+		Scheme:        scheme,
+		Addr:          addr,
+		RequestURI:    r.URL.RequestURI(),
+		Host:          r.Host,
+		Header:        r.Header,
+		ContentLength: r.ContentLength,
+		Trailer:       r.Trailer,
+		On1xx: func(code int, h http.Header) {
+			if code == http.StatusContinue {
+				return // the client did not ask for it (Expect goes through the transport)
+			}
+			removeHopByHop(h)
+			wh := w.Header()
+			for k, v := range h {
+				wh[k] = v
+			}
+			w.WriteHeader(code)
+			clear(wh)
+		},
+	}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		req.Body = r.Body
+	} else {
+		req.ContentLength = 0
+	}
+	if req.Host == "" {
+		req.Host = addr
+	}
+	x, err := s.h1.roundTrip(r.Context(), req)
+	if errors.Is(err, errUseTransport) {
+		return false
+	}
+	if err != nil {
+		s.upstreamFailed(w, r, st, err)
+		return true
+	}
+	s.copyResponse(w, r, st, x.Response)
+	return true
+}
+
+// forwardTransport is the general path: one RoundTrip on the shared http.Transport.
+func (s *Server) forwardTransport(w http.ResponseWriter, r *http.Request, st *reqState, scheme, addr string) {
 	u := *r.URL
-	u.Host = st.d.Addr() // connect to exactly what the policy decided on
+	u.Scheme, u.Host = scheme, addr
 	out := &http.Request{
 		Method:        r.Method,
 		URL:           &u,
@@ -41,15 +164,27 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
 	}
 	resp, err := s.transport.RoundTrip(out.WithContext(r.Context()))
 	if err != nil {
-		if r.Context().Err() != nil {
-			st.status, st.err = 499, "client went away"
-			return
-		}
-		d := upstreamError(st.d, err)
-		st.status, st.err = d.Status, d.Reason
-		writeRefusal(w, d)
+		s.upstreamFailed(w, r, st, err)
 		return
 	}
+	s.copyResponse(w, r, st, resp)
+}
+
+// upstreamFailed answers a request whose upstream exchange failed before a response:
+// 502 (504 on a timeout) with the reason, or nothing if the client is gone.
+func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
+	if r.Context().Err() != nil {
+		st.status, st.err = 499, "client went away"
+		return
+	}
+	d := upstreamError(st.d, err)
+	st.status, st.err = d.Status, d.Reason
+	writeRefusal(w, d)
+}
+
+// copyResponse passes the upstream's status, headers, body and trailers back,
+// streaming; it closes resp.Body.
+func (s *Server) copyResponse(w http.ResponseWriter, r *http.Request, st *reqState, resp *http.Response) {
 	defer resp.Body.Close()
 	st.status = resp.StatusCode
 	removeHopByHop(resp.Header)
@@ -70,7 +205,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
 		dst = flushWriter{w: w, rc: http.NewResponseController(w)} // streaming: no latency added
 	}
 	buf := s.bufs.Get()
-	_, err = io.CopyBuffer(dst, resp.Body, buf)
+	_, err := io.CopyBuffer(dst, resp.Body, buf)
 	s.bufs.Put(buf)
 	if err != nil {
 		if r.Context().Err() != nil {

@@ -166,63 +166,30 @@ func upstreamError(d Decision, err error) Decision {
 	return r
 }
 
-// ServeHTTP is the proxy's entry point: CONNECT goes to goproxy, everything else
-// (absolute-URI requests, the hot path, and origin-form status requests) is served here.
+// ServeHTTP is the proxy's entry point. CONNECT to a gateway is intercepted here
+// (intercept); every other CONNECT goes to goproxy, which tunnels or refuses as the
+// policy says. Everything else (absolute-URI requests, the hot path, and origin-form
+// status requests) is served here.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
+		if d := s.decideConnect(r); d.Action == Intercept {
+			s.intercept(w, r, d)
+			return
+		}
 		s.gp.ServeHTTP(w, r)
 		return
 	}
 	start := time.Now()
 	info := RequestInfo{Method: r.Method, HostHeader: r.Host, ProxyPort: s.port()}
+	scheme := ""
 	if r.URL.Scheme != "" {
 		info.Scheme, info.Target, info.Userinfo = r.URL.Scheme, r.URL.Host, r.URL.User != nil
 		if info.Target == "" {
 			info.Target = "\x00" // absolute-form without a host: let Decide refuse it
 		}
+		scheme = strings.ToLower(r.URL.Scheme)
 	}
-	d := Decide(info, s.tokens.Gateway)
-	e := RequestLog{Time: start, Method: r.Method, Host: logHost(d, r), Path: r.URL.Path, Profile: d.Profile}
-	switch d.Action {
-	case StatusPage:
-		e.Status = s.statusPage(w, r)
-		e.Duration = time.Since(start)
-		s.logRequest(e)
-		return
-	case Forward, Inject:
-	default:
-		writeRefusal(w, d)
-		e.Status, e.Err, e.Duration = d.Status, d.Code, time.Since(start)
-		s.logRequest(e)
-		return
-	}
-	st := &reqState{d: d}
-	if d.Action == Inject {
-		tok, ref := s.token(r.Context(), d)
-		if ref != nil {
-			writeRefusal(w, *ref)
-			e.Status, e.Err, e.Duration = ref.Status, ref.Code, time.Since(start)
-			s.logRequest(e)
-			return
-		}
-		st.tok, st.injected = tok, true
-	}
-	defer func() {
-		p := recover()
-		e.Status, e.Injected, e.Err, e.Duration = st.status, st.injected, st.err, time.Since(start)
-		if p != nil {
-			e.Err = "aborted mid-body: client or upstream went away"
-		}
-		s.logRequest(e)
-		if p != nil {
-			panic(p)
-		}
-	}()
-	if httpguts.HeaderValuesContainsToken(r.Header["Connection"], "Upgrade") {
-		s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-		return
-	}
-	s.forward(w, r, st)
+	s.serveDecided(w, r, Decide(info, s.tokens.Gateway), scheme, start)
 }
 
 func logHost(d Decision, r *http.Request) string {
@@ -364,8 +331,9 @@ func (l goproxyLogger) Printf(format string, v ...any) {
 	l.log.Debug("goproxy: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
-// newGoproxy configures goproxy for CONNECT only: our policy decides tunnel, intercept
-// (with our CA, never goproxy's built-in one) or refuse; our dialer and transport carry it.
+// newGoproxy configures goproxy for the CONNECTs that are not intercepted: our policy
+// decides tunnel or refuse, our dialer carries it. Intercepted CONNECTs never reach it
+// (ServeHTTP takes them, mitm.go), so goproxy's built-in CA is never used.
 func newGoproxy(s *Server) *goproxy.ProxyHttpServer {
 	gp := goproxy.NewProxyHttpServer()
 	gp.Logger = goproxyLogger{s.log}
@@ -383,18 +351,13 @@ func newGoproxy(s *Server) *goproxy.ProxyHttpServer {
 func (s *Server) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	start := time.Now()
 	r := ctx.Req
-	// net/http parses "CONNECT a@b:443" as user "a", host "b:443": Decide refuses userinfo.
-	d := Decide(RequestInfo{Method: http.MethodConnect, Target: r.URL.Host, Userinfo: r.URL.User != nil, HostHeader: r.Host, ProxyPort: s.port()}, s.tokens.Gateway)
-	if d.Action == Intercept && s.ca == nil {
-		d = refuse(http.StatusServiceUnavailable, "no_local_ca", "no local CA is configured to intercept "+d.Addr())
+	d := s.decideConnect(r)
+	if d.Action == Intercept {
+		// ServeHTTP intercepts before goproxy sees the request; never tunnel a gateway.
+		d = refuse(http.StatusInternalServerError, "internal_error", "intercepted CONNECT reached the tunnel handler")
 	}
-	switch d.Action {
-	case Tunnel:
+	if d.Action == Tunnel {
 		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, d.Addr()
-	case Intercept:
-		s.log.Debug("intercepting CONNECT", "host", d.Addr(), "profile", d.Profile)
-		ctx.RoundTripper = s.mitmRoundTripper(d)
-		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: s.mitmTLSConfig(d)}, d.Addr()
 	}
 	ctx.Resp = refusalResponse(r, d)
 	ctx.Resp.Close = true
@@ -402,16 +365,14 @@ func (s *Server) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Con
 	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 }
 
-// mitmTLSConfig presents a leaf for the CONNECT host signed by the local CA.
-func (s *Server) mitmTLSConfig(d Decision) func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
-	return func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
-		leaf, err := s.ca.Leaf(d.Host)
-		if err != nil {
-			s.log.Warn("cannot intercept TLS", "host", d.Addr(), "err", err)
-			return nil, err
-		}
-		return &tls.Config{Certificates: []tls.Certificate{*leaf}, MinVersion: tls.VersionTLS12}, nil
+// decideConnect decides a CONNECT; an intercept without a local CA becomes a refusal.
+func (s *Server) decideConnect(r *http.Request) Decision {
+	// net/http parses "CONNECT a@b:443" as user "a", host "b:443": Decide refuses userinfo.
+	d := Decide(RequestInfo{Method: http.MethodConnect, Target: r.URL.Host, Userinfo: r.URL.User != nil, HostHeader: r.Host, ProxyPort: s.port()}, s.tokens.Gateway)
+	if d.Action == Intercept && s.ca == nil {
+		d = refuse(http.StatusServiceUnavailable, "no_local_ca", "no local CA is configured to intercept "+d.Addr())
 	}
+	return d
 }
 
 // dialTunnel opens a blind CONNECT tunnel's upstream connection; the tunnel's log line is
@@ -496,92 +457,3 @@ type bufferedConn struct {
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// mitmRoundTripper serves every request goproxy reads inside an intercepted tunnel:
-// decide again (the request must address the tunnel's host), inject, forward over
-// verified TLS, and turn failures into answers (goproxy would just drop the connection).
-func (s *Server) mitmRoundTripper(tunnel Decision) goproxy.RoundTripper {
-	tunnelAddr := tunnel.Addr()
-	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-		s.inflight.Add(1)
-		start := time.Now()
-		info := RequestInfo{Method: req.Method, Scheme: req.URL.Scheme, HostHeader: req.Host, Tunnel: tunnelAddr, ProxyPort: s.port()}
-		if req.RequestURI != "" && !strings.HasPrefix(req.RequestURI, "/") && req.RequestURI != "*" {
-			if u, err := url.ParseRequestURI(req.RequestURI); err == nil {
-				info.Target, info.Userinfo = u.Host, u.User != nil
-			}
-		}
-		d := Decide(info, s.tokens.Gateway)
-		e := RequestLog{Time: start, Method: req.Method, Host: logHost(d, req), Path: req.URL.Path, Profile: d.Profile}
-		var resp *http.Response
-		switch d.Action {
-		case Forward, Inject:
-			var ref *Decision
-			var tok Token
-			if d.Action == Inject {
-				tok, ref = s.token(req.Context(), d)
-			}
-			if ref != nil {
-				resp, e.Err = refusalResponse(req, *ref), ref.Code
-				break
-			}
-			removeHopByHop(req.Header)
-			if d.Action == Inject {
-				req.Header.Set(tok.Header, "Bearer "+tok.Value)
-				e.Injected = true
-			}
-			req.RequestURI = ""
-			req.URL.Host = d.Addr() // connect to exactly what the policy decided on
-			var err error
-			resp, err = s.transport.RoundTrip(req)
-			if err != nil {
-				ue := upstreamError(d, err)
-				resp, e.Err = refusalResponse(req, ue), ue.Reason
-				break
-			}
-			if resp.StatusCode == http.StatusSwitchingProtocols {
-				// goproxy relays the upgraded connection through resp.Body (an
-				// io.ReadWriter): leave it unwrapped and log the upgrade now.
-				e.Status, e.Duration = resp.StatusCode, time.Since(start)
-				s.logRequest(e)
-				s.inflight.Add(-1)
-				return resp, nil
-			}
-			removeHopByHop(resp.Header)
-		default:
-			resp, e.Err = refusalResponse(req, d), d.Code
-		}
-		e.Status = resp.StatusCode
-		resp.Body = &loggedBody{ReadCloser: resp.Body, done: func(bodyErr error) {
-			e.Duration = time.Since(start)
-			if bodyErr != nil && e.Err == "" {
-				e.Err = "upstream body: " + bodyErr.Error()
-			}
-			s.logRequest(e)
-			s.inflight.Add(-1)
-		}}
-		return resp, nil
-	})
-}
-
-// loggedBody calls done once, when goproxy closes the response body after writing it.
-type loggedBody struct {
-	io.ReadCloser
-	once sync.Once
-	err  error
-	done func(error)
-}
-
-func (b *loggedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && b.err == nil {
-		b.err = err
-	}
-	return n, err
-}
-
-func (b *loggedBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(func() { b.done(b.err) })
-	return err
-}

@@ -4,8 +4,9 @@
 // Per request, one pure function (Decide) says what to do: inject a profile's token,
 // forward untouched, open a blind CONNECT tunnel, intercept TLS to a gateway with the
 // local name-constrained CA, or refuse. The server only carries that decision out:
-// absolute-URI HTTP requests go through its own handler (the hot path), CONNECT through
-// github.com/elazarl/goproxy.
+// absolute-URI HTTP requests go through its own handler and HTTP/1.1 upstream pool (the
+// hot path, h1pool.go), intercepted CONNECTs through its own TLS-terminating server
+// (mitm.go), blind tunnels and refused CONNECTs through github.com/elazarl/goproxy.
 //
 // The proxy sees the broker only through TokenSource and never imports it.
 package proxy
@@ -99,10 +100,13 @@ type Server struct {
 	ca     *CA // nil when there are no gateways: nothing to intercept
 
 	transport *http.Transport
+	h1        *h1Pool // hot path's upstream client (HTTP/1.1, same goroutine)
 	bufs      *bufferPool
 	rp        *reverseProxy
 	gp        *goproxy.ProxyHttpServer
 	srv       *http.Server
+	mitm      *http.Server  // serves connections inside intercepted tunnels
+	mitmLn    *connListener // hands those connections to mitm
 
 	// mu guards ln, proxyPort and hijacked. hijacked holds client connections taken over
 	// for CONNECT (tunnels, intercepted TLS) and upgrades, which http.Server.Shutdown does
@@ -112,8 +116,7 @@ type Server struct {
 	proxyPort string
 	hijacked  map[net.Conn]struct{}
 
-	// inflight counts requests being served inside intercepted tunnels (goproxy serves
-	// those on hijacked connections, outside http.Server's accounting).
+	// inflight counts requests being served inside intercepted tunnels.
 	inflight atomic.Int64
 }
 
@@ -146,6 +149,7 @@ func New(opts Options) (*Server, error) {
 		s.ca = ca
 	}
 	s.transport = newTransport(opts)
+	s.h1 = newH1Pool(opts.UpstreamRootCAs)
 	s.bufs = newBufferPool()
 	s.rp = newReverseProxy(s)
 	s.gp = newGoproxy(s)
@@ -157,6 +161,8 @@ func New(opts Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnState:         s.connState,
 	}
+	s.mitm = s.newMITMServer()
+	s.mitmLn = newConnListener()
 	return s, nil
 }
 
@@ -197,6 +203,7 @@ func (s *Server) Start() error {
 	s.mu.Lock()
 	s.ln, s.proxyPort = ln, port
 	s.mu.Unlock()
+	go s.serveMITM()
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("proxy stopped serving", "addr", ln.Addr().String(), "err", err)
@@ -238,6 +245,10 @@ func (s *Server) port() string {
 // intercepted tunnels) until ctx ends, then closes tunnels and idle upstream connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
+	s.mitmLn.Close()
+	if merr := s.mitm.Shutdown(ctx); err == nil {
+		err = merr
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.inflight.Load() > 0 && ctx.Err() == nil {
@@ -256,6 +267,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	clear(s.hijacked)
 	s.mu.Unlock()
 	s.transport.CloseIdleConnections()
+	s.h1.closeIdle(true)
 	return err
 }
 

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -18,6 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,7 +54,9 @@ func main() {
 	tlsGW := flag.String("tls-gateway", "", "host:port gateway reached over TLS (intercepted)")
 	caOut := flag.String("ca-out", "", "write gatepass's CA certificate here")
 	upstreamCA := flag.String("upstream-ca", "", "PEM file of the upstream's CA")
-	mode := flag.String("mode", "gatepass", "gatepass or goproxy")
+	mode := flag.String("mode", "gatepass", "gatepass, goproxy, or sink (an upstream for the streaming test)")
+	cert := flag.String("cert", "", "sink: serve TLS with this PEM certificate (key in -key)")
+	key := flag.String("key", "", "sink: PEM key for -cert")
 	verbose := flag.Bool("v", false, "log every request")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until exit")
 	flag.Parse()
@@ -65,13 +71,19 @@ func main() {
 
 	src := staticSource{gateways: map[string]proxy.Gateway{}, token: "bench-token"}
 	var names []string
-	if *plain != "" {
-		src.gateways[*plain] = proxy.Gateway{Profile: "bench", PlainHTTP: true}
+	for _, gw := range strings.Split(*plain, ",") {
+		if gw != "" {
+			src.gateways[gw] = proxy.Gateway{Profile: "bench", PlainHTTP: true}
+		}
 	}
-	if *tlsGW != "" {
-		src.gateways[*tlsGW] = proxy.Gateway{Profile: "bench"}
-		h, _, _ := net.SplitHostPort(*tlsGW)
-		names = append(names, h)
+	for _, gw := range strings.Split(*tlsGW, ",") {
+		if gw != "" {
+			src.gateways[gw] = proxy.Gateway{Profile: "bench"}
+			h, _, _ := net.SplitHostPort(gw)
+			if !slices.Contains(names, h) {
+				names = append(names, h)
+			}
+		}
 	}
 	var roots *x509.CertPool
 	if *upstreamCA != "" {
@@ -81,6 +93,10 @@ func main() {
 		}
 		roots = x509.NewCertPool()
 		roots.AppendCertsFromPEM(pem)
+	}
+	if *mode == "sink" {
+		runSink(*listen, *cert, *key)
+		return
 	}
 	if *mode == "goproxy" {
 		runGoproxy(*listen, roots)
@@ -118,4 +134,38 @@ func runGoproxy(listen string, roots *x509.CertPool) {
 		return r, nil
 	})
 	log.Fatal(http.ListenAndServe(listen, gp))
+}
+
+// runSink is the upstream of the streaming test: POST/PUT /upload reads the whole body
+// and answers its length; GET /big?n=BYTES sends n zero bytes with a Content-Length.
+func runSink(listen, cert, key string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%d\n", n)
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "want ?n=BYTES", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		buf := make([]byte, 64<<10)
+		for n > 0 {
+			k := min(n, int64(len(buf)))
+			if _, err := w.Write(buf[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	if cert != "" {
+		log.Fatal(http.ListenAndServeTLS(listen, cert, key, mux))
+	}
+	log.Fatal(http.ListenAndServe(listen, mux))
 }
