@@ -377,6 +377,10 @@ func (p *h1Pool) exchange(ctx context.Context, c *h1Conn, req *h1Request) (*h1Ex
 
 var aLongTimeAgo = time.Unix(1, 0)
 
+// uploadSettle is how long Close waits for the request-body writer to report
+// after the whole response arrived.
+const uploadSettle = 20 * time.Millisecond
+
 // h1Body notes whether the response body was read to EOF.
 type h1Body struct {
 	x *h1Exchange
@@ -407,15 +411,19 @@ func (x *h1Exchange) Close() error {
 	fired := !x.stop()
 	reuse := x.eof && !x.broken && !fired && !x.Response.Close
 	if x.bodyDone != nil && reuse {
-		// Reuse only if the upload is complete. A writer still busy (an upstream
-		// that answered early) is ended by closing the connection, never waited for:
-		// it may be blocked reading a slow client.
+		// Reuse only if the upload is complete. The writer has usually just
+		// finished (the upstream read the body before answering) but may not
+		// have reported yet, so give it a moment; a writer still busy after that
+		// (an upstream that answered early while a slow client uploads) is ended
+		// by closing the connection, never waited for.
+		t := time.NewTimer(uploadSettle)
 		select {
 		case err := <-x.bodyDone:
 			reuse = err == nil
-		default:
+		case <-t.C:
 			reuse = false
 		}
+		t.Stop()
 	}
 	if !reuse {
 		c.conn.Close()

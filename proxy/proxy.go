@@ -108,13 +108,17 @@ type Server struct {
 	mitm      *http.Server  // serves connections inside intercepted tunnels
 	mitmLn    *connListener // hands those connections to mitm
 
-	// mu guards ln, proxyPort and hijacked. hijacked holds client connections taken over
+	// mu guards ln, proxyPort, hijacked and fresh. hijacked holds client connections taken over
 	// for CONNECT (tunnels, intercepted TLS) and upgrades, which http.Server.Shutdown does
 	// not track: Shutdown closes them once in-flight requests have drained.
 	mu        sync.Mutex
 	ln        net.Listener
 	proxyPort string
 	hijacked  map[net.Conn]struct{}
+	// fresh holds accepted connections that have not sent a request yet
+	// (http.StateNew). http.Server.Shutdown waits up to 5s for those, and
+	// clients such as Go's Transport open spare connections they never use.
+	fresh map[net.Conn]struct{}
 
 	// inflight counts requests being served inside intercepted tunnels.
 	inflight atomic.Int64
@@ -140,7 +144,7 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, tokens: opts.Tokens, hijacked: make(map[net.Conn]struct{})}
+	s := &Server{opts: opts, log: log, tokens: opts.Tokens, hijacked: make(map[net.Conn]struct{}), fresh: make(map[net.Conn]struct{})}
 	if len(opts.CANames) > 0 {
 		ca, err := EnsureCA(opts.CA, opts.CANames, opts.CACertPath, log)
 		if err != nil {
@@ -244,11 +248,20 @@ func (s *Server) port() string {
 // Shutdown stops accepting, waits for in-flight requests (including those inside
 // intercepted tunnels) until ctx ends, then closes tunnels and idle upstream connections.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Connections that never sent a request have nothing to drain.
+	s.mu.Lock()
+	for c := range s.fresh {
+		c.Close()
+	}
+	clear(s.fresh)
+	s.mu.Unlock()
 	err := s.srv.Shutdown(ctx)
 	s.mitmLn.Close()
-	if merr := s.mitm.Shutdown(ctx); err == nil {
-		err = merr
-	}
+	s.mitm.SetKeepAlivesEnabled(false)
+	// Drain requests in flight inside intercepted tunnels, then close every
+	// tunnel connection. (http.Server.Shutdown on the intercepting server
+	// would also wait up to 5s for connections that finished their TLS
+	// handshake but never sent a request.)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.inflight.Load() > 0 && ctx.Err() == nil {
@@ -260,6 +273,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err == nil {
 		err = ctx.Err()
 	}
+	_ = s.mitm.Close()
 	s.mu.Lock()
 	for c := range s.hijacked {
 		c.Close()
@@ -272,12 +286,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) connState(c net.Conn, st http.ConnState) {
-	if st != http.StateHijacked {
-		return
-	}
 	s.mu.Lock()
-	s.hijacked[c] = struct{}{}
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		s.fresh[c] = struct{}{}
+	case http.StateHijacked:
+		delete(s.fresh, c)
+		s.hijacked[c] = struct{}{}
+	default:
+		delete(s.fresh, c)
+	}
 }
 
 // CACertPEM returns the local CA certificate (nil when no gateway is configured).
