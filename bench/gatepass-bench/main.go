@@ -109,7 +109,8 @@ func main() {
 	srv, err := proxy.New(proxy.Options{
 		Listen: *listen, Tokens: src, CA: &memStore{}, CANames: names, CACertPath: *caOut,
 		UpstreamRootCAs: roots,
-		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		// As `gatepass proxy` logs: through a LogWriter flushed every 100ms.
+		Logger: slog.New(slog.NewTextHandler(proxy.NewLogWriter(os.Stderr, 100*time.Millisecond), &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
 		log.Fatal(err)
