@@ -44,6 +44,11 @@ type Proxy interface {
 	Running() bool
 	// SetRunning switches the proxy on or off.
 	SetRunning(on bool) error
+	// SetAddr moves the proxy to another listen address (for this run; the
+	// config is not changed). addr must pass CheckProxyAddr. A running
+	// proxy restarts there; a stopped one only records it. On error the
+	// proxy keeps its address and state.
+	SetAddr(addr string) error
 	// Requests delivers a row per proxied request until cancel is called.
 	Requests() (rows <-chan RequestRow, cancel func())
 }

@@ -54,7 +54,10 @@ func newCard(u *ui, profile string) *card {
 	c.signIn.Importance = widget.HighImportance
 	c.signOut = widget.NewButtonWithIcon("Sign out", theme.LogoutIcon(), func() { u.signOut(profile) })
 	c.copyTok = widget.NewButtonWithIcon("Copy token", theme.ContentCopyIcon(), func() { u.copyToken(profile) })
-	c.curl = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
+	// Regular, not monospace: each text style Fyne draws loads its own
+	// font faces (~7 MB of heap, bench/README.md "Desktop app"); the
+	// buttons already need regular and bold.
+	c.curl = widget.NewLabel("")
 	c.curl.Selectable = true
 	c.curl.Truncation = fyne.TextTruncateEllipsis
 	copyCurl := widget.NewButtonWithIcon("", theme.ContentCopyIcon(), func() { u.copyText(c.curl.Text) })

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,20 +110,27 @@ func (b *fakeBroker) calls() (logins, logouts []string, tokens []tokenCall) {
 	return append([]string(nil), b.logins...), append([]string(nil), b.logouts...), append([]tokenCall(nil), b.tokenCalls...)
 }
 
-// fakeProxy is a proxy whose SetRunning fails with setErr.
+// fakeProxy is a proxy whose SetRunning fails with setErr, or with
+// EADDRINUSE when switched on at an address in taken.
 type fakeProxy struct {
-	mu      sync.Mutex
-	addr    string
-	running bool
-	setErr  error
-	rows    chan RequestRow
+	mu       sync.Mutex
+	addr     string
+	running  bool
+	setErr   error
+	taken    map[string]bool
+	setAddrs []string // SetAddr calls
+	rows     chan RequestRow
 }
 
 func newFakeProxy() *fakeProxy {
-	return &fakeProxy{addr: "127.0.0.1:8787", running: true, rows: make(chan RequestRow, 64)}
+	return &fakeProxy{addr: "127.0.0.1:8787", running: true, taken: map[string]bool{}, rows: make(chan RequestRow, 64)}
 }
 
-func (p *fakeProxy) Addr() string { return p.addr }
+func (p *fakeProxy) Addr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr
+}
 
 func (p *fakeProxy) Running() bool {
 	p.mu.Lock()
@@ -135,7 +144,26 @@ func (p *fakeProxy) SetRunning(on bool) error {
 	if p.setErr != nil {
 		return p.setErr
 	}
+	if on && p.taken[p.addr] {
+		return fmt.Errorf("listen tcp %s: bind: %w", p.addr, syscall.EADDRINUSE)
+	}
 	p.running = on
+	return nil
+}
+
+// SetAddr behaves as the contract says: validated, and a running proxy
+// restarts at the new address or keeps the old one on failure.
+func (p *fakeProxy) SetAddr(addr string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.setAddrs = append(p.setAddrs, addr)
+	if err := CheckProxyAddr(addr); err != nil {
+		return err
+	}
+	if p.running && p.taken[addr] {
+		return fmt.Errorf("listen tcp %s: bind: %w", addr, syscall.EADDRINUSE)
+	}
+	p.addr = addr
 	return nil
 }
 

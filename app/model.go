@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -328,6 +329,7 @@ func formatDuration(d time.Duration) string {
 type problem struct {
 	Title, Detail, Hint string
 	Retry               bool
+	Info                bool // good news (shown in the success colour), not a problem
 }
 
 // describeError explains an action's error; op is what the user tried
@@ -356,21 +358,43 @@ func describeError(op string, err error) (problem, bool) {
 	return problem{Title: "Could not " + op, Detail: err.Error(), Hint: "Press Retry, or run `gatepass doctor` to check the setup.", Retry: true}, true
 }
 
-// proxyProblem explains a failure to switch the proxy on, naming the port
-// and offering a free one when the address is taken.
-func proxyProblem(addr string, err error, freePort func() (int, error)) problem {
+// proxyProblem explains a failure to switch the proxy on, naming the port.
+// When the address is taken and the OS offers a free loopback port, it also
+// returns that address (altAddr) for a "Use …" button.
+func proxyProblem(addr string, err error, freePort func() (int, error)) (p problem, altAddr string) {
 	if errors.Is(err, syscall.EADDRINUSE) {
 		hint := "Stop the program using it, or set another `listen` address in the config."
-		if p, ferr := freePort(); ferr == nil {
+		if port, ferr := freePort(); ferr == nil {
 			host, _, _ := net.SplitHostPort(addr)
-			if host == "" {
+			if host == "" || CheckProxyAddr(net.JoinHostPort(host, "1")) != nil {
 				host = "127.0.0.1"
 			}
-			hint = fmt.Sprintf("Stop the program using it, or set listen = %q in the config (that port is free now).", net.JoinHostPort(host, strconv.Itoa(p)))
+			altAddr = net.JoinHostPort(host, strconv.Itoa(port))
+			hint = fmt.Sprintf("Stop the program using it, or press Use %s to run the proxy there now (set listen = %q in the config to keep it).", altAddr, altAddr)
 		}
-		return problem{Title: "The proxy port " + addr + " is already in use", Detail: err.Error(), Hint: hint, Retry: true}
+		return problem{Title: "The proxy port " + addr + " is already in use", Detail: err.Error(), Hint: hint, Retry: true}, altAddr
 	}
-	return problem{Title: "Could not start the proxy on " + addr, Detail: err.Error(), Hint: "Press Retry, or run `gatepass doctor`.", Retry: true}
+	return problem{Title: "Could not start the proxy on " + addr, Detail: err.Error(), Hint: "Press Retry, or run `gatepass doctor`.", Retry: true}, ""
+}
+
+// CheckProxyAddr accepts only a loopback HOST:PORT (localhost, 127.0.0.0/8
+// or ::1, port 1-65535): the proxy hands out tokens to whoever reaches it,
+// so it must never listen on a network interface.
+func CheckProxyAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("proxy address %q is not HOST:PORT; use a loopback address like 127.0.0.1:8787", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("proxy address %q: port %q is not a number from 1 to 65535", addr, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("proxy address %q is not a loopback address, so other machines could use your tokens through the proxy; use 127.0.0.1 or [::1]", addr)
 }
 
 // freeLoopbackPort asks the OS for a free loopback port.

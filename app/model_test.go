@@ -285,19 +285,63 @@ func TestProxyProblem(t *testing.T) {
 	free := func() (int, error) { return 40123, nil }
 	noFree := func() (int, error) { return 0, errors.New("no ports") }
 	tests := map[string]struct {
+		addr     string
 		err      error
 		free     func() (int, error)
 		wantHint string
+		wantAlt  string
 	}{
-		"in use, offers a port": {inUse, free, `listen = "127.0.0.1:40123"`},
-		"in use, no free port":  {inUse, noFree, "set another `listen` address"},
-		"other":                 {errors.New("permission denied"), free, "gatepass doctor"},
+		"in use, offers a port":   {"127.0.0.1:8787", inUse, free, `listen = "127.0.0.1:40123"`, "127.0.0.1:40123"},
+		"in use, keeps ::1":       {"[::1]:8787", inUse, free, "Use [::1]:40123", "[::1]:40123"},
+		"in use, keeps localhost": {"localhost:8787", inUse, free, "Use localhost:40123", "localhost:40123"},
+		"in use, no free port":    {"127.0.0.1:8787", inUse, noFree, "set another `listen` address", ""},
+		"other":                   {"127.0.0.1:8787", errors.New("permission denied"), free, "gatepass doctor", ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			p := proxyProblem("127.0.0.1:8787", tc.err, tc.free)
-			if !strings.Contains(p.Title, "127.0.0.1:8787") || !strings.Contains(p.Hint, tc.wantHint) {
-				t.Errorf("proxyProblem = %+v; want the address in the title and %q in the hint", p, tc.wantHint)
+			p, alt := proxyProblem(tc.addr, tc.err, tc.free)
+			if !strings.Contains(p.Title, tc.addr) || !strings.Contains(p.Hint, tc.wantHint) {
+				t.Errorf("proxyProblem = %+v; want %s in the title and %q in the hint", p, tc.addr, tc.wantHint)
+			}
+			if alt != tc.wantAlt {
+				t.Errorf("offered address %q, want %q", alt, tc.wantAlt)
+			}
+			if alt != "" {
+				if err := CheckProxyAddr(alt); err != nil {
+					t.Errorf("offered address fails CheckProxyAddr: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckProxyAddr(t *testing.T) {
+	tests := map[string]struct {
+		addr    string
+		wantErr string // "" for valid
+	}{
+		"ipv4 loopback":     {"127.0.0.1:8788", ""},
+		"other 127/8":       {"127.0.0.2:8788", ""},
+		"ipv6 loopback":     {"[::1]:8788", ""},
+		"localhost":         {"localhost:8788", ""},
+		"mapped loopback":   {"[::ffff:127.0.0.1]:8788", ""},
+		"all interfaces":    {"0.0.0.0:8788", "not a loopback address"},
+		"empty host":        {":8788", "not a loopback address"},
+		"lan address":       {"192.168.1.5:8788", "not a loopback address"},
+		"hostname":          {"example.org:8788", "not a loopback address"},
+		"no port":           {"127.0.0.1", "not HOST:PORT"},
+		"port zero":         {"127.0.0.1:0", "not a number from 1 to 65535"},
+		"port too big":      {"127.0.0.1:70000", "not a number from 1 to 65535"},
+		"port not a number": {"127.0.0.1:http", "not a number from 1 to 65535"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := CheckProxyAddr(tc.addr)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("CheckProxyAddr(%q) = %v, want nil", tc.addr, err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("CheckProxyAddr(%q) = %v, want an error containing %q", tc.addr, err, tc.wantErr)
 			}
 		})
 	}

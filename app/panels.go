@@ -19,7 +19,7 @@ type proxyBar struct {
 
 func newProxyBar(u *ui) *proxyBar {
 	b := &proxyBar{u: u}
-	b.addr = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
+	b.addr = widget.NewLabel("") // regular, not monospace: see card.curl
 	b.addr.Selectable = true
 	b.state = widget.NewLabel("")
 	b.toggle = widget.NewCheck("Proxy on", nil)
@@ -94,6 +94,9 @@ func (n *notices) set(slot int, p *problem, buttons ...fyne.CanvasObject) {
 	}
 	title := widget.NewLabelWithStyle(p.Title, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	title.Importance = widget.WarningImportance
+	if p.Info {
+		title.Importance = widget.SuccessImportance
+	}
 	s.Add(title)
 	if p.Detail != "" {
 		d := widget.NewLabel(p.Detail)

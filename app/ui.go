@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,7 @@ type ui struct {
 	trayHost bool
 	visible  atomic.Bool // window shown; read by the ticker goroutine
 	freePort func() (int, error)
+	trimmer  *idleTrimmer
 
 	stopMu sync.Mutex
 	stops  []func() // cancels subscriptions and in-flight calls; guarded by stopMu
@@ -89,6 +91,7 @@ func newUI(ctx context.Context, a fyne.App, opts Options, clock broker.Clock) *u
 		lastState: map[string]broker.State{},
 		cards:     map[string]*card{},
 	}
+	u.trimmer = newIdleTrimmer(clock.Now)
 	if d, ok := a.(desktop.App); ok {
 		u.tray = d
 	}
@@ -170,6 +173,12 @@ func (u *ui) attach(br Broker, px Proxy) {
 		u.applyStatus(st)
 	}
 	u.proxyBar.update()
+	if px != nil && !px.Running() {
+		// It did not start (port taken?): try again, so the window says
+		// why at once and offers a free port, not only when the switch
+		// is flipped.
+		u.setProxy(true)
+	}
 	if u.inSetup {
 		u.inSetup = false
 		u.win.SetContent(u.mainView)
@@ -196,6 +205,7 @@ func (u *ui) stop() {
 
 func (u *ui) pumpEvents(events <-chan broker.Event) {
 	for ev := range events {
+		u.trimmer.touch()
 		st := ev.Status
 		u.do(func() { u.applyStatus(st); u.refreshProfile(st.Profile) })
 	}
@@ -224,6 +234,7 @@ func (u *ui) pumpRequests(rows <-chan RequestRow) {
 			}
 		}
 		deadline.Stop()
+		u.trimmer.touch()
 		u.do(func() { u.addRequests(batch) })
 		if !ok {
 			return
@@ -315,6 +326,7 @@ func (u *ui) tickLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			u.trimmer.check()
 			// Hidden: only the tray icon needs checking, every 15 s.
 			if u.visible.Load() || n%15 == 0 {
 				u.do(u.tick)
@@ -390,6 +402,7 @@ func (u *ui) quit() {
 }
 
 func (u *ui) showWindow() {
+	u.trimmer.touch()
 	u.visible.Store(true)
 	u.win.Show()
 	u.win.RequestFocus()
@@ -403,6 +416,7 @@ func (u *ui) closeWindow() {
 		u.quit()
 		return
 	}
+	u.trimmer.touch()
 	u.visible.Store(false)
 	u.win.Hide()
 }
@@ -507,14 +521,51 @@ func (u *ui) setProxy(on bool) {
 	u.notices.set(noticeProxy, nil)
 	go func() {
 		err := px.SetRunning(on)
+		u.do(func() { u.proxyDone(px, err, func() { u.setProxy(on) }) })
+	}()
+}
+
+// useProxyAddr moves the proxy to addr (the free port offered when its own
+// was taken) and switches it on there.
+func (u *ui) useProxyAddr(addr string) {
+	px := u.px
+	if px == nil {
+		return
+	}
+	u.notices.set(noticeProxy, nil)
+	go func() {
+		err := px.SetAddr(addr)
+		if err == nil && !px.Running() {
+			err = px.SetRunning(true)
+		}
 		u.do(func() {
-			if err != nil {
-				p := proxyProblem(px.Addr(), err, u.freePort)
-				u.notices.set(noticeProxy, &p, widget.NewButton("Retry", func() { u.setProxy(on) }))
+			u.proxyDone(px, err, func() { u.useProxyAddr(addr) })
+			if err == nil {
+				u.notices.set(noticeProxy, &problem{
+					Info:  true,
+					Title: "The proxy now listens on " + px.Addr(),
+					Hint:  fmt.Sprintf("This lasts until gatepass restarts; set listen = %q in the config to keep it.", px.Addr()),
+				})
 			}
-			u.proxyBar.update()
+			u.refresh() // the cards' curl lines name the address
 		})
 	}()
+}
+
+// proxyDone shows the outcome of a proxy switch: on failure the problem
+// with Retry and, when the port was taken, a button to use a free one.
+func (u *ui) proxyDone(px Proxy, err error, retry func()) {
+	if err != nil {
+		p, alt := proxyProblem(px.Addr(), err, u.freePort)
+		buttons := []fyne.CanvasObject{widget.NewButton("Retry", retry)}
+		if alt != "" {
+			use := widget.NewButton("Use "+alt, func() { u.useProxyAddr(alt) })
+			use.Importance = widget.HighImportance
+			buttons = append([]fyne.CanvasObject{use}, buttons...)
+		}
+		u.notices.set(noticeProxy, &p, buttons...)
+	}
+	u.proxyBar.update()
 }
 
 func (u *ui) showConfigError(err error) {

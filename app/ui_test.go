@@ -12,6 +12,7 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatepass-dev/gatepass/assets"
@@ -336,6 +337,11 @@ func TestProxyPortTaken(t *testing.T) {
 	px.running = false
 	px.setErr = fmt.Errorf("listen tcp 127.0.0.1:8787: %w", syscall.EADDRINUSE)
 	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: px})
+	e.q.run(t) // the window retries a proxy that did not start
+	if !e.u.notices.shown(noticeProxy) {
+		t.Fatal("port conflict not shown at start")
+	}
+	e.u.notices.set(noticeProxy, nil)
 	e.u.proxyBar.toggle.SetChecked(true)
 	e.q.run(t)
 	if !e.u.notices.shown(noticeProxy) {
@@ -358,6 +364,93 @@ func TestProxyPortTaken(t *testing.T) {
 	if !px.Running() || e.u.notices.shown(noticeProxy) || e.u.proxyBar.state.Text != "running" {
 		t.Errorf("after retry: running=%v notice=%v state=%q", px.Running(), e.u.notices.shown(noticeProxy), e.u.proxyBar.state.Text)
 	}
+}
+
+func TestProxyPortTakenUseOtherPort(t *testing.T) {
+	px := newFakeProxy()
+	px.running = false
+	px.taken["127.0.0.1:8787"] = true
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: px})
+	ports := []int{8788, 8789}
+	e.u.freePort = func() (int, error) {
+		p := ports[0]
+		if len(ports) > 1 {
+			ports = ports[1:]
+		}
+		return p, nil
+	}
+	e.q.run(t) // shown at start, without touching the switch
+	test.AssertRendersToMarkup(t, "proxy_port_taken.xml", e.win.Canvas())
+	use := findButton(t, e.u.notices.box, "Use 127.0.0.1:8788")
+
+	// The offered port is taken too by the time it is used: the window
+	// says so and offers the next free one; the proxy stays off.
+	px.mu.Lock()
+	px.taken["127.0.0.1:8788"] = true
+	px.mu.Unlock()
+	test.Tap(use)
+	e.q.run(t)
+	if px.Running() || !strings.Contains(markupText(e.win.Canvas()), "127.0.0.1:8788 is already in use") {
+		t.Fatalf("second conflict: running=%v, window:\n%s", px.Running(), markupText(e.win.Canvas()))
+	}
+	use = findButton(t, e.u.notices.box, "Use 127.0.0.1:8789")
+
+	test.Tap(use)
+	e.q.run(t)
+	px.mu.Lock()
+	calls := append([]string(nil), px.setAddrs...)
+	px.mu.Unlock()
+	if want := []string{"127.0.0.1:8788", "127.0.0.1:8789"}; !cmp.Equal(calls, want) {
+		t.Errorf("SetAddr calls %v, want %v", calls, want)
+	}
+	if !px.Running() || px.Addr() != "127.0.0.1:8789" {
+		t.Fatalf("proxy running=%v at %s, want running at 127.0.0.1:8789", px.Running(), px.Addr())
+	}
+	if got := e.u.proxyBar.addr.Text; got != "http://127.0.0.1:8789" {
+		t.Errorf("proxy bar shows %q", got)
+	}
+	if !e.u.proxyBar.toggle.Checked || e.u.proxyBar.state.Text != "running" {
+		t.Errorf("switch checked=%v state %q, want on and running", e.u.proxyBar.toggle.Checked, e.u.proxyBar.state.Text)
+	}
+	if got := e.u.cards["work"].curl.Text; !strings.Contains(got, "-x http://127.0.0.1:8789 ") {
+		t.Errorf("curl example %q does not use the new address", got)
+	}
+	text := markupText(e.win.Canvas())
+	for _, want := range []string{"The proxy now listens on 127.0.0.1:8789", `listen = "127.0.0.1:8789"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("window lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "already in use") {
+		t.Error("the port conflict is still shown after the switch")
+	}
+}
+
+// findButton returns the visible button labelled text under o.
+func findButton(t *testing.T, o fyne.CanvasObject, text string) *widget.Button {
+	t.Helper()
+	var found *widget.Button
+	var walk func(fyne.CanvasObject)
+	walk = func(o fyne.CanvasObject) {
+		if found != nil || !o.Visible() {
+			return
+		}
+		switch v := o.(type) {
+		case *widget.Button:
+			if v.Text == text {
+				found = v
+			}
+		case *fyne.Container:
+			for _, c := range v.Objects {
+				walk(c)
+			}
+		}
+	}
+	walk(o)
+	if found == nil {
+		t.Fatalf("no button %q", text)
+	}
+	return found
 }
 
 func TestTrayMenuCopyToken(t *testing.T) {

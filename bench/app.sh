@@ -8,7 +8,14 @@
 # item registering with a StatusNotifierWatcher.
 #
 # Needs a desktop session (Xvfb + D-Bus): scripts/with-desktop bench/app.sh
-# Prints a Markdown table.
+# Prints a Markdown table, then where each process's RSS lies (from
+# /proc/PID/smaps): libLLVM (Mesa llvmpipe's shader compiler, code pages),
+# the C malloc heap, anonymous memory (the Go heap plus large C
+# allocations), the executable's own pages, and the rest.
+#
+# BENCH_TAGS="no_emoji" builds gatepass with those Go build tags (the empty
+# window is always a stock Fyne build). Environment such as LP_NUM_THREADS
+# reaches both processes alike.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$root"
-go build -o "$work/gatepass" ./cmd/gatepass
+go build -tags "${BENCH_TAGS:-}" -o "$work/gatepass" ./cmd/gatepass
 go build -o "$work/snwatcher" docs/snwatcher/main.go
 go build -o "$work/empty" docs/emptywindow/main.go
 
@@ -115,7 +122,30 @@ echo "Idle over ${secs}s (Xvfb, software GL; $(nproc) cores):"
 echo
 echo "| process | RSS avg (MB) | RSS max (MB) | CPU |"
 echo "|---|---|---|---|"
-row "gatepass gui (demo profile signed in, proxy on)" "$app"
+row "gatepass gui (demo profile signed in, proxy on)${BENCH_TAGS:+, -tags $BENCH_TAGS}" "$app"
 row "empty Fyne window" "$empty"
 echo
 echo "Start to tray item registered: ${tray_ms} ms"
+
+# breakdown NAME PID: one row of RSS by kind of mapping, in MB.
+breakdown() {
+	awk -v name="$1" -v exe="$(readlink "/proc/$2/exe")" '
+		/^[0-9a-f]+-[0-9a-f]+ / { path = $6; next }
+		/^Rss:/ {
+			k = "other"
+			if (path ~ /libLLVM/) k = "llvm"
+			else if (path == "[heap]") k = "heap"
+			else if (path == "") k = "anon"
+			else if (path == exe) k = "exe"
+			rss[k] += $2
+		}
+		END { printf "| %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n", name, rss["llvm"] / 1024, rss["heap"] / 1024, rss["anon"] / 1024, rss["exe"] / 1024, rss["other"] / 1024 }
+	' "/proc/$2/smaps"
+}
+echo
+echo "RSS at the end by mapping (MB):"
+echo
+echo "| process | libLLVM | C heap ([heap]) | anonymous (Go heap, large C allocations) | executable | other |"
+echo "|---|---|---|---|---|---|"
+breakdown "gatepass gui${BENCH_TAGS:+ (-tags $BENCH_TAGS)}" "$app"
+breakdown "empty Fyne window" "$empty"

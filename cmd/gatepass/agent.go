@@ -171,7 +171,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := agentOptions{listen: *listen, log: e.logger()}
+	log, flush := e.agentLogger()
+	defer flush()
+	opts := agentOptions{listen: *listen, log: log}
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b, err := startBroker(actx, cfg, opts)

@@ -32,19 +32,27 @@ func (a appBroker) Logout(ctx context.Context, profile string) error {
 	return err
 }
 
-// appProxy lets the window switch the proxy off and on: a stopped
-// http.Server cannot start again, so "on" builds a new proxy.Server.
-// Request rows fan out to subscribers without ever blocking the proxy.
+// appProxy lets the window switch the proxy off and on and move it to
+// another port: a stopped http.Server cannot start again, so "on" and a new
+// address build a new proxy.Server. Request rows fan out to subscribers
+// without ever blocking the proxy.
 type appProxy struct {
-	build func(onRequest func(proxy.RequestLog)) (*proxy.Server, error)
-	addr  string
+	// build makes a proxy listening on listen; it is newProxy with
+	// agentOptions.listen set to listen.
+	build func(listen string, onRequest func(proxy.RequestLog)) (*proxy.Server, error)
 
-	mu   sync.Mutex // guards srv and subs
+	mu   sync.Mutex // guards addr and srv; held while a server starts or stops
+	addr string     // the listen address the next server binds
 	srv  *proxy.Server
-	subs map[chan app.RequestRow]struct{}
+
+	// subMu guards subs. It is separate from mu so that requests
+	// finishing during a Shutdown (which waits for them) can publish
+	// their rows while mu is held.
+	subMu sync.Mutex
+	subs  map[chan app.RequestRow]struct{}
 }
 
-func newAppProxy(addr string, build func(func(proxy.RequestLog)) (*proxy.Server, error)) *appProxy {
+func newAppProxy(addr string, build func(listen string, onRequest func(proxy.RequestLog)) (*proxy.Server, error)) *appProxy {
 	return &appProxy{build: build, addr: addr, subs: map[chan app.RequestRow]struct{}{}}
 }
 
@@ -68,28 +76,70 @@ func (p *appProxy) SetRunning(on bool) error {
 	defer p.mu.Unlock()
 	switch {
 	case on && p.srv == nil:
-		srv, err := p.build(p.publish)
+		srv, err := p.start(p.addr)
 		if err != nil {
-			return err
-		}
-		if err := srv.Start(); err != nil {
 			return err
 		}
 		p.srv = srv
 	case !on && p.srv != nil:
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := p.srv.Shutdown(ctx)
+		err := shutdownProxy(p.srv)
 		p.srv = nil
 		return err
 	}
 	return nil
 }
 
-func (p *appProxy) publish(l proxy.RequestLog) {
-	row := app.RequestRow(l)
+// SetAddr moves the proxy to addr (a loopback HOST:PORT, app.CheckProxyAddr)
+// for this run. A running proxy binds the new address before the old
+// server stops, so a failure (the port is taken too) leaves it serving
+// where it was; a stopped proxy only records the address.
+func (p *appProxy) SetAddr(addr string) error {
+	if err := app.CheckProxyAddr(addr); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.srv == nil {
+		p.addr = addr
+		return nil
+	}
+	if addr == p.addr || addr == p.srv.Addr() {
+		return nil
+	}
+	srv, err := p.start(addr)
+	if err != nil {
+		return err
+	}
+	old := p.srv
+	p.srv, p.addr = srv, addr
+	if err := shutdownProxy(old); err != nil {
+		return fmt.Errorf("the proxy moved to %s, but stopping it on %s failed: %w", srv.Addr(), old.Addr(), err)
+	}
+	return nil
+}
+
+// start builds and starts a server on listen; p.mu is held.
+func (p *appProxy) start(listen string) (*proxy.Server, error) {
+	srv, err := p.build(listen, p.publish)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+func shutdownProxy(srv *proxy.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+func (p *appProxy) publish(l proxy.RequestLog) {
+	row := app.RequestRow(l)
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
 	for ch := range p.subs {
 		select {
 		case ch <- row:
@@ -100,12 +150,12 @@ func (p *appProxy) publish(l proxy.RequestLog) {
 
 func (p *appProxy) Requests() (<-chan app.RequestRow, func()) {
 	ch := make(chan app.RequestRow, 256)
-	p.mu.Lock()
+	p.subMu.Lock()
 	p.subs[ch] = struct{}{}
-	p.mu.Unlock()
+	p.subMu.Unlock()
 	return ch, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+		p.subMu.Lock()
+		defer p.subMu.Unlock()
 		if _, ok := p.subs[ch]; ok {
 			delete(p.subs, ch)
 			close(ch)
@@ -117,7 +167,8 @@ func (p *appProxy) Requests() (<-chan app.RequestRow, func()) {
 // proxy that cannot start (port taken) does not stop the app: the window
 // shows the proxy as off and the switch reports the error.
 func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.Browser, listen string) (app.Broker, app.Proxy, error) {
-	opts := agentOptions{log: e.logger(), browser: browser, listen: listen}
+	log, _ := e.agentLogger() // flushes every 100ms until the process exits
+	opts := agentOptions{log: log, browser: browser, listen: listen}
 	b, err := startBroker(ctx, cfg, opts)
 	if err != nil {
 		return nil, nil, err
@@ -126,8 +177,9 @@ func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.B
 	if listen != "" {
 		addr = listen
 	}
-	px := newAppProxy(addr, func(onRequest func(proxy.RequestLog)) (*proxy.Server, error) {
+	px := newAppProxy(addr, func(listen string, onRequest func(proxy.RequestLog)) (*proxy.Server, error) {
 		o := opts
+		o.listen = listen
 		o.onRequest = onRequest
 		return newProxy(b, cfg, o)
 	})

@@ -18,8 +18,10 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gatepass-dev/gatepass/broker"
+	"github.com/gatepass-dev/gatepass/proxy"
 )
 
 // version is set with -ldflags "-X main.version=…" by release builds.
@@ -173,11 +175,23 @@ func (e *env) parse(name string, fs *flag.FlagSet, args []string, usage string) 
 }
 
 func (e *env) logger() *slog.Logger {
+	return e.loggerTo(e.stderr)
+}
+
+func (e *env) loggerTo(w io.Writer) *slog.Logger {
 	level := slog.LevelInfo
 	if e.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// agentLogger is the logger of a long-running agent: the proxy logs one
+// line per request, so lines go through a proxy.LogWriter flushed every
+// 100ms rather than a write(2) each. stop flushes the rest.
+func (e *env) agentLogger() (log *slog.Logger, stop func()) {
+	w := proxy.NewLogWriter(e.stderr, 100*time.Millisecond)
+	return e.loggerTo(w), func() { _ = w.Close() }
 }
 
 var errConfigMissing = errors.New("no config file")

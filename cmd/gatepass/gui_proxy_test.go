@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatepass-dev/gatepass/proxy"
+)
+
+// noTokens is a token source without gateways: the proxy only forwards.
+type noTokens struct{}
+
+func (noTokens) Gateway(string, string) (proxy.Gateway, bool) { return proxy.Gateway{}, false }
+func (noTokens) TokenFor(context.Context, string, string) (proxy.Token, error) {
+	return proxy.Token{}, errors.New("no tokens in this test")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// takenAddr holds a loopback port for the test's duration.
+func takenAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
+}
+
+func serves(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func TestAppProxySetAddr(t *testing.T) {
+	var built []string
+	px := newAppProxy(takenAddr(t), func(listen string, onRequest func(proxy.RequestLog)) (*proxy.Server, error) {
+		built = append(built, listen)
+		return proxy.New(proxy.Options{Listen: listen, Tokens: noTokens{}, OnRequest: onRequest})
+	})
+	t.Cleanup(func() { px.SetRunning(false) })
+
+	// The configured port is taken: the proxy stays off.
+	if err := px.SetRunning(true); !errors.Is(err, syscall.EADDRINUSE) || px.Running() {
+		t.Fatalf("SetRunning(true) on a taken port = %v, running %v; want EADDRINUSE and off", err, px.Running())
+	}
+
+	// Not loopback: refused, nothing changes.
+	before := px.Addr()
+	for _, bad := range []string{"0.0.0.0:8788", ":8788", "192.168.1.5:8788", "127.0.0.1"} {
+		if err := px.SetAddr(bad); err == nil || px.Addr() != before {
+			t.Errorf("SetAddr(%q) = %v, address now %s; want an error and %s", bad, err, px.Addr(), before)
+		}
+	}
+
+	// Stopped: the address is recorded, the proxy stays off until switched on.
+	b := freeAddr(t)
+	if err := px.SetAddr(b); err != nil || px.Addr() != b || px.Running() {
+		t.Fatalf("SetAddr(%s) while stopped = %v, addr %s running %v", b, err, px.Addr(), px.Running())
+	}
+	if err := px.SetRunning(true); err != nil || !serves(b) {
+		t.Fatalf("SetRunning(true) at %s = %v, serving %v", b, err, serves(b))
+	}
+
+	// Running, new port taken too: keeps serving where it was.
+	c := takenAddr(t)
+	if err := px.SetAddr(c); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("SetAddr(taken %s) = %v, want EADDRINUSE", c, err)
+	}
+	if px.Addr() != b || !px.Running() || !serves(b) {
+		t.Fatalf("after a failed move: addr %s running %v serving %v; want still %s", px.Addr(), px.Running(), serves(b), b)
+	}
+
+	// Running, free port: moves, the old port is released.
+	d := freeAddr(t)
+	if err := px.SetAddr(d); err != nil {
+		t.Fatalf("SetAddr(%s) = %v", d, err)
+	}
+	if px.Addr() != d || !serves(d) || serves(b) {
+		t.Errorf("after the move: addr %s, serving new %v old %v; want %s only", px.Addr(), serves(d), serves(b), d)
+	}
+	if last := built[len(built)-1]; last != d {
+		t.Errorf("last proxy built for %s, want %s (agentOptions.listen)", last, d)
+	}
+	if err := px.SetRunning(false); err != nil || px.Running() || serves(d) {
+		t.Errorf("SetRunning(false) = %v, running %v serving %v", err, px.Running(), serves(d))
+	}
+	if !strings.HasPrefix(px.Addr(), "127.0.0.1:") {
+		t.Errorf("stopped proxy reports %q", px.Addr())
+	}
+}
