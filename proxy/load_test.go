@@ -33,8 +33,17 @@ func TestTokenRolloverUnderLoad(t *testing.T) {
 	e.plainGW.handler, e.tlsGW.handler = check, check
 	c := e.client()
 	var ok, failed atomic.Int32
+	refreshed := func() bool {
+		e.src.mu.Lock()
+		defer e.src.mu.Unlock()
+		return e.src.refreshes > 0
+	}
+	// Load until the token has rolled over and plenty of requests ran on
+	// both sides of it; counted, not timed (the cap only stops a hang).
+	const want = 400
+	var afterRefresh atomic.Int32
+	stop := time.Now().Add(30 * time.Second)
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(700 * time.Millisecond)
 	for i := range 32 {
 		wg.Add(1)
 		go func() {
@@ -43,7 +52,7 @@ func TestTokenRolloverUnderLoad(t *testing.T) {
 			if i%2 == 1 {
 				u = e.tlsGWURL()
 			}
-			for time.Now().Before(deadline) {
+			for (ok.Load() < want || afterRefresh.Load() < want/4) && time.Now().Before(stop) {
 				resp, err := c.Get(u + "/load")
 				if err != nil {
 					failed.Add(1)
@@ -55,6 +64,9 @@ func TestTokenRolloverUnderLoad(t *testing.T) {
 					failed.Add(1)
 				} else {
 					ok.Add(1)
+					if refreshed() {
+						afterRefresh.Add(1)
+					}
 				}
 			}
 		}()
@@ -63,12 +75,12 @@ func TestTokenRolloverUnderLoad(t *testing.T) {
 	e.src.mu.Lock()
 	refreshes := e.src.refreshes
 	e.src.mu.Unlock()
-	t.Logf("%d requests ok, %d failed, %d refreshes", ok.Load(), failed.Load(), refreshes)
+	t.Logf("%d requests ok (%d after the refresh), %d failed, %d refreshes", ok.Load(), afterRefresh.Load(), failed.Load(), refreshes)
 	if failed.Load() != 0 || bad.Load() != 0 {
 		t.Errorf("%d failed requests, %d without a token", failed.Load(), bad.Load())
 	}
-	if ok.Load() < 100 {
-		t.Errorf("only %d requests: not a load test", ok.Load())
+	if ok.Load() < want || afterRefresh.Load() < want/4 {
+		t.Errorf("the token did not roll over under load within 30s (%d requests, %d after the refresh)", ok.Load(), afterRefresh.Load())
 	}
 	if refreshes != 1 {
 		t.Errorf("%d refreshes, want 1", refreshes)
