@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatepass-dev/gatepass/assets"
 	"github.com/gatepass-dev/gatepass/broker"
+	"github.com/gatepass-dev/gatepass/proxy"
 )
 
 // AppID is the application ID (also in FyneApp.toml).
@@ -53,19 +54,10 @@ type Proxy interface {
 	Requests() (rows <-chan RequestRow, cancel func())
 }
 
-// RequestRow is one proxied request as the window lists it. It never holds
-// a token: Injected only says whether one was added.
-type RequestRow struct {
-	Time     time.Time
-	Method   string
-	Host     string
-	Path     string
-	Status   int
-	Injected bool
-	Profile  string
-	Duration time.Duration
-	Err      string
-}
+// RequestRow is one proxied request as the window lists it: the proxy's own
+// record (DESIGN §1: app → proxy). It never holds a token; Injected only
+// says whether one was added.
+type RequestRow = proxy.RequestLog
 
 // Options configure Run.
 type Options struct {

@@ -136,8 +136,7 @@ func shutdownProxy(srv *proxy.Server) error {
 	return srv.Shutdown(ctx)
 }
 
-func (p *appProxy) publish(l proxy.RequestLog) {
-	row := app.RequestRow(l)
+func (p *appProxy) publish(row proxy.RequestLog) {
 	p.subMu.Lock()
 	defer p.subMu.Unlock()
 	for ch := range p.subs {
