@@ -13,8 +13,9 @@
 # the C malloc heap, anonymous memory (the Go heap plus large C
 # allocations), the executable's own pages, and the rest.
 #
-# BENCH_TAGS="no_emoji" builds gatepass with those Go build tags (the empty
-# window is always a stock Fyne build). Environment such as LP_NUM_THREADS
+# gatepass is built with -tags no_emoji, as scripts/run builds it; BENCH_TAGS
+# overrides the tags (BENCH_TAGS= for a stock build). The empty window is
+# always a stock Fyne build. Environment such as LP_NUM_THREADS
 # reaches both processes alike.
 set -euo pipefail
 
@@ -32,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$root"
-go build -tags "${BENCH_TAGS:-}" -o "$work/gatepass" ./cmd/gatepass
+go build -tags "${BENCH_TAGS-no_emoji}" -o "$work/gatepass" ./cmd/gatepass
 go build -o "$work/snwatcher" docs/snwatcher/main.go
 go build -o "$work/empty" docs/emptywindow/main.go
 
@@ -122,7 +123,7 @@ echo "Idle over ${secs}s (Xvfb, software GL; $(nproc) cores):"
 echo
 echo "| process | RSS avg (MB) | RSS max (MB) | CPU |"
 echo "|---|---|---|---|"
-row "gatepass gui (demo profile signed in, proxy on)${BENCH_TAGS:+, -tags $BENCH_TAGS}" "$app"
+row "gatepass gui (demo profile signed in, proxy on)${BENCH_TAGS-no_emoji}" "$app"
 row "empty Fyne window" "$empty"
 echo
 echo "Start to tray item registered: ${tray_ms} ms"
@@ -147,5 +148,5 @@ echo "RSS at the end by mapping (MB):"
 echo
 echo "| process | libLLVM | C heap ([heap]) | anonymous (Go heap, large C allocations) | executable | other |"
 echo "|---|---|---|---|---|---|"
-breakdown "gatepass gui${BENCH_TAGS:+ (-tags $BENCH_TAGS)}" "$app"
+breakdown "gatepass gui (-tags ${BENCH_TAGS-no_emoji})" "$app"
 breakdown "empty Fyne window" "$empty"
