@@ -123,7 +123,7 @@ echo "Idle over ${secs}s (Xvfb, software GL; $(nproc) cores):"
 echo
 echo "| process | RSS avg (MB) | RSS max (MB) | CPU |"
 echo "|---|---|---|---|"
-row "gatepass gui (demo profile signed in, proxy on)${BENCH_TAGS-no_emoji}" "$app"
+row "gatepass gui (demo profile signed in, proxy on), -tags ${BENCH_TAGS-no_emoji}" "$app"
 row "empty Fyne window" "$empty"
 echo
 echo "Start to tray item registered: ${tray_ms} ms"
