@@ -17,6 +17,7 @@ import (
 	"fyne.io/fyne/v2"
 	fyneapp "fyne.io/fyne/v2/app"
 
+	_ "github.com/gatepass-dev/gatepass/app/localefix" // before Fyne's locale init
 	"github.com/gatepass-dev/gatepass/assets"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/proxy"
