@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -322,5 +325,51 @@ func TestE2EDoctor(t *testing.T) {
 	out, _, code = runGatepass(t, nil, "--config", cfg, "doctor")
 	if code != exitFailure || !strings.Contains(out, "FAIL  issuer") {
 		t.Errorf("doctor with the issuer down: exit %d\n%s", code, out)
+	}
+}
+
+// TestE2ELoginNoBrowser: with --no-browser nothing is opened; the user
+// copies the URL from stderr into a browser elsewhere (here: the scripted
+// one), and the sign-in completes.
+func TestE2ELoginNoBrowser(t *testing.T) {
+	p, cfg, _ := demoSetup(t, demo.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gatepassBin, "--config", cfg, "login", "--no-browser", "--browser-command", browserCommand("fail"))
+	cmd.Env = testEnv(t)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var authURL string
+	var seen strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		seen.WriteString(line + "\n")
+		if strings.HasPrefix(line, p.Issuer()+"/authorize?") {
+			authURL = line
+			break
+		}
+	}
+	if authURL == "" {
+		t.Fatalf("no authorization URL on stderr:\n%s", seen.String())
+	}
+	status, body, err := demo.Browse(ctx, authURL, true)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("browsing the printed URL: %d %v %.200s", status, err, body)
+	}
+	_, _ = io.Copy(&seen, stderr) // the rest, until gatepass exits
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("login --no-browser: %v\n%s", err, seen.String())
+	}
+	if strings.Contains(browserLog(t), "browser") {
+		t.Errorf("--no-browser still ran the browser command: %s", browserLog(t))
+	}
+	if _, _, code := runGatepass(t, nil, "--config", cfg, "token"); code != 0 {
+		t.Errorf("token after login --no-browser: exit %d", code)
 	}
 }
