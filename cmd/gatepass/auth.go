@@ -218,16 +218,15 @@ func cmdLogout(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	res, err := b.Logout(ctx, p.Name)
+	e.notifyAgent(ctx, cfg, p.Name) // the entry is gone even when revoking failed
 	switch {
 	case err != nil:
-		e.notifyAgent(ctx, cfg, p.Name) // the entry may be gone even when revoking failed
 		return err
 	case !res.WasSignedIn:
 		fmt.Fprintf(e.stderr, "Profile %q was not signed in; nothing to do.\n", p.Name)
 	default:
 		fmt.Fprintf(e.stderr, "Signed out of profile %q: the refresh token was revoked at the issuer and removed from the keychain.\n", p.Name)
 	}
-	e.notifyAgent(ctx, cfg, p.Name)
 	return nil
 }
 
