@@ -244,6 +244,11 @@ func TestStatusPage(t *testing.T) {
 	if e.src.calls != 0 {
 		t.Errorf("a non-proxy request asked for a token")
 	}
+	for _, l := range e.entries.all() {
+		if l.Status == 200 {
+			t.Errorf("the status page was reported as a proxied request: %+v", l)
+		}
+	}
 }
 
 func TestRequestLogLines(t *testing.T) {

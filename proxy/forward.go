@@ -18,9 +18,10 @@ func (s *Server) serveDecided(w http.ResponseWriter, r *http.Request, d Decision
 	e := RequestLog{Time: start, Method: r.Method, Host: logHost(d, r), Path: r.URL.Path, Profile: d.Profile}
 	switch d.Action {
 	case StatusPage:
-		e.Status = s.statusPage(w, r)
-		e.Duration = time.Since(start)
-		s.logRequest(e)
+		// Not a proxied request (a browser or `gatepass status` looking at
+		// the port): logged at debug level, not listed in the app's log.
+		status := s.statusPage(w, r)
+		s.log.Debug("status page", "host", r.Host, "path", r.URL.Path, "status", status)
 		return
 	case Forward, Inject:
 	default:
