@@ -142,14 +142,7 @@ func newReverseProxy(s *Server) *reverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			st := r.Context().Value(stateKey{}).(*reqState)
-			if r.Context().Err() != nil {
-				st.status, st.err = 499, "client went away"
-				return
-			}
-			d := upstreamError(st.d, err)
-			st.status, st.err = d.Status, d.Reason
-			writeRefusal(w, d)
+			s.upstreamFailed(w, r, r.Context().Value(stateKey{}).(*reqState), err)
 		},
 	}
 }

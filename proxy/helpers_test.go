@@ -120,7 +120,8 @@ func (m *memCAStore) SaveCA(cert, key []byte) error {
 	return nil
 }
 
-// logBuffer collects every log line (debug and up) for leak checks.
+// logBuffer is a bytes.Buffer safe for concurrent writers: it collects log lines for
+// leak checks and the bytes sent through test tunnels.
 type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer

@@ -8,25 +8,8 @@ import (
 	"time"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestLogWriterFlushesPeriodicallyAndOnClose(t *testing.T) {
-	var out lockedBuffer
+	var out logBuffer
 	w := NewLogWriter(&out, 20*time.Millisecond)
 	fmt.Fprintln(w, "first")
 	if out.String() != "" {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -94,24 +93,7 @@ type corpRecord struct {
 	Method string
 	Target string // CONNECT authority, or the absolute URI
 	Header http.Header
-	sent   *tunnelBytes // CONNECT only: every byte the proxy's client sent into the tunnel
-}
-
-type tunnelBytes struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *tunnelBytes) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *tunnelBytes) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	sent   *logBuffer // CONNECT only: every byte the proxy's client sent into the tunnel
 }
 
 // corpProxy is a recording corporate forward proxy: absolute-form requests and CONNECT
@@ -185,7 +167,7 @@ func (p *corpProxy) track(c net.Conn, add bool) {
 func (p *corpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := corpRecord{Method: r.Method, Header: r.Header.Clone()}
 	if r.Method == http.MethodConnect {
-		rec.Target, rec.sent = r.Host, &tunnelBytes{}
+		rec.Target, rec.sent = r.Host, &logBuffer{}
 	} else {
 		rec.Target = r.URL.String()
 	}
