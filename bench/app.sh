@@ -3,8 +3,9 @@
 #
 # Idle cost of the desktop app (issue 4, "Measure"): RSS and CPU of
 # `gatepass gui --demo` with the demo profile signed in and the proxy on,
-# beside an empty Fyne window of the same size, both sampled over the same
-# SECONDS (default 60) in the same run; plus the time from start to the tray
+# beside two empty Fyne windows of the same size, all sampled over the same
+# SECONDS (default 60) in the same run: "blank" draws nothing at all, "hello"
+# is Fyne's hello-world (one label), the ≈ 135 MB window issue 4 quotes; plus the time from start to the tray
 # item registering with a StatusNotifierWatcher.
 #
 # Needs a desktop session (Xvfb + D-Bus): scripts/with-desktop bench/app.sh
@@ -94,6 +95,9 @@ done
 "$work/empty" >/dev/null 2>&1 &
 empty=$!
 pids+=("$empty")
+"$work/empty" "Hello Fyne!" >/dev/null 2>&1 &
+hello=$!
+pids+=("$hello")
 sleep 5 # both settle
 
 hz=$(getconf CLK_TCK)
@@ -102,9 +106,9 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 declare -A c0 rmax rsum
 n=0
-for p in "$app" "$empty"; do c0[$p]=$(cpu_ticks "$p"); rmax[$p]=0; rsum[$p]=0; done
+for p in "$app" "$empty" "$hello"; do c0[$p]=$(cpu_ticks "$p"); rmax[$p]=0; rsum[$p]=0; done
 for ((i = 0; i < secs; i += 5)); do
-	for p in "$app" "$empty"; do
+	for p in "$app" "$empty" "$hello"; do
 		r=$(rss_kb "$p")
 		rsum[$p]=$((rsum[$p] + r))
 		((r > rmax[$p])) && rmax[$p]=$r
@@ -124,7 +128,11 @@ echo
 echo "| process | RSS avg (MB) | RSS max (MB) | CPU |"
 echo "|---|---|---|---|"
 row "gatepass gui (demo profile signed in, proxy on), -tags ${BENCH_TAGS-no_emoji}" "$app"
-row "empty Fyne window" "$empty"
+row "empty Fyne window, blank (draws nothing)" "$empty"
+row "empty Fyne window, hello (one label: \"Hello Fyne!\")" "$hello"
+echo
+ratio() { awk -v a="${rsum[$1]}" -v b="${rsum[$2]}" 'BEGIN { printf "%.2f", a / b }'; }
+echo "RSS ratio (averages): $(ratio "$app" "$hello")x the hello window, $(ratio "$app" "$empty")x the blank window"
 echo
 echo "Start to tray item registered: ${tray_ms} ms"
 
@@ -149,4 +157,5 @@ echo
 echo "| process | libLLVM | C heap ([heap]) | anonymous (Go heap, large C allocations) | executable | other |"
 echo "|---|---|---|---|---|---|"
 breakdown "gatepass gui (-tags ${BENCH_TAGS-no_emoji})" "$app"
-breakdown "empty Fyne window" "$empty"
+breakdown "empty Fyne window, blank" "$empty"
+breakdown "empty Fyne window, hello" "$hello"
