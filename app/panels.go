@@ -61,6 +61,7 @@ const (
 	noticeProxy
 	noticeTray
 	noticeSetup
+	noticeClipboard
 	noticeCount
 )
 

@@ -497,7 +497,13 @@ func (u *ui) copyToken(profile string) {
 				c.showProblem(p, func() { u.copyToken(profile) })
 				return
 			}
-			u.app.Clipboard().SetContent(tok.Value)
+			if !u.putOnClipboard(tok.Value) {
+				p := clipboardProblem("the " + tokenKindLabel(kind))
+				p.Hint = "Run `gatepass token --profile " + profile + "` in a terminal instead, or try again once a clipboard is available."
+				c.showProblem(p, func() { u.copyToken(profile) })
+				u.app.SendNotification(fyne.NewNotification("gatepass: could not copy the token", p.Detail+"."))
+				return
+			}
 			msg := "Copied the " + tokenKindLabel(kind) + " to the clipboard"
 			if !tok.Expiry.IsZero() {
 				msg += "; valid until " + tok.Expiry.Local().Format("15:04:05")
@@ -507,8 +513,38 @@ func (u *ui) copyToken(profile string) {
 	}()
 }
 
+// copyText copies a proxy address or curl line; the labels are selectable,
+// so without a clipboard the hint says to copy them by hand.
 func (u *ui) copyText(s string) {
-	u.app.Clipboard().SetContent(s)
+	if u.putOnClipboard(s) {
+		u.notices.set(noticeClipboard, nil)
+		return
+	}
+	p := clipboardProblem("it")
+	p.Hint = "Select the text in the window and copy it with Ctrl+C, or try again once a clipboard is available."
+	u.notices.set(noticeClipboard, &p)
+}
+
+// putOnClipboard sets the clipboard and reads it back. Fyne reports no error
+// when the session has no clipboard (no clipboard owner, a compositor
+// without data-device support), so reading back is the only way to know.
+func (u *ui) putOnClipboard(s string) bool {
+	cb := u.app.Clipboard()
+	if cb == nil {
+		return false
+	}
+	cb.SetContent(s)
+	return cb.Content() == s
+}
+
+// clipboardProblem says that what could not be copied; the caller adds the
+// way around it.
+func clipboardProblem(what string) problem {
+	return problem{
+		Title:  "Could not copy",
+		Detail: "no clipboard is available in this desktop session, so " + what + " was not copied",
+		Retry:  true,
+	}
 }
 
 // setProxy switches the proxy on or off off the Fyne goroutine (binding a

@@ -534,3 +534,57 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// noClipboardApp is a Fyne app whose clipboard keeps nothing, like a
+// session without a clipboard owner.
+type noClipboardApp struct{ fyne.App }
+
+func (noClipboardApp) Clipboard() fyne.Clipboard { return deadClipboard{} }
+
+type deadClipboard struct{}
+
+func (deadClipboard) Content() string   { return "" }
+func (deadClipboard) SetContent(string) {}
+
+func TestCopyWithoutClipboard(t *testing.T) {
+	br := newFakeBroker(signedIn(9 * time.Minute))
+	br.token = broker.Token{Kind: broker.IDToken, Value: "eyJhbGciOiJSUzI1NiJ9.payload.SIGNATUREabcd", Expiry: testStart.Add(9 * time.Minute)}
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	real := e.u.app
+	e.u.app = noClipboardApp{real}
+	c := e.u.cards["work"]
+
+	want := fyne.NewNotification("gatepass: could not copy the token",
+		"no clipboard is available in this desktop session, so the ID token was not copied.")
+	test.AssertNotificationSent(t, want, func() {
+		test.Tap(c.copyTok)
+		e.q.run(t)
+	})
+	if !c.msg.Visible() || !strings.Contains(c.msg.Text, "Could not copy") ||
+		!strings.Contains(c.msg.Text, "gatepass token --profile work") || strings.Contains(c.msg.Text, "abcd") {
+		t.Errorf("card message %q (shown %v): want the failure, the CLI way around it, and no part of the token", c.msg.Text, c.msg.Visible())
+	}
+	if strings.Contains(c.msg.Text, "Copied") {
+		t.Errorf("card claims success: %q", c.msg.Text)
+	}
+
+	// The proxy address: a window notice that says to copy it by hand.
+	if e.u.notices.shown(noticeClipboard) {
+		t.Fatal("clipboard notice shown before any copy")
+	}
+	e.u.copyText("http://127.0.0.1:8787")
+	if !e.u.notices.shown(noticeClipboard) {
+		t.Error("copying the proxy address without a clipboard showed no notice")
+	}
+	// With a clipboard again, the next copy works and clears the notice.
+	e.u.app = real
+	e.u.copyText("http://127.0.0.1:8787")
+	if e.u.notices.shown(noticeClipboard) || real.Clipboard().Content() != "http://127.0.0.1:8787" {
+		t.Errorf("with a clipboard: notice shown %v, clipboard %q", e.u.notices.shown(noticeClipboard), real.Clipboard().Content())
+	}
+	test.Tap(c.copyTok)
+	e.q.run(t)
+	if real.Clipboard().Content() != br.token.Value || !strings.Contains(c.msg.Text, "Copied the ID token") {
+		t.Errorf("with a clipboard: clipboard holds the token %v, message %q", real.Clipboard().Content() == br.token.Value, c.msg.Text)
+	}
+}
