@@ -7,6 +7,8 @@
 #   gatepass          wrk -> gatepass proxy, upstream is a plain_http gateway (token injected),
 #                     logging one line per request at info level to a file, as `gatepass proxy` does
 #   gatepass-nolog    the same proxy with per-request log lines filtered out (warn level)
+#   go-bound-raw/std  bench/gobound: the least a Go proxy can do (no pool, no log, no policy),
+#                     raw bytes or net/http's parsers: how far any Go proxy can get here
 # and HTTPS with keep-alive through a Go client (wrk cannot CONNECT):
 #   direct TLS        client -> upstream:18443
 #   gatepass MITM     client -CONNECT-> gatepass -> intercept, inject -> upstream:18443 (verified TLS)
@@ -31,7 +33,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "# building" >&2
-(cd "$ROOT" && go build -o "$W/gatepass-bench" ./bench/gatepass-bench && go build -o "$W/tlsload" ./bench/tlsload)
+(cd "$ROOT" && go build -o "$W/gatepass-bench" ./bench/gatepass-bench && go build -o "$W/tlsload" ./bench/tlsload &&
+  go build -o "$W/gobound" ./bench/gobound)
 
 echo "# upstream test PKI" >&2
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench upstream CA" \
@@ -111,6 +114,8 @@ tinyproxy -d -c "$W/tinyproxy.conf" & PIDS+=($!)
   -upstream-ca "$W/ca.pem" -ca-out "$W/gatepass-ca.pem" -v 2>"$W/gatepass.log" & PIDS+=($!); GP_PID=$!
 "$W/gatepass-bench" -listen 127.0.0.1:18789 -plain-gateway 127.0.0.1:18080 -upstream-ca "$W/ca.pem" & PIDS+=($!)
 "$W/gatepass-bench" -mode goproxy -listen 127.0.0.1:18788 -upstream-ca "$W/ca.pem" & PIDS+=($!)
+"$W/gobound" -listen 127.0.0.1:18798 -parse raw & PIDS+=($!)
+"$W/gobound" -listen 127.0.0.1:18799 -parse std & PIDS+=($!)
 sleep 1
 
 # Sanity: each path returns the body and (for proxies) the upstream got the header.
@@ -120,6 +125,8 @@ curl -sf -x http://127.0.0.1:18082 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18787 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18789 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18788 http://127.0.0.1:18080/ >/dev/null
+curl -sf -x http://127.0.0.1:18798 http://127.0.0.1:18080/ >/dev/null
+curl -sf -x http://127.0.0.1:18799 http://127.0.0.1:18080/ >/dev/null
 curl -sf --cacert "$W/gatepass-ca.pem" -x http://127.0.0.1:18787 https://localhost:18443/ >/dev/null
 cat "$W/ca.pem" "$W/gatepass-ca.pem" > "$W/trust.pem"
 
@@ -162,6 +169,8 @@ for r in $(seq "$ROUNDS"); do
   run_wrk gatepass-nolog http://127.0.0.1:18789/ "$W/forward.lua"
   run_wrk goproxy-10-lines http://127.0.0.1:18788/ "$W/forward.lua"
   run_wrk tinyproxy http://127.0.0.1:18082/ "$W/forward.lua"
+  run_wrk go-bound-raw http://127.0.0.1:18798/ "$W/forward.lua"
+  run_wrk go-bound-std http://127.0.0.1:18799/ "$W/forward.lua"
   run_tls direct-tls
   run_tls gatepass-mitm http://127.0.0.1:18787
   sleep 2  # let tinyproxy's TIME_WAIT sockets and stragglers settle
@@ -178,7 +187,7 @@ echo "Plain HTTP, wrk -t2 -c$CONNS -d${DUR}s, 6-byte body, median of $ROUNDS int
 echo
 echo "| path | rps | rps / direct | p50 ms | p50 / direct | p99 ms | p99 / direct |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for n in direct nginx tinyproxy goproxy-10-lines gatepass gatepass-nolog; do
+for n in direct nginx tinyproxy goproxy-10-lines gatepass gatepass-nolog go-bound-raw go-bound-std; do
   echo "| $n | ${RPS[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${P50[$n]} | $(ratio "${P50[$n]}" "${P50[direct]}") | ${P99[$n]} | $(ratio "${P99[$n]}" "${P99[direct]}") |"
 done
 echo
@@ -191,6 +200,9 @@ for n in direct-tls gatepass-mitm; do
 done
 echo
 echo "gatepass vs nginx: rps $(ratio "${RPS[gatepass]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[gatepass]}" "${P99[nginx]}")x; gatepass vs tinyproxy: rps $(ratio "${RPS[gatepass]}" "${RPS[tinyproxy]}")x"
+for n in go-bound-raw go-bound-std; do
+  echo "$n vs nginx: rps $(ratio "${RPS[$n]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[$n]}" "${P99[nginx]}")x"
+done
 echo "gatepass wrote $(wc -l < "$W/gatepass.log") log lines; any token in them: $(grep -c bench-token "$W/gatepass.log" || true)"
 
 [ "${STREAM:-1}" = 1 ] || exit 0
