@@ -497,18 +497,20 @@ func (u *ui) copyToken(profile string) {
 				c.showProblem(p, func() { u.copyToken(profile) })
 				return
 			}
-			if !u.putOnClipboard(tok.Value) {
-				p := clipboardProblem("the " + tokenKindLabel(kind))
-				p.Hint = "Run `gatepass token --profile " + profile + "` in a terminal instead, or try again once a clipboard is available."
-				c.showProblem(p, func() { u.copyToken(profile) })
-				u.app.SendNotification(fyne.NewNotification("gatepass: could not copy the token", p.Detail+"."))
-				return
-			}
-			msg := "Copied the " + tokenKindLabel(kind) + " to the clipboard"
-			if !tok.Expiry.IsZero() {
-				msg += "; valid until " + tok.Expiry.Local().Format("15:04:05")
-			}
-			c.showInfo(msg + ".")
+			u.putOnClipboard(tok.Value, func(ok bool) {
+				if !ok {
+					p := clipboardProblem("the " + tokenKindLabel(kind))
+					p.Hint = "Run `gatepass token --profile " + profile + "` in a terminal instead, or try again once a clipboard is available."
+					c.showProblem(p, func() { u.copyToken(profile) })
+					u.app.SendNotification(fyne.NewNotification("gatepass: could not copy the token", p.Detail+"."))
+					return
+				}
+				msg := "Copied the " + tokenKindLabel(kind) + " to the clipboard"
+				if !tok.Expiry.IsZero() {
+					msg += "; valid until " + tok.Expiry.Local().Format("15:04:05")
+				}
+				c.showInfo(msg + ".")
+			})
 		})
 	}()
 }
@@ -516,25 +518,52 @@ func (u *ui) copyToken(profile string) {
 // copyText copies a proxy address or curl line; the labels are selectable,
 // so without a clipboard the hint says to copy them by hand.
 func (u *ui) copyText(s string) {
-	if u.putOnClipboard(s) {
-		u.notices.set(noticeClipboard, nil)
-		return
-	}
-	p := clipboardProblem("it")
-	p.Hint = "Select the text in the window and copy it with Ctrl+C, or try again once a clipboard is available."
-	u.notices.set(noticeClipboard, &p)
+	u.putOnClipboard(s, func(ok bool) {
+		if ok {
+			u.notices.set(noticeClipboard, nil)
+			return
+		}
+		p := clipboardProblem("it")
+		p.Hint = "Select the text in the window and copy it with Ctrl+C, or try again once a clipboard is available."
+		u.notices.set(noticeClipboard, &p)
+	})
 }
 
-// putOnClipboard sets the clipboard and reads it back. Fyne reports no error
+// How long putOnClipboard keeps reading back before it calls a copy failed.
+var (
+	clipboardChecks     = 8
+	clipboardCheckEvery = 100 * time.Millisecond
+)
+
+// putOnClipboard sets the clipboard, then reads it back and calls done on
+// the UI goroutine with whether the text arrived. Fyne reports no error
 // when the session has no clipboard (no clipboard owner, a compositor
 // without data-device support), so reading back is the only way to know.
-func (u *ui) putOnClipboard(s string) bool {
+// On Wayland the text reads back only after the compositor has announced
+// the new selection, which takes an event round trip: so the read-back is
+// retried for a while, off the UI goroutine's back, before giving up.
+func (u *ui) putOnClipboard(s string, done func(ok bool)) {
 	cb := u.app.Clipboard()
 	if cb == nil {
-		return false
+		done(false)
+		return
 	}
 	cb.SetContent(s)
-	return cb.Content() == s
+	u.confirmClipboard(cb, s, clipboardChecks, done)
+}
+
+func (u *ui) confirmClipboard(cb fyne.Clipboard, s string, left int, done func(ok bool)) {
+	if cb.Content() == s {
+		done(true)
+		return
+	}
+	if left <= 0 {
+		done(false)
+		return
+	}
+	time.AfterFunc(clipboardCheckEvery, func() {
+		u.do(func() { u.confirmClipboard(cb, s, left-1, done) })
+	})
 }
 
 // clipboardProblem says that what could not be copied; the caller adds the

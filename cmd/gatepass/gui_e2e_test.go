@@ -22,14 +22,14 @@ type ocrWord struct {
 	left, top, width, height int
 }
 
-// screenWords screenshots the X window and reads it back with tesseract,
-// the way a person looks at the screen. With buttons set, the image is
-// first made black-on-white at 2x (tesseract misses white text on coloured
-// buttons otherwise) and boxes are scaled back to window pixels.
-func screenWords(t *testing.T, window, png string, buttons bool) []ocrWord {
+// screenWords takes a screenshot into png with shoot and reads it back with
+// tesseract, the way a person looks at the screen. With buttons set, the
+// image is first made black-on-white at 2x (tesseract misses white text on
+// coloured buttons otherwise) and boxes are scaled back to screenshot pixels.
+func screenWords(t *testing.T, shoot func(png string) error, png string, buttons bool) []ocrWord {
 	t.Helper()
-	if out, err := exec.Command("import", "-window", window, png).CombinedOutput(); err != nil {
-		t.Fatalf("screenshot: %v: %s", err, out)
+	if err := shoot(png); err != nil {
+		t.Fatalf("screenshot: %v", err)
 	}
 	src, scale, args := png, 1, []string{}
 	if buttons {
@@ -133,14 +133,50 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 	if window == "" {
 		t.Fatalf("no gatepass window appeared within 60s; stderr:\n%s", stderr.String())
 	}
-	png := filepath.Join(testDir(t), "window.png")
+	w := guiWindow{
+		shoot: func(png string) error {
+			if out, err := exec.Command("import", "-window", window, png).CombinedOutput(); err != nil {
+				return fmt.Errorf("import: %v: %s", err, out)
+			}
+			return nil
+		},
+		click: func(x, y int) error {
+			if out, err := exec.Command("xdotool", "mousemove", "--window", window, strconv.Itoa(x), strconv.Itoa(y), "click", "1").CombinedOutput(); err != nil {
+				return fmt.Errorf("xdotool click: %v: %s", err, out)
+			}
+			return nil
+		},
+		png: filepath.Join(testDir(t), "window.png"),
+	}
+	text := signInThroughWindow(t, w, listen, &stderr)
+	if os.Getenv("GATEPASS_UPDATE_SCREENSHOT") == "1" {
+		updateScreenshot(t, w.png, "screenshot.png")
+	}
+	fmt.Fprintln(os.Stderr, "window text:", text)
+}
 
+// guiWindow is a real gatepass window on some display: shoot screenshots it
+// into a PNG, click clicks at a point given in that screenshot's pixels.
+type guiWindow struct {
+	shoot func(png string) error
+	click func(x, y int) error
+	png   string // where the screenshots go; the last one stays there
+}
+
+// signInThroughWindow is what a person does in a fresh window of `gatepass
+// gui --demo`: find "Sign in" on the screen and click it, read "Signed in"
+// and the user's email back, send a request through the app's proxy (at
+// listen) and see it in the window's request log. It returns the window's
+// text at the end; stderr is the app's, for the gateway address and
+// failure messages.
+func signInThroughWindow(t *testing.T, w guiWindow, listen string, stderr *syncBuffer) string {
+	t.Helper()
 	// Find and click "Sign in".
 	var words []ocrWord
 	var btn ocrWord
 	found := false
 	for i := 0; i < 20 && !found; i++ {
-		words = screenWords(t, window, png, true)
+		words = screenWords(t, w.shoot, w.png, true)
 		btn, found = findButton(words, "Sign", "i")
 		if !found {
 			time.Sleep(500 * time.Millisecond)
@@ -149,15 +185,14 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 	if !found {
 		t.Fatalf("no \"Sign in\" on the window; it shows: %s", screenText(words))
 	}
-	x, y := btn.left+btn.width/2, btn.top+btn.height/2
-	if out, err := exec.Command("xdotool", "mousemove", "--window", window, strconv.Itoa(x), strconv.Itoa(y), "click", "1").CombinedOutput(); err != nil {
-		t.Fatalf("xdotool click: %v: %s", err, out)
+	if err := w.click(btn.left+btn.width/2, btn.top+btn.height/2); err != nil {
+		t.Fatal(err)
 	}
 
 	// The window shows the signed-in state and who.
 	var text string
 	for i := 0; i < 40; i++ {
-		words = screenWords(t, window, png, false)
+		words = screenWords(t, w.shoot, w.png, false)
 		text = screenText(words)
 		if strings.Contains(text, "Signed in") && strings.Contains(text, "dev@example.test") {
 			break
@@ -177,7 +212,7 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 		t.Fatalf("curl through the app's proxy: %v: %s", err, out)
 	}
 	for i := 0; i < 20; i++ {
-		text = screenText(screenWords(t, window, png, false))
+		text = screenText(screenWords(t, w.shoot, w.png, false))
 		if strings.Contains(text, "hello") && strings.Contains(text, "GET") {
 			break
 		}
@@ -189,16 +224,19 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 	if strings.Contains(text, "eyJ") {
 		t.Errorf("the window shows a token")
 	}
-	if os.Getenv("GATEPASS_UPDATE_SCREENSHOT") == "1" {
-		data, err := os.ReadFile(png)
-		if err == nil {
-			err = os.WriteFile(filepath.Join("..", "..", "docs", "screenshot.png"), data, 0o644)
-		}
-		if err != nil {
-			t.Errorf("update docs/screenshot.png: %v", err)
-		}
+	return text
+}
+
+// updateScreenshot keeps the screenshot png as docs/<name>.
+func updateScreenshot(t *testing.T, png, name string) {
+	t.Helper()
+	data, err := os.ReadFile(png)
+	if err == nil {
+		err = os.WriteFile(filepath.Join("..", "..", "docs", name), data, 0o644)
 	}
-	fmt.Fprintln(os.Stderr, "window text:", text)
+	if err != nil {
+		t.Errorf("update docs/%s: %v", name, err)
+	}
 }
 
 // syncBuffer is a bytes.Buffer that a child's output goroutine may write
