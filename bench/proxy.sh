@@ -12,6 +12,7 @@
 # and HTTPS with keep-alive through a Go client (wrk cannot CONNECT):
 #   direct TLS        client -> upstream:18443
 #   gatepass MITM     client -CONNECT-> gatepass -> intercept, inject -> upstream:18443 (verified TLS)
+#   go-bound MITM     the same through bench/gobound (raw bytes, one pinned upstream TLS conn per client)
 # Paths run interleaved in ROUNDS rounds and the median of each is reported, so a burst
 # of other load on the machine does not land on one path only.
 # Finally (STREAM=1, the default) 1 GiB is uploaded and downloaded through gatepass on both
@@ -116,6 +117,7 @@ tinyproxy -d -c "$W/tinyproxy.conf" & PIDS+=($!)
 "$W/gatepass-bench" -mode goproxy -listen 127.0.0.1:18788 -upstream-ca "$W/ca.pem" & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18798 -parse raw & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18799 -parse std & PIDS+=($!)
+"$W/gobound" -listen 127.0.0.1:18796 -upstream 127.0.0.1:18443 -cert "$W/srv.pem" -key "$W/srv.key" -upstream-ca "$W/ca.pem" & PIDS+=($!)
 sleep 1
 
 # Sanity: each path returns the body and (for proxies) the upstream got the header.
@@ -173,6 +175,7 @@ for r in $(seq "$ROUNDS"); do
   run_wrk go-bound-std http://127.0.0.1:18799/ "$W/forward.lua"
   run_tls direct-tls
   run_tls gatepass-mitm http://127.0.0.1:18787
+  run_tls go-bound-mitm http://127.0.0.1:18796
   sleep 2  # let tinyproxy's TIME_WAIT sockets and stragglers settle
 done
 declare -A RPS P50 P99
@@ -195,7 +198,7 @@ echo "HTTPS with keep-alive, Go client (bench/tlsload) -c$CONNS -d${DUR}s, media
 echo
 echo "| path | rps | rps / direct TLS | p50 ms | p99 ms |"
 echo "|---|---:|---:|---:|---:|"
-for n in direct-tls gatepass-mitm; do
+for n in direct-tls gatepass-mitm go-bound-mitm; do
   echo "| $n | ${RPS[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct-tls]}") | ${P50[$n]} | ${P99[$n]} |"
 done
 echo

@@ -6,6 +6,8 @@
 //
 //	-parse raw   finds the request target and Content-Length in the bytes (no parsing)
 //	-parse std   parses with net/http's own http.ReadRequest and http.ReadResponse
+//	-cert/-key   intercepts TLS instead: answers the client's CONNECT, terminates its TLS
+//	             with this certificate, and talks TLS to the upstream (-upstream-ca)
 //
 // Its rps and p99 beside nginx's say how far any Go proxy, including gatepass, can get here.
 package main
@@ -13,11 +15,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 )
 
@@ -25,10 +30,28 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:18799", "address to listen on")
 	upstream := flag.String("upstream", "127.0.0.1:18080", "the one upstream every request goes to")
 	parse := flag.String("parse", "raw", "raw or std")
+	certFile := flag.String("cert", "", "intercept TLS: PEM certificate for the client side")
+	keyFile := flag.String("key", "", "intercept TLS: PEM key for -cert")
+	upstreamCA := flag.String("upstream-ca", "", "intercept TLS: PEM CA of the upstream")
 	flag.Parse()
 	serve := serveRaw
 	if *parse == "std" {
 		serve = serveStd
+	}
+	var front, back *tls.Config
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pem, err := os.ReadFile(*upstreamCA)
+		if err != nil {
+			log.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		front = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+		back = &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -41,7 +64,15 @@ func main() {
 		}
 		go func() {
 			defer c.Close()
-			u, err := net.Dial("tcp", *upstream)
+			var u net.Conn
+			if front != nil {
+				if c, err = intercept(c, front); err != nil {
+					return
+				}
+				u, err = tls.Dial("tcp", *upstream, back)
+			} else {
+				u, err = net.Dial("tcp", *upstream)
+			}
 			if err != nil {
 				return
 			}
@@ -49,6 +80,29 @@ func main() {
 			serve(c, u)
 		}()
 	}
+}
+
+// intercept answers a CONNECT (its head read and ignored) and terminates the
+// client's TLS inside the tunnel.
+func intercept(c net.Conn, cfg *tls.Config) (net.Conn, error) {
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return nil, err
+		}
+		if len(line) <= 2 {
+			break
+		}
+	}
+	if br.Buffered() > 0 { // a client that sends its hello before our 200 is not handled here
+		return nil, io.ErrUnexpectedEOF
+	}
+	if _, err := c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		return nil, err
+	}
+	tc := tls.Server(c, cfg)
+	return tc, tc.Handshake()
 }
 
 var contentLength = []byte("content-length:")
