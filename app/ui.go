@@ -566,8 +566,8 @@ func (u *ui) confirmClipboard(cb fyne.Clipboard, s string, left int, done func(o
 	})
 }
 
-// clipboardProblem says that what could not be copied; the caller adds the
-// way around it.
+// clipboardProblem describes a copy that did not reach the clipboard; what
+// names the text, and the caller adds the way around it.
 func clipboardProblem(what string) problem {
 	return problem{
 		Title:  "Could not copy",
