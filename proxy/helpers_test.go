@@ -218,11 +218,18 @@ type testPKI struct {
 	cert tls.Certificate
 }
 
+// newTestPKI is a CA and a server certificate for localhost, 127.0.0.1 and ::1.
 func newTestPKI(t testing.TB) *testPKI {
+	t.Helper()
+	return newNamedPKI(t, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")})
+}
+
+// newNamedPKI is a test CA and a server certificate it signed for the given names.
+func newNamedPKI(t testing.TB, dns []string, ips []net.IP) *testPKI {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
-		SerialNumber: randomSerial(), Subject: pkix.Name{CommonName: "upstream test CA"},
+		SerialNumber: randomSerial(), Subject: pkix.Name{CommonName: "test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
@@ -233,9 +240,9 @@ func newTestPKI(t testing.TB) *testPKI {
 	caCert, _ := x509.ParseCertificate(caDER)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
-		SerialNumber: randomSerial(), Subject: pkix.Name{CommonName: "upstream"},
+		SerialNumber: randomSerial(), Subject: pkix.Name{CommonName: "test upstream"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		DNSNames: dns, IPAddresses: ips,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
