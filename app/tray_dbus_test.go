@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/gatepass-dev/gatepass/internal/syncbuf"
 	"io"
 	"os"
 	"os/exec"
@@ -152,23 +153,9 @@ func readMenu(conn *dbus.Conn, dest string) ([]menuItem, error) {
 	return items, nil
 }
 
-// syncBuffer is a strings.Builder safe to read while exec writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects what another goroutine writes (a child's output, log lines)
+// while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // lines collects the child's stdout lines.
 type lines struct {

@@ -1,39 +1,24 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/gatepass-dev/gatepass/internal/syncbuf"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
 
-// syncBuffer is a Prompt writer the test can read while Login writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects what another goroutine writes (a child's output, log lines)
+// while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // urlBrowser records the URLs it is asked to open and does nothing else, so
 // the test decides when (and whether) the user finishes in the browser.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/gatepass-dev/gatepass/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -120,24 +120,9 @@ func (m *memCAStore) SaveCA(cert, key []byte) error {
 	return nil
 }
 
-// logBuffer is a bytes.Buffer safe for concurrent writers: it collects log lines for
-// leak checks and the bytes sent through test tunnels.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logBuffer collects what another goroutine writes (a child's output, log lines)
+// while the test reads it.
+type logBuffer = syncbuf.Buffer
 
 // recorded is what an upstream actually received.
 type recorded struct {
