@@ -311,7 +311,7 @@ func newEnv(t testing.TB) *env {
 	e.src.add("localhost:"+e.plainGW.port(), Gateway{Profile: "work", PlainHTTP: true})
 	e.src.add("localhost:"+e.tlsGW.port(), Gateway{Profile: "work"})
 	e.caPEMPath = t.TempDir() + "/ca/gatepass-ca.pem"
-	srv, err := New(Options{
+	e.srv = startServer(t, Options{
 		Listen:          "127.0.0.1:0",
 		Tokens:          e.src,
 		CA:              e.store,
@@ -321,13 +321,20 @@ func newEnv(t testing.TB) *env {
 		Logger:          slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnRequest:       e.entries.add,
 	})
+	return e
+}
+
+// startServer starts a proxy with opts and shuts it down (within 5s, or the test
+// fails) when the test ends.
+func startServer(t testing.TB, opts Options) *Server {
+	t.Helper()
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = srv
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -336,7 +343,7 @@ func newEnv(t testing.TB) *env {
 			t.Errorf("Shutdown after %v: %v (in flight: %d)", time.Since(start), err, srv.inflight.Load())
 		}
 	})
-	return e
+	return srv
 }
 
 func (e *env) plainGWURL() string   { return "http://localhost:" + e.plainGW.port() }

@@ -203,7 +203,7 @@ func newCorpEnv(t testing.TB, src *fakeSource, caNames []string, roots *x509.Cer
 	for _, p := range clientTrust {
 		e.trust.AppendCertsFromPEM(p)
 	}
-	srv, err := New(Options{
+	e.srv = startServer(t, Options{
 		Listen:          "127.0.0.1:0",
 		Tokens:          src,
 		CA:              &memCAStore{},
@@ -213,20 +213,6 @@ func newCorpEnv(t testing.TB, src *fakeSource, caNames []string, roots *x509.Cer
 		UpstreamRootCAs: roots,
 		Logger:          slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnRequest:       e.entries.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.srv = srv
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Shutdown: %v", err)
-		}
 	})
 	return e
 }
