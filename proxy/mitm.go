@@ -13,13 +13,14 @@ import (
 	"time"
 )
 
-// An intercepted CONNECT (a gateway reached over TLS) is served by the proxy's own
-// second http.Server: the client's connection is hijacked, answered 200, TLS is
-// terminated with a leaf from the local CA, and the decrypted connection is handed to
-// that server through an in-process listener. Each request inside is decided again
+// An intercepted CONNECT (a gateway reached over TLS) is served by the proxy itself:
+// the client's connection is hijacked, answered 200, TLS is terminated with a leaf
+// from the local CA, and the decrypted connection is served by the request loop
+// (loop.go), which hands anything but plain HTTP/1.1 requests to the proxy's second
+// http.Server through an in-process listener. Each request inside is decided again
 // (it must address the tunnel's host) and forwarded on the same hot path as plain
-// requests. net/http buffers and pipelines the responses and keeps the connection
-// alive; goproxy's MITM loop wrote each response through the TLS connection unbuffered.
+// requests. (goproxy's MITM loop wrote each response through the TLS connection
+// unbuffered, and it is not used.)
 
 // mitmConn is a client connection inside an intercepted tunnel, TLS already terminated.
 type mitmConn struct {
@@ -126,15 +127,19 @@ func (s *Server) intercept(w http.ResponseWriter, r *http.Request, d Decision) {
 			tc.Close()
 			return
 		}
-		if !s.mitmLn.push(&mitmConn{Conn: tc, tunnel: d}) {
-			tc.Close() // shutting down
-		}
+		s.serveTunnel(tc, d)
 	}()
 }
 
-// serveIntercepted serves one request read inside an intercepted tunnel.
+// serveIntercepted serves one request the intercepting http.Server read (one the
+// request loop handed over, loop.go).
 func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 	tunnel, _ := r.Context().Value(tunnelKey{}).(Decision)
+	s.serveInTunnel(w, r, tunnel)
+}
+
+// serveInTunnel serves one request read inside the intercepted tunnel to tunnel.
+func (s *Server) serveInTunnel(w http.ResponseWriter, r *http.Request, tunnel Decision) {
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	start := time.Now()

@@ -122,6 +122,15 @@ type Server struct {
 
 	// inflight counts requests being served inside intercepted tunnels.
 	inflight atomic.Int64
+	// handedOver counts intercepted connections the request loop gave to the mitm
+	// server (tests check that ordinary requests stay in the loop).
+	handedOver atomic.Int64
+	// closing is set when Shutdown begins: tunnels close after the request in hand.
+	closing atomic.Bool
+	// base is the parent of every intercepted connection's context; Shutdown cancels
+	// it last, ending exchanges that outlived the drain.
+	base     context.Context
+	stopBase context.CancelFunc
 }
 
 // New checks the options, loads or creates the local CA and builds the server. Call
@@ -145,6 +154,7 @@ func New(opts Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: log, tokens: opts.Tokens, hijacked: make(map[net.Conn]struct{}), fresh: make(map[net.Conn]struct{})}
+	s.base, s.stopBase = context.WithCancel(context.Background())
 	if len(opts.CANames) > 0 {
 		ca, err := EnsureCA(opts.CA, opts.CANames, opts.CACertPath, log)
 		if err != nil {
@@ -248,6 +258,8 @@ func (s *Server) port() string {
 // Shutdown stops accepting, waits for in-flight requests (including those inside
 // intercepted tunnels) until ctx ends, then closes tunnels and idle upstream connections.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	defer s.stopBase()
 	// Connections that never sent a request have nothing to drain.
 	s.mu.Lock()
 	for c := range s.fresh {

@@ -1,0 +1,515 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// The request loop inside an intercepted tunnel. Once TLS is terminated, the
+// tunnel's requests are read and answered here, in the connection's own goroutine,
+// rather than by an http.Server. Per request, net/http's server starts a goroutine
+// that reads ahead on the connection (to notice a client that leaves) and stops it
+// again with two deadline changes; on a 2-core machine that hand-off and its extra
+// read(2) cost more than parsing (bench/README.md). Here nothing runs beside the
+// exchange unless the upstream takes longer than watchAfter to answer.
+//
+// The loop reads the head without consuming it, parses it with net/http's own
+// http.ReadRequest, and serves only plain HTTP/1.1 requests that need nothing more
+// than that: anything else (HTTP/1.0, upgrades, Expect: 100-continue, a head larger
+// than the buffer, a head net/http rejects, a bad Host or header field) hands the
+// connection, with the head not yet served, to the intercepting http.Server
+// (mitm.go), which serves it from then on. The http.Server is the reference: the loop
+// never answers differently from it, it only answers sooner.
+
+const (
+	loopBufSize = 16 << 10
+	// loopIdleTimeout and loopHeaderTimeout are the http.Server's IdleTimeout and
+	// ReadHeaderTimeout (newMITMServer).
+	loopIdleTimeout   = 2 * time.Minute
+	loopHeaderTimeout = 10 * time.Second
+	// watchAfter is how long an exchange runs before the loop starts watching the
+	// client for a hang-up, so that a client that leaves a slow request (a long
+	// poll) cancels it upstream.
+	watchAfter = 200 * time.Millisecond
+)
+
+// tunnelConn is one intercepted client connection served by the loop.
+type tunnelConn struct {
+	s      *Server
+	c      net.Conn // TLS already terminated
+	tunnel Decision
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	head   []byte // the current request's head, as read
+	// deadline is the read deadline set on c (zero: none).
+	deadline time.Time
+	ctx      context.Context
+	cancel   context.CancelFunc
+	w        loopWriter
+}
+
+// serveTunnel serves an intercepted connection until it closes, fails, or is handed
+// to the intercepting http.Server.
+func (s *Server) serveTunnel(c net.Conn, tunnel Decision) {
+	tc := &tunnelConn{
+		s:      s,
+		c:      c,
+		tunnel: tunnel,
+		br:     bufio.NewReaderSize(c, loopBufSize),
+		bw:     bufio.NewWriterSize(c, loopBufSize),
+	}
+	tc.ctx, tc.cancel = context.WithCancel(s.base)
+	defer tc.cancel()
+	if !tc.loop() {
+		c.Close()
+	}
+}
+
+// loop serves requests; it returns true when the connection was handed over (and
+// must not be closed).
+func (tc *tunnelConn) loop() (handedOver bool) {
+	for !tc.s.closing.Load() {
+		if tc.br.Buffered() == 0 {
+			tc.setReadDeadline(time.Now(), loopIdleTimeout)
+			if _, err := tc.br.Peek(1); err != nil {
+				return false // closed by the client, idle too long, or shutting down
+			}
+		}
+		n, err := headLen(tc.br, tc.setReadDeadline)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return tc.handOver(false) // a head this large: the server answers 431 or serves it
+		}
+		if err != nil {
+			return false
+		}
+		b, _ := tc.br.Peek(n)
+		tc.head = append(tc.head[:0], b...)
+		req, err := http.ReadRequest(tc.br)
+		if err != nil || !loopable(req) {
+			return tc.handOver(true) // the server answers 400, or serves what the loop does not
+		}
+		if !tc.serve(req) {
+			return false
+		}
+	}
+	return false
+}
+
+// setReadDeadline makes the connection's reads time out at now+d. A deadline is
+// moved only when it would come more than a tenth of d too early or too late, so a
+// busy connection does not reset its timer for every request: the idle timeout of
+// a connection that just served a request may end up to a tenth shorter or longer.
+func (tc *tunnelConn) setReadDeadline(now time.Time, d time.Duration) {
+	want := now.Add(d)
+	if diff := want.Sub(tc.deadline); diff > d/10 || diff < -d/10 {
+		tc.deadline = want
+		tc.c.SetReadDeadline(want)
+	}
+}
+
+// handOver gives the connection to the intercepting http.Server. With replay set, the
+// head the loop has read is read again first.
+func (tc *tunnelConn) handOver(replay bool) bool {
+	tc.c.SetReadDeadline(time.Time{})
+	tc.s.handedOver.Add(1)
+	var r io.Reader = tc.br
+	if replay {
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(tc.head)), tc.br)
+	}
+	if !tc.s.mitmLn.push(&mitmConn{Conn: &replayConn{Conn: tc.c, r: r}, tunnel: tc.tunnel}) {
+		return false // shutting down
+	}
+	return true
+}
+
+// replayConn reads from r (what the loop had read, then the rest) instead of the
+// connection.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// headLen returns the length of the request head at the start of br, blank line
+// included, reading more as needed (with the header timeout set through deadline).
+// bufio.ErrBufferFull means the head does not fit.
+func headLen(br *bufio.Reader, deadline func(now time.Time, d time.Duration)) (int, error) {
+	from := 0
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		for i := from; i < len(buf); {
+			j := bytes.IndexByte(buf[i:], '\n')
+			if j < 0 {
+				break
+			}
+			i += j + 1
+			// A line ends at i; the head ends with an empty line ("\n" or "\r\n").
+			if i < len(buf) && buf[i] == '\n' {
+				return i + 1, nil
+			}
+			if i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n' {
+				return i + 2, nil
+			}
+		}
+		if len(buf) == br.Size() {
+			return 0, bufio.ErrBufferFull
+		}
+		// Rescan the last two bytes too: the blank line may straddle the read.
+		from = max(0, len(buf)-2)
+		deadline(time.Now(), loopHeaderTimeout)
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// loopable reports whether the loop serves req exactly as the http.Server would:
+// HTTP/1.1 in origin form, no upgrade, no 100-continue, a valid Host and valid header
+// fields (the checks net/http's server adds to http.ReadRequest).
+func loopable(req *http.Request) bool {
+	if req.ProtoMajor != 1 || req.ProtoMinor != 1 || req.Method == http.MethodConnect || req.Method == "PRI" {
+		return false
+	}
+	// http.ReadRequest has removed the Host field and set req.Host from it, or from
+	// an absolute-form target (and then the field's presence is not known here).
+	if req.URL.Host != "" || req.Host == "" || !httpguts.ValidHostHeader(req.Host) {
+		return false
+	}
+	h := req.Header
+	if h["Expect"] != nil || h["Upgrade"] != nil || httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		return false
+	}
+	for k, vv := range h {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return false
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// serve answers one request; false means the connection must close.
+func (tc *tunnelConn) serve(req *http.Request) bool {
+	var body *loopBody
+	if req.Body != http.NoBody {
+		body = &loopBody{r: req.Body}
+		req.Body = body
+		// An upload is read at the upstream's pace, however long that takes.
+		tc.deadline = time.Time{}
+		tc.c.SetReadDeadline(tc.deadline)
+	}
+	req = req.WithContext(tc.ctx)
+	w := &tc.w
+	w.reset(tc.bw, req, tc.s.closing.Load())
+	// With no request body, nothing reads the connection while the exchange runs:
+	// past watchAfter, watch it for a hang-up. (With a body, a client that leaves
+	// fails the upload, which ends the exchange.)
+	var wt *clientWatch
+	if body == nil {
+		wt = tc.watch()
+	}
+	ok := tc.handle(w, req)
+	if wt != nil && !wt.stop() {
+		ok = false // the client left
+	}
+	if ok {
+		ok = w.finish() == nil
+	}
+	if body != nil && !body.eof.Load() {
+		// The upstream answered without reading the whole upload (or the upload
+		// failed): what is left of it cannot be told from the next request.
+		ok = false
+	}
+	if err := tc.bw.Flush(); err != nil {
+		return false
+	}
+	return ok && !w.closeAfter && tc.ctx.Err() == nil
+}
+
+// handle runs the proxy's handler; false if it aborted (a broken stream).
+func (tc *tunnelConn) handle(w *loopWriter, req *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			ok = false
+			if p != http.ErrAbortHandler {
+				tc.s.log.Error("panic serving an intercepted request", "host", tc.tunnel.Addr(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	tc.s.serveInTunnel(w, req, tc.tunnel)
+	return true
+}
+
+// clientWatch notices a client that hangs up while its request is being served.
+type clientWatch struct {
+	tc       *tunnelConn
+	t        *time.Timer
+	mu       sync.Mutex
+	started  bool // the watching goroutine has begun reading
+	stopped  bool // stop was called first: do not start
+	done     chan struct{}
+	stopping atomic.Bool
+	gone     atomic.Bool
+}
+
+// watch starts watching the client after watchAfter.
+func (tc *tunnelConn) watch() *clientWatch {
+	w := &clientWatch{tc: tc}
+	w.t = time.AfterFunc(watchAfter, w.run)
+	return w
+}
+
+// run waits for the client to send something (a pipelined request, left in the
+// buffer) or to go away (cancels the connection's context).
+func (w *clientWatch) run() {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return
+	}
+	w.started = true
+	w.done = make(chan struct{})
+	// A slow answer (a long poll) may take longer than the idle timeout. The
+	// deadline is cleared before stop can see started, so stop's own deadline
+	// always comes after it.
+	w.tc.deadline = time.Time{}
+	w.tc.c.SetReadDeadline(w.tc.deadline)
+	w.mu.Unlock()
+	defer close(w.done)
+	if _, err := w.tc.br.Peek(1); err != nil && !w.stopping.Load() {
+		w.gone.Store(true)
+		w.tc.cancel()
+	}
+}
+
+// stop ends the watch and reports whether the client is still there.
+func (w *clientWatch) stop() bool {
+	if w.t.Stop() {
+		return true
+	}
+	w.mu.Lock()
+	w.stopped = true
+	started := w.started
+	w.mu.Unlock()
+	if started {
+		// Interrupt the read (a timeout leaves the buffer and the TLS state usable),
+		// then let the connection wait again.
+		w.stopping.Store(true)
+		w.tc.c.SetReadDeadline(aLongTimeAgo)
+		<-w.done
+		w.tc.c.SetReadDeadline(w.tc.deadline)
+	}
+	return !w.gone.Load()
+}
+
+// loopBody notes whether the request body was read to its end. It may be read by the
+// exchange's upload goroutine while the loop checks it.
+type loopBody struct {
+	r   io.ReadCloser
+	eof atomic.Bool
+}
+
+func (b *loopBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+// Close leaves the rest unread: the loop closes the connection instead of draining an
+// upload of any size.
+func (b *loopBody) Close() error { return nil }
+
+// loopWriter is the http.ResponseWriter of the loop: an HTTP/1.1 response written
+// into the connection's buffer, framed with Content-Length when the handler set one
+// and chunked otherwise, flushed when the handler flushes and when the response ends.
+type loopWriter struct {
+	bw          *bufio.Writer
+	req         *http.Request
+	h           http.Header
+	wroteHeader bool
+	bodyOK      bool  // the status and method allow a body
+	chunked     bool  // body sent chunked
+	length      int64 // Content-Length, -1 if none
+	written     int64
+	trailers    []string // names announced in Trailer
+	closeAfter  bool
+}
+
+func (w *loopWriter) reset(bw *bufio.Writer, req *http.Request, closing bool) {
+	h := w.h
+	if h == nil {
+		h = make(http.Header)
+	} else {
+		clear(h) // the last handler has returned and kept no reference
+	}
+	*w = loopWriter{bw: bw, req: req, h: h, length: -1, closeAfter: req.Close || closing, trailers: w.trailers[:0]}
+}
+
+func (w *loopWriter) Header() http.Header { return w.h }
+
+func (w *loopWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An interim response: sent at once; the final one follows.
+		w.writeStatus(code)
+		w.h.Write(w.bw)
+		w.bw.WriteString("\r\n")
+		w.bw.Flush()
+		return
+	}
+	w.wroteHeader = true
+	h := w.h
+	w.bodyOK = w.req.Method != http.MethodHead && code != http.StatusNoContent && code != http.StatusNotModified
+	for _, v := range h["Trailer"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = http.CanonicalHeaderKey(strings.TrimSpace(name)); name != "" {
+				w.trailers = append(w.trailers, name)
+			}
+		}
+	}
+	if cl := h["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			w.length = n
+		}
+	}
+	delete(h, "Transfer-Encoding")
+	if w.bodyOK && (w.length < 0 || len(w.trailers) > 0) {
+		w.chunked, w.length = true, -1
+		delete(h, "Content-Length")
+		h["Transfer-Encoding"] = []string{"chunked"}
+	}
+	if w.closeAfter {
+		h["Connection"] = []string{"close"}
+	}
+	if h["Date"] == nil {
+		h["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
+	}
+	w.writeStatus(code)
+	h.Write(w.bw)
+	w.bw.WriteString("\r\n")
+}
+
+func (w *loopWriter) writeStatus(code int) {
+	w.bw.WriteString("HTTP/1.1 ")
+	w.bw.WriteString(strconv.Itoa(code))
+	w.bw.WriteByte(' ')
+	if text := http.StatusText(code); text != "" {
+		w.bw.WriteString(text)
+	} else {
+		w.bw.WriteString("status code " + strconv.Itoa(code))
+	}
+	w.bw.WriteString("\r\n")
+}
+
+func (w *loopWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.bodyOK {
+		if w.req.Method == http.MethodHead {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if w.chunked {
+		w.bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		w.bw.WriteString("\r\n")
+		n, err := w.bw.Write(p)
+		w.bw.WriteString("\r\n")
+		w.written += int64(n)
+		return n, err
+	}
+	var tooLong error
+	if rest := w.length - w.written; int64(len(p)) > rest {
+		p, tooLong = p[:rest], http.ErrContentLength
+	}
+	n, err := w.bw.Write(p)
+	w.written += int64(n)
+	if err == nil {
+		err = tooLong
+	}
+	return n, err
+}
+
+// FlushError sends what is buffered (http.NewResponseController uses it).
+func (w *loopWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.bw.Flush()
+}
+
+func (w *loopWriter) Flush() { _ = w.FlushError() }
+
+// finish ends the response: the last chunk and trailers, or a note to close the
+// connection when fewer bytes were written than announced.
+func (w *loopWriter) finish() error {
+	if !w.wroteHeader {
+		if w.h["Content-Length"] == nil {
+			w.h["Content-Length"] = []string{"0"}
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	switch {
+	case w.chunked:
+		w.bw.WriteString("0\r\n")
+		for k, vv := range w.h {
+			name, prefixed := strings.CutPrefix(k, http.TrailerPrefix)
+			if !prefixed {
+				continue
+			}
+			w.writeTrailer(http.CanonicalHeaderKey(name), vv)
+		}
+		for _, name := range w.trailers {
+			w.writeTrailer(name, w.h[name])
+		}
+		w.bw.WriteString("\r\n")
+	case w.bodyOK && w.written < w.length:
+		w.closeAfter = true // the client would wait for the missing bytes
+	}
+	return w.bw.Flush()
+}
+
+func (w *loopWriter) writeTrailer(name string, vv []string) {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return
+	}
+	for _, v := range vv {
+		if !httpguts.ValidHeaderFieldValue(v) {
+			continue
+		}
+		w.bw.WriteString(name)
+		w.bw.WriteString(": ")
+		w.bw.WriteString(v)
+		w.bw.WriteString("\r\n")
+	}
+}
