@@ -1,0 +1,323 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// loopHandler answers the loop tests' upstream requests to u by path.
+func loopHandler(u *upstream) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { loopAnswer(u, w, r) }
+}
+
+func loopAnswer(u *upstream, w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/fixed":
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "fixed")
+	case "/chunked":
+		io.WriteString(w, "part1,")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "part2")
+	case "/trailer":
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "with a trailer")
+		w.Header().Set("X-Sum", "42")
+	case "/nocontent":
+		w.WriteHeader(http.StatusNoContent)
+	case "/notmodified":
+		w.Header().Set("ETag", `"v1"`)
+		w.WriteHeader(http.StatusNotModified)
+	case "/echo": // u.serve has read the body
+		reqs := u.requests()
+		b := reqs[len(reqs)-1].Body
+		fmt.Fprintf(w, "echo %d: %s", len(b), b)
+	case "/slow":
+		time.Sleep(3 * watchAfter / 2) // the loop starts watching the client meanwhile
+		io.WriteString(w, "slow")
+	case "/early":
+		// Answers without reading the rest of the upload (u.serve reads 1 MiB).
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "early")
+	default:
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	}
+}
+
+// loopEnv is an env with two intercepted TLS gateways running loopHandler: one that
+// offers HTTP/2 (the proxy reaches it through http.Transport) and one HTTP/1.1 only
+// (the proxy's own pool).
+func loopEnv(t *testing.T) (*env, map[string]*upstream) {
+	e := newEnv(t)
+	h1 := newUpstream(t, "tls-h1", e.pki, false)
+	e.src.add("localhost:"+h1.port(), Gateway{Profile: "work"})
+	ups := map[string]*upstream{"h2 upstream": e.tlsGW, "h1 upstream": h1}
+	for _, u := range ups {
+		u.handler = loopHandler(u)
+	}
+	return e, ups
+}
+
+// TestLoopServesOrdinaryRequests: the request loop serves every kind of ordinary
+// request inside an intercepted tunnel itself (no hand-over), with the token, the
+// framing and the keep-alive a client expects.
+func TestLoopServesOrdinaryRequests(t *testing.T) {
+	e, ups := loopEnv(t)
+	for name, u := range ups {
+		t.Run(name, func(t *testing.T) {
+			var dials atomic.Int32
+			c := e.client()
+			c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}
+			base := "https://localhost:" + u.port()
+			do := func(method, path string, body io.Reader, want string, wantStatus int) *http.Response {
+				t.Helper()
+				req, _ := http.NewRequest(method, base+path, body)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatalf("%s %s: %v", method, path, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != wantStatus || string(b) != want {
+					t.Fatalf("%s %s: %d %q (%v), want %d %q", method, path, resp.StatusCode, b, err, wantStatus, want)
+				}
+				return resp
+			}
+			resp := do("GET", "/fixed", nil, "fixed", 200)
+			if resp.ContentLength != 5 || resp.TransferEncoding != nil {
+				t.Errorf("/fixed: length %d, transfer encoding %v; want Content-Length 5", resp.ContentLength, resp.TransferEncoding)
+			}
+			if resp.Header.Get("Date") == "" {
+				t.Errorf("/fixed: no Date header")
+			}
+			do("GET", "/chunked", nil, "part1,part2", 200)
+			if resp := do("GET", "/trailer", nil, "with a trailer", 200); resp.Trailer.Get("X-Sum") != "42" {
+				t.Errorf("/trailer: trailer %v, want X-Sum: 42", resp.Trailer)
+			}
+			do("GET", "/nocontent", nil, "", 204)
+			if resp := do("GET", "/notmodified", nil, "", 304); resp.Header.Get("ETag") != `"v1"` {
+				t.Errorf("/notmodified: ETag %q", resp.Header.Get("ETag"))
+			}
+			if resp := do("HEAD", "/fixed", nil, "", 200); resp.ContentLength != 5 {
+				t.Errorf("HEAD /fixed: Content-Length %d, want the upstream's 5", resp.ContentLength)
+			}
+			do("POST", "/echo", strings.NewReader("twelve bytes"), "echo 12: twelve bytes", 200)
+			// Unknown length: the client sends it chunked.
+			do("POST", "/echo", io.MultiReader(strings.NewReader("chunked "), strings.NewReader("upload")), "echo 14: chunked upload", 200)
+			do("GET", "/slow", nil, "slow", 200)
+			do("GET", "/after-slow", nil, "hello /after-slow", 200)
+			if n := dials.Load(); n != 1 {
+				t.Errorf("the client opened %d connections, want 1 (keep-alive through every request)", n)
+			}
+
+			// An upload the upstream does not read: the answer arrives, and the
+			// connection is not reused (the rest of the upload cannot be told
+			// from a next request).
+			do("POST", "/early", io.LimitReader(zeros{}, 4<<20), "early", 200)
+			do("GET", "/after-early", nil, "hello /after-early", 200)
+
+			for _, r := range u.requests() {
+				if r.Header.Get("Authorization") != "Bearer "+e.src.current() {
+					t.Errorf("%s %s reached the gateway without the token", r.Method, r.URI)
+				}
+			}
+		})
+	}
+	if n := e.srv.handedOver.Load(); n != 0 {
+		t.Errorf("%d connections were handed to the http.Server; ordinary requests must stay in the loop", n)
+	}
+	checkNoCanary(t, e.logs.String())
+}
+
+// openTunnel CONNECTs to host through the proxy and completes TLS with gatepass's CA.
+func openTunnel(t *testing.T, e *env, host string) (*tls.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", e.srv.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT %s: %v %v", host, resp, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.srv.CACertPEM())
+	tc := tls.Client(conn, &tls.Config{ServerName: "localhost", RootCAs: pool, NextProtos: []string{"http/1.1"}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return tc, bufio.NewReader(tc)
+}
+
+// readResponse reads one response and its body from br.
+func readResponse(t *testing.T, br *bufio.Reader, method string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	for err == nil && resp.StatusCode < 200 { // 100 Continue
+		resp, err = http.ReadResponse(br, &http.Request{Method: method})
+	}
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// TestLoopHandsOver: what the loop does not serve itself goes, unread, to the
+// intercepting http.Server, which answers it as before, and keeps serving the
+// connection.
+func TestLoopHandsOver(t *testing.T) {
+	e, ups := loopEnv(t)
+	u := ups["h1 upstream"]
+	host := "localhost:" + u.port()
+	tests := map[string]struct {
+		req        string
+		wantStatus int
+		wantBody   string
+		thenServes bool // the connection stays open for another request
+	}{
+		"HTTP/1.0": {
+			req:        "GET /ten HTTP/1.0\r\nHost: " + host + "\r\n\r\n",
+			wantStatus: 200, wantBody: "hello /ten",
+		},
+		"Expect: 100-continue": {
+			req:        "POST /echo HTTP/1.1\r\nHost: " + host + "\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+			wantStatus: 200, wantBody: "echo 5: hello", thenServes: true,
+		},
+		"absolute-form target": {
+			req:        "GET https://" + host + "/abs HTTP/1.1\r\nHost: " + host + "\r\n\r\n",
+			wantStatus: 200, wantBody: "hello /abs", thenServes: true,
+		},
+		"head larger than the loop's buffer": {
+			req:        "GET /big HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + strings.Repeat("b", 20<<10) + "\r\n\r\n",
+			wantStatus: 200, wantBody: "hello /big", thenServes: true,
+		},
+		"head larger than the server allows": {
+			req:        "GET /huge HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + strings.Repeat("b", 2*maxHeaderBytes) + "\r\n\r\n",
+			wantStatus: 431,
+		},
+		"malformed request line": {
+			req:        "GET\r\nHost: " + host + "\r\n\r\n",
+			wantStatus: 400,
+		},
+		"no Host": {
+			req:        "GET /nohost HTTP/1.1\r\n\r\n",
+			wantStatus: 400,
+		},
+		"bad header name": {
+			req:        "GET /badname HTTP/1.1\r\nHost: " + host + "\r\nBad Name: x\r\n\r\n",
+			wantStatus: 400,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			before := e.srv.handedOver.Load()
+			conn, br := openTunnel(t, e, host)
+			if _, err := io.WriteString(conn, tc.req); err != nil {
+				t.Fatal(err)
+			}
+			resp, body := readResponse(t, br, "GET")
+			if resp.StatusCode != tc.wantStatus || !strings.Contains(body, tc.wantBody) {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, trunc(body), tc.wantStatus, tc.wantBody)
+			}
+			if n := e.srv.handedOver.Load() - before; n != 1 {
+				t.Errorf("handed over %d connections, want 1", n)
+			}
+			if tc.thenServes {
+				io.WriteString(conn, "GET /next HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+				if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 200 || body != "hello /next" {
+					t.Errorf("next request on the handed-over connection: %d %q", resp.StatusCode, body)
+				}
+			}
+		})
+	}
+	for _, r := range u.requests() {
+		if r.Header.Get("Authorization") != "Bearer "+e.src.current() {
+			t.Errorf("%s %s reached the gateway without the token", r.Method, r.URI)
+		}
+	}
+	checkNoCanary(t, e.logs.String())
+}
+
+// TestLoopPipelining: requests sent back to back before any answer are answered in
+// order on the same connection.
+func TestLoopPipelining(t *testing.T) {
+	e, ups := loopEnv(t)
+	for name, u := range ups {
+		t.Run(name, func(t *testing.T) {
+			host := "localhost:" + u.port()
+			conn, br := openTunnel(t, e, host)
+			var reqs strings.Builder
+			for i := range 5 {
+				fmt.Fprintf(&reqs, "GET /p%d HTTP/1.1\r\nHost: %s\r\n\r\n", i, host)
+			}
+			fmt.Fprintf(&reqs, "POST /echo HTTP/1.1\r\nHost: %s\r\nContent-Length: 3\r\n\r\nabc", host)
+			fmt.Fprintf(&reqs, "GET /last HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host)
+			io.WriteString(conn, reqs.String())
+			for i := range 5 {
+				if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 200 || body != fmt.Sprintf("hello /p%d", i) {
+					t.Fatalf("response %d: %d %q", i, resp.StatusCode, body)
+				}
+			}
+			if resp, body := readResponse(t, br, "POST"); resp.StatusCode != 200 || body != "echo 3: abc" {
+				t.Fatalf("POST: %d %q", resp.StatusCode, body)
+			}
+			resp, body := readResponse(t, br, "GET")
+			if resp.StatusCode != 200 || body != "hello /last" || !resp.Close {
+				t.Fatalf("last: %d %q close=%v, want 200 and Connection: close", resp.StatusCode, body, resp.Close)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("after Connection: close the proxy left the connection open (%v)", err)
+			}
+		})
+	}
+	if n := e.srv.handedOver.Load(); n != 0 {
+		t.Errorf("%d connections handed over, want 0", n)
+	}
+}
+
+// TestLoopRefusalsInTunnel: refusals made up inside the loop (sign-in required, a
+// request for another host) are complete responses, and the tunnel goes on.
+func TestLoopRefusalsInTunnel(t *testing.T) {
+	e, ups := loopEnv(t)
+	u := ups["h1 upstream"]
+	host := "localhost:" + u.port()
+	conn, br := openTunnel(t, e, host)
+	io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n")
+	if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 421 || !strings.Contains(body, "misdirected_request") {
+		t.Errorf("Host mismatch inside the tunnel: %d %q, want 421 misdirected_request", resp.StatusCode, body)
+	}
+	e.src.mu.Lock()
+	e.src.signIn["work"] = true
+	e.src.mu.Unlock()
+	io.WriteString(conn, "GET /y HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 401 || !strings.Contains(body, "gatepass login --profile work") {
+		t.Errorf("signed out: %d %q, want 401 with the hint", resp.StatusCode, body)
+	}
+	if len(u.requests()) != 0 {
+		t.Errorf("refused requests reached the gateway")
+	}
+	if n := e.srv.handedOver.Load(); n != 0 {
+		t.Errorf("%d connections handed over, want 0", n)
+	}
+}
