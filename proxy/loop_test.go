@@ -321,3 +321,37 @@ func TestLoopRefusalsInTunnel(t *testing.T) {
 		t.Errorf("%d connections handed over, want 0", n)
 	}
 }
+
+// TestClosedTunnelsForgotten: the set of taken-over connections that Shutdown closes
+// does not keep tunnels that have ended (it grew by one per CONNECT for the life of
+// the proxy).
+func TestClosedTunnelsForgotten(t *testing.T) {
+	e := newEnv(t)
+	targets := []string{"127.0.0.1:" + e.otherTLS.port(), "localhost:" + e.tlsGW.port()} // blind, intercepted
+	const n = 300
+	for i := range n {
+		conn, err := net.DialTimeout("tcp", e.srv.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		host := targets[i%2]
+		fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodConnect})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT %s: %v %v", host, resp, err)
+		}
+		conn.Close()
+		if i%50 == 49 {
+			// Let the proxy notice the ends before the next batch.
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	e.srv.mu.Lock()
+	kept := len(e.srv.hijacked)
+	e.srv.mu.Unlock()
+	if kept > 2*64 {
+		t.Errorf("after %d closed tunnels the proxy still tracks %d connections", n, kept)
+	}
+	t.Logf("tracked after %d closed tunnels: %d", n, kept)
+}

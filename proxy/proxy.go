@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -115,6 +116,7 @@ type Server struct {
 	ln        net.Listener
 	proxyPort string
 	hijacked  map[net.Conn]struct{}
+	pruneAt   int // prune closed connections from hijacked when it reaches this size
 	// fresh holds accepted connections that have not sent a request yet
 	// (http.StateNew). http.Server.Shutdown waits up to 5s for those, and
 	// clients such as Go's Transport open spare connections they never use.
@@ -153,7 +155,7 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, tokens: opts.Tokens, hijacked: make(map[net.Conn]struct{}), fresh: make(map[net.Conn]struct{})}
+	s := &Server{opts: opts, log: log, tokens: opts.Tokens, hijacked: make(map[net.Conn]struct{}), pruneAt: 64, fresh: make(map[net.Conn]struct{})}
 	s.base, s.stopBase = context.WithCancel(context.Background())
 	if len(opts.CANames) > 0 {
 		ca, err := EnsureCA(opts.CA, opts.CANames, opts.CACertPath, log)
@@ -306,9 +308,34 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	case http.StateHijacked:
 		delete(s.fresh, c)
 		s.hijacked[c] = struct{}{}
+		// Tunnels end without telling the server (goproxy closes blind tunnels
+		// itself): forget the closed ones whenever the set has doubled since the
+		// last look, so it stays the size of the open tunnels, at a cost
+		// amortised over the CONNECTs.
+		if len(s.hijacked) >= s.pruneAt {
+			for hc := range s.hijacked {
+				if connClosed(hc) {
+					delete(s.hijacked, hc)
+				}
+			}
+			s.pruneAt = max(64, 2*len(s.hijacked))
+		}
 	default:
 		delete(s.fresh, c)
 	}
+}
+
+// connClosed reports whether c has been closed (its file descriptor released).
+func connClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	return rc.Control(func(uintptr) {}) != nil
 }
 
 // CACertPEM returns the local CA certificate (nil when no gateway is configured).
