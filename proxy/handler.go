@@ -172,6 +172,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.gp.ServeHTTP(w, r)
 		return
 	}
+	s.serveProxied(w, r)
+}
+
+// serveProxied serves a request on the listen port that is not a CONNECT: an
+// absolute-URI request to forward, or an origin-form one for the status page.
+func (s *Server) serveProxied(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := RequestInfo{Method: r.Method, HostHeader: r.Host, ProxyPort: s.port()}
 	scheme := ""

@@ -47,11 +47,13 @@ const (
 	watchAfter = 200 * time.Millisecond
 )
 
-// tunnelConn is one intercepted client connection served by the loop.
+// tunnelConn is one client connection served by the loop: on the listen port, or
+// inside an intercepted tunnel (TLS already terminated).
 type tunnelConn struct {
-	s      *Server
-	c      net.Conn // TLS already terminated
-	tunnel Decision
+	s        *Server
+	c        net.Conn
+	inTunnel bool
+	tunnel   Decision // inTunnel: the CONNECT's decision
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	head   []byte // the current request's head, as read
@@ -65,17 +67,52 @@ type tunnelConn struct {
 // serveTunnel serves an intercepted connection until it closes, fails, or is handed
 // to the intercepting http.Server.
 func (s *Server) serveTunnel(c net.Conn, tunnel Decision) {
-	tc := &tunnelConn{
-		s:      s,
-		c:      c,
-		tunnel: tunnel,
-		br:     bufio.NewReaderSize(c, loopBufSize),
-		bw:     bufio.NewWriterSize(c, loopBufSize),
-	}
-	tc.ctx, tc.cancel = context.WithCancel(s.base)
+	s.serveLoop(&tunnelConn{s: s, c: c, inTunnel: true, tunnel: tunnel})
+}
+
+// serveConn serves a connection accepted on the listen port until it closes, fails,
+// or is handed to the listen port's http.Server (CONNECT, the status page, and all
+// the loop does not serve). The connection is tracked until then, so that Shutdown
+// closes it.
+func (s *Server) serveConn(c net.Conn) {
+	s.mu.Lock()
+	s.hijacked[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.hijacked, c)
+		s.mu.Unlock()
+	}()
+	s.serveLoop(&tunnelConn{s: s, c: c})
+}
+
+func (s *Server) serveLoop(tc *tunnelConn) {
+	tc.br = bufio.NewReaderSize(tc.c, loopBufSize)
+	tc.bw = bufio.NewWriterSize(tc.c, loopBufSize)
+	tc.ctx, tc.cancel = context.WithCancel(tc.s.base)
 	defer tc.cancel()
 	if !tc.loop() {
-		c.Close()
+		tc.c.Close()
+	}
+}
+
+// acceptLoop accepts connections on the listen port until it is closed.
+func (s *Server) acceptLoop(ln net.Listener) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || s.closing.Load() {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("proxy accept failed; retrying", "err", err, "in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go s.serveConn(c)
 	}
 }
 
@@ -99,7 +136,7 @@ func (tc *tunnelConn) loop() (handedOver bool) {
 		b, _ := tc.br.Peek(n)
 		tc.head = append(tc.head[:0], b...)
 		req, err := http.ReadRequest(tc.br)
-		if err != nil || !loopable(req) {
+		if err != nil || !loopable(req, tc.inTunnel, tc.head) {
 			return tc.handOver(true) // the server answers 400, or serves what the loop does not
 		}
 		if !tc.serve(req) {
@@ -125,25 +162,59 @@ func (tc *tunnelConn) setReadDeadline(now time.Time, d time.Duration) {
 // head the loop has read is read again first.
 func (tc *tunnelConn) handOver(replay bool) bool {
 	tc.c.SetReadDeadline(time.Time{})
-	tc.s.handedOver.Add(1)
-	var r io.Reader = tc.br
+	rc := &replayConn{Conn: tc.c, br: tc.br}
 	if replay {
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(tc.head)), tc.br)
+		rc.head = bytes.Clone(tc.head)
 	}
-	if !tc.s.mitmLn.push(&mitmConn{Conn: &replayConn{Conn: tc.c, r: r}, tunnel: tc.tunnel}) {
-		return false // shutting down
+	if !tc.inTunnel {
+		tc.s.handedOverListen.Add(1)
+		return tc.s.srvLn.push(rc) // false: shutting down
 	}
-	return true
+	tc.s.handedOver.Add(1)
+	return tc.s.mitmLn.push(&mitmConn{Conn: rc, tunnel: tc.tunnel})
 }
 
-// replayConn reads from r (what the loop had read, then the rest) instead of the
-// connection.
+// replayConn reads what the loop had read (head), then what the loop's buffer holds,
+// then the connection itself.
 type replayConn struct {
 	net.Conn
-	r io.Reader
+	head []byte
+	br   *bufio.Reader
 }
 
-func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.head) > 0 {
+		n := copy(p, c.head)
+		c.head = c.head[n:]
+		return n, nil
+	}
+	if c.br != nil {
+		if c.br.Buffered() > 0 {
+			return c.br.Read(p)
+		}
+		c.br = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// NetConn returns the connection underneath.
+func (c *replayConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite and CloseRead let a blind tunnel (goproxy) half-close the client's side
+// as it does for a plain TCP connection.
+func (c *replayConn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func (c *replayConn) CloseRead() error {
+	if hc, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		return hc.CloseRead()
+	}
+	return nil
+}
 
 // headLen returns the length of the request head at the start of br, blank line
 // included, reading more as needed (with the header timeout set through deadline).
@@ -179,16 +250,27 @@ func headLen(br *bufio.Reader, deadline func(now time.Time, d time.Duration)) (i
 }
 
 // loopable reports whether the loop serves req exactly as the http.Server would:
-// HTTP/1.1 in origin form, no upgrade, no 100-continue, a valid Host and valid header
-// fields (the checks net/http's server adds to http.ReadRequest).
-func loopable(req *http.Request) bool {
+// HTTP/1.1, no upgrade, no 100-continue, one valid Host field and valid header fields
+// (the checks net/http's server adds to http.ReadRequest). On the listen port that
+// is an absolute-form request to forward (everything else there is CONNECT or the
+// status page); inside a tunnel, an origin-form one.
+func loopable(req *http.Request, inTunnel bool, head []byte) bool {
 	if req.ProtoMajor != 1 || req.ProtoMinor != 1 || req.Method == http.MethodConnect || req.Method == "PRI" {
 		return false
 	}
 	// http.ReadRequest has removed the Host field and set req.Host from it, or from
-	// an absolute-form target (and then the field's presence is not known here).
-	if req.URL.Host != "" || req.Host == "" || !httpguts.ValidHostHeader(req.Host) {
-		return false
+	// an absolute-form target.
+	if inTunnel {
+		if req.URL.Host != "" || req.Host == "" || !httpguts.ValidHostHeader(req.Host) {
+			return false
+		}
+	} else {
+		if req.URL.Host == "" {
+			return false
+		}
+		if host, ok := hostField(head); !ok || !httpguts.ValidHostHeader(host) {
+			return false
+		}
 	}
 	h := req.Header
 	if h["Expect"] != nil || h["Upgrade"] != nil || httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
@@ -205,6 +287,29 @@ func loopable(req *http.Request) bool {
 		}
 	}
 	return true
+}
+
+// hostField returns the value of the head's one Host field.
+func hostField(head []byte) (string, bool) {
+	var value []byte
+	n := 0
+	for i := bytes.IndexByte(head, '\n'); i >= 0 && i+1 < len(head); {
+		line := head[i+1:]
+		j := bytes.IndexByte(line, '\n')
+		if j < 0 {
+			break
+		}
+		line = line[:j]
+		if len(line) >= 5 && bytes.EqualFold(line[:5], []byte("host:")) {
+			value = line[5:]
+			n++
+		}
+		i += j + 1
+	}
+	if n != 1 {
+		return "", false
+	}
+	return string(bytes.TrimSpace(value)), true
 }
 
 // serve answers one request; false means the connection must close.
@@ -255,7 +360,13 @@ func (tc *tunnelConn) handle(w *loopWriter, req *http.Request) (ok bool) {
 			}
 		}
 	}()
-	tc.s.serveInTunnel(w, req, tc.tunnel)
+	if tc.inTunnel {
+		tc.s.serveInTunnel(w, req, tc.tunnel)
+	} else {
+		tc.s.inflight.Add(1)
+		defer tc.s.inflight.Add(-1)
+		tc.s.serveProxied(w, req)
+	}
 	return true
 }
 

@@ -327,7 +327,7 @@ func TestLoopRefusalsInTunnel(t *testing.T) {
 // the proxy).
 func TestClosedTunnelsForgotten(t *testing.T) {
 	e := newEnv(t)
-	targets := []string{"127.0.0.1:" + e.otherTLS.port(), "localhost:" + e.tlsGW.port()} // blind, intercepted
+	targets := []string{"127.0.0.1:" + e.otherHTTP.port(), "localhost:" + e.tlsGW.port()} // blind, intercepted
 	const n = 300
 	for i := range n {
 		conn, err := net.DialTimeout("tcp", e.srv.Addr(), 5*time.Second)
@@ -354,4 +354,82 @@ func TestClosedTunnelsForgotten(t *testing.T) {
 		t.Errorf("after %d closed tunnels the proxy still tracks %d connections", n, kept)
 	}
 	t.Logf("tracked after %d closed tunnels: %d", n, kept)
+}
+
+// TestListenLoop: on the listen port, the request loop serves absolute-form requests
+// (a plain-HTTP gateway and another host) itself, and hands the rest, unread, to the
+// listen port's http.Server: CONNECT, the status page, HTTP/1.0, 100-continue, a
+// request without a Host field.
+func TestListenLoop(t *testing.T) {
+	e := newEnv(t)
+	e.plainGW.handler = loopHandler(e.plainGW)
+	e.otherHTTP.handler = loopHandler(e.otherHTTP)
+	c := e.client()
+	var dials atomic.Int32
+	c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	for _, u := range []*upstream{e.plainGW, e.otherHTTP} {
+		base := map[*upstream]string{e.plainGW: e.plainGWURL(), e.otherHTTP: e.otherHTTPURL()}[u]
+		for _, tc := range []struct{ method, path, body, want string }{
+			{"GET", "/fixed", "", "fixed"},
+			{"GET", "/chunked", "", "part1,part2"},
+			{"POST", "/echo", "twelve bytes", "echo 12: twelve bytes"},
+			{"GET", "/slow", "", "slow"},
+		} {
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, _ := http.NewRequest(tc.method, base+tc.path, body)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s%s: %v", tc.method, base, tc.path, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != tc.want {
+				t.Errorf("%s %s%s: %d %q, want %q", tc.method, base, tc.path, resp.StatusCode, b, tc.want)
+			}
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("the client opened %d connections, want 1 (keep-alive)", n)
+	}
+	if n := e.srv.handedOverListen.Load(); n != 0 {
+		t.Errorf("%d connections handed to the http.Server; absolute-form requests must stay in the loop", n)
+	}
+	for _, r := range e.plainGW.requests() {
+		if r.Header.Get("Authorization") != "Bearer "+e.src.current() {
+			t.Errorf("%s %s reached the plain gateway without the token", r.Method, r.URI)
+		}
+	}
+	for _, r := range e.otherHTTP.requests() {
+		if r.Header.Get("Authorization") != "" {
+			t.Errorf("%s %s reached a non-gateway with an Authorization header", r.Method, r.URI)
+		}
+	}
+
+	other := "127.0.0.1:" + e.otherHTTP.port()
+	for name, tc := range map[string]struct {
+		req, want string
+	}{
+		"status page":          {"GET / HTTP/1.1\r\nHost: " + e.srv.Addr() + "\r\nConnection: close\r\n\r\n", "HTTP/1.1 200"},
+		"HTTP/1.0":             {"GET http://" + other + "/ten HTTP/1.0\r\nHost: " + other + "\r\n\r\n", "hello /ten"},
+		"Expect: 100-continue": {"POST http://" + other + "/echo HTTP/1.1\r\nHost: " + other + "\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", "echo 2: hi"},
+		"no Host field":        {"GET http://" + other + "/nohost HTTP/1.1\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
+		"two Host fields":      {"GET http://" + other + "/twohosts HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
+		"CONNECT refused":      {"CONNECT localhost:0 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := e.srv.handedOverListen.Load()
+			if out := rawRequest(t, e.srv.Addr(), tc.req); !strings.Contains(out, tc.want) {
+				t.Errorf("got %q, want %q in it", trunc(out), tc.want)
+			}
+			if n := e.srv.handedOverListen.Load() - before; n != 1 {
+				t.Errorf("handed over %d connections, want 1", n)
+			}
+		})
+	}
 }

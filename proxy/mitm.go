@@ -28,6 +28,9 @@ type mitmConn struct {
 	tunnel Decision
 }
 
+// NetConn returns the connection underneath.
+func (c *mitmConn) NetConn() net.Conn { return c.Conn }
+
 type tunnelKey struct{}
 
 // connListener hands connections to http.Server.Serve from elsewhere in the process.

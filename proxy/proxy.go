@@ -105,13 +105,15 @@ type Server struct {
 	bufs      *bufferPool
 	rp        *reverseProxy
 	gp        *goproxy.ProxyHttpServer
-	srv       *http.Server
+	srv       *http.Server  // serves what the listen port's request loop hands over (loop.go)
+	srvLn     *connListener // hands those connections to srv
 	mitm      *http.Server  // serves connections inside intercepted tunnels
 	mitmLn    *connListener // hands those connections to mitm
 
-	// mu guards ln, proxyPort, hijacked and fresh. hijacked holds client connections taken over
-	// for CONNECT (tunnels, intercepted TLS) and upgrades, which http.Server.Shutdown does
-	// not track: Shutdown closes them once in-flight requests have drained.
+	// mu guards ln, proxyPort, hijacked, pruneAt and fresh. hijacked holds the client
+	// connections no http.Server tracks: those the listen port's request loop serves,
+	// and those taken over for CONNECT (tunnels, intercepted TLS) and upgrades.
+	// Shutdown closes them once in-flight requests have drained.
 	mu        sync.Mutex
 	ln        net.Listener
 	proxyPort string
@@ -124,9 +126,9 @@ type Server struct {
 
 	// inflight counts requests being served inside intercepted tunnels.
 	inflight atomic.Int64
-	// handedOver counts intercepted connections the request loop gave to the mitm
-	// server (tests check that ordinary requests stay in the loop).
-	handedOver atomic.Int64
+	// handedOver and handedOverListen count the connections the request loop gave to
+	// the mitm server and to srv (tests check that ordinary requests stay in the loop).
+	handedOver, handedOverListen atomic.Int64
 	// closing is set when Shutdown begins: tunnels close after the request in hand.
 	closing atomic.Bool
 	// base is the parent of every intercepted connection's context; Shutdown cancels
@@ -177,6 +179,7 @@ func New(opts Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnState:         s.connState,
 	}
+	s.srvLn = newConnListener()
 	s.mitm = s.newMITMServer()
 	s.mitmLn = newConnListener()
 	return s, nil
@@ -219,12 +222,14 @@ func (s *Server) Start() error {
 	s.mu.Lock()
 	s.ln, s.proxyPort = ln, port
 	s.mu.Unlock()
+	s.srvLn.addr = ln.Addr()
 	go s.serveMITM()
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(s.srvLn); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("proxy stopped serving", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
+	go s.acceptLoop(ln)
 	s.log.Info("proxy listening", "addr", ln.Addr().String())
 	return nil
 }
@@ -262,6 +267,12 @@ func (s *Server) port() string {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	defer s.stopBase()
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close() // stop accepting
+	}
 	// Connections that never sent a request have nothing to drain.
 	s.mu.Lock()
 	for c := range s.fresh {
@@ -327,6 +338,13 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 
 // connClosed reports whether c has been closed (its file descriptor released).
 func connClosed(c net.Conn) bool {
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = w.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
