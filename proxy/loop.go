@@ -54,9 +54,9 @@ type tunnelConn struct {
 	c        net.Conn
 	inTunnel bool
 	tunnel   Decision // inTunnel: the CONNECT's decision
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	head   []byte // the current request's head, as read
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	head     []byte // the current request's head, as read
 	// deadline is the read deadline set on c (zero: none).
 	deadline time.Time
 	ctx      context.Context
