@@ -119,9 +119,10 @@ func (s *Server) acceptLoop(ln net.Listener) {
 // loop serves requests; it returns true when the connection was handed over (and
 // must not be closed).
 func (tc *tunnelConn) loop() (handedOver bool) {
+	wait := loopHeaderTimeout // a new connection's first request is due at once
 	for !tc.s.closing.Load() {
 		if tc.br.Buffered() == 0 {
-			tc.setReadDeadline(time.Now(), loopIdleTimeout)
+			tc.setReadDeadline(time.Now(), wait)
 			if _, err := tc.br.Peek(1); err != nil {
 				return false // closed by the client, idle too long, or shutting down
 			}
@@ -142,6 +143,7 @@ func (tc *tunnelConn) loop() (handedOver bool) {
 		if !tc.serve(req) {
 			return false
 		}
+		wait = loopIdleTimeout
 	}
 	return false
 }

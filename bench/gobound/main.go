@@ -23,6 +23,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"runtime/pprof"
 	"strconv"
 )
 
@@ -33,7 +35,23 @@ func main() {
 	certFile := flag.String("cert", "", "intercept TLS: PEM certificate for the client side")
 	keyFile := flag.String("key", "", "intercept TLS: PEM key for -cert")
 	upstreamCA := flag.String("upstream-ca", "", "intercept TLS: PEM CA of the upstream")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until SIGINT")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt)
+		go func() {
+			<-sig
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(0)
+		}()
+	}
 	serve := serveRaw
 	if *parse == "std" {
 		serve = serveStd
