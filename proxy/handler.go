@@ -62,10 +62,15 @@ func upstreamProxyFunc(up *url.URL) func(*http.Request) (*url.URL, error) {
 	}
 }
 
-// hopHeaders are connection-specific (RFC 9110 §7.6.1) and never forwarded.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+// isHopHeader reports whether k (canonical) is connection-specific (RFC 9110
+// §7.6.1) and never forwarded.
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
 // removeHopByHop deletes hop-by-hop fields and those named in Connection. A WebSocket
@@ -82,8 +87,13 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
+	// One pass over the (few) fields present rather than a lookup per hop-by-hop
+	// name: this runs twice per proxied request. Keys are canonical (net/http
+	// parsed them).
+	for k := range h {
+		if isHopHeader(k) {
+			delete(h, k)
+		}
 	}
 	if upgrade != "" {
 		h.Set("Connection", "Upgrade")

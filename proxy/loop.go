@@ -491,7 +491,7 @@ func (w *loopWriter) WriteHeader(code int) {
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
 		// An interim response: sent at once; the final one follows.
 		w.writeStatus(code)
-		w.h.Write(w.bw)
+		writeFields(w.bw, w.h)
 		w.bw.WriteString("\r\n")
 		w.bw.Flush()
 		return
@@ -524,8 +524,28 @@ func (w *loopWriter) WriteHeader(code int) {
 		h["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
 	}
 	w.writeStatus(code)
-	h.Write(w.bw)
+	writeFields(w.bw, h)
 	w.bw.WriteString("\r\n")
+}
+
+// writeFields writes header fields as they are in the map (net/http sorts them
+// first, which costs more than the rest of the head). A line break inside a value
+// never goes out as one.
+func writeFields(bw *bufio.Writer, h http.Header) {
+	for k, vv := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		for _, v := range vv {
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
 }
 
 func (w *loopWriter) writeStatus(code int) {
