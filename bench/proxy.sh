@@ -118,6 +118,7 @@ tinyproxy -d -c "$W/tinyproxy.conf" & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18798 -parse raw & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18799 -parse std & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18796 -upstream 127.0.0.1:18443 -cert "$W/srv.pem" -key "$W/srv.key" -upstream-ca "$W/ca.pem" & PIDS+=($!)
+"$W/gobound" -listen 127.0.0.1:18797 -upstream 127.0.0.1:18443 -cert "$W/srv.pem" -key "$W/srv.key" -upstream-ca "$W/ca.pem" -parse std & PIDS+=($!)
 sleep 1
 
 # Sanity: each path returns the body and (for proxies) the upstream got the header.
@@ -176,6 +177,7 @@ for r in $(seq "$ROUNDS"); do
   run_tls direct-tls
   run_tls gatepass-mitm http://127.0.0.1:18787
   run_tls go-bound-mitm http://127.0.0.1:18796
+  run_tls go-bound-std-mitm http://127.0.0.1:18797
   sleep 2  # let tinyproxy's TIME_WAIT sockets and stragglers settle
 done
 declare -A RPS P50 P99
@@ -198,7 +200,7 @@ echo "HTTPS with keep-alive, Go client (bench/tlsload) -c$CONNS -d${DUR}s, media
 echo
 echo "| path | rps | rps / direct TLS | p50 ms | p99 ms |"
 echo "|---|---:|---:|---:|---:|"
-for n in direct-tls gatepass-mitm go-bound-mitm; do
+for n in direct-tls gatepass-mitm go-bound-mitm go-bound-std-mitm; do
   echo "| $n | ${RPS[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct-tls]}") | ${P50[$n]} | ${P99[$n]} |"
 done
 echo
@@ -206,6 +208,7 @@ echo "gatepass vs nginx: rps $(ratio "${RPS[gatepass]}" "${RPS[nginx]}")x, p99 $
 for n in go-bound-raw go-bound-std; do
   echo "$n vs nginx: rps $(ratio "${RPS[$n]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[$n]}" "${P99[nginx]}")x"
 done
+echo "gatepass vs go-bound-std: rps $(ratio "${RPS[gatepass]}" "${RPS[go-bound-std]}")x; gatepass-mitm vs go-bound-std-mitm: rps $(ratio "${RPS[gatepass-mitm]}" "${RPS[go-bound-std-mitm]}")x"
 echo "gatepass wrote $(wc -l < "$W/gatepass.log") log lines; any token in them: $(grep -c bench-token "$W/gatepass.log" || true)"
 
 [ "${STREAM:-1}" = 1 ] || exit 0
