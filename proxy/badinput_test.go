@@ -112,19 +112,26 @@ func TestUpstreamResetMidBody(t *testing.T) {
 
 func TestUpstreamRefusesBody(t *testing.T) {
 	e := newEnv(t)
-	// The upstream answers 413 without reading a large upload: passed back faithfully.
-	e.plainGW.handler = func(w http.ResponseWriter, r *http.Request) {
+	// The upstream answers 413 without reading a large upload: passed back
+	// faithfully, on the plain path and inside an intercepted tunnel, although the
+	// client is still sending when the proxy closes the connection.
+	refuse := func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too big", http.StatusRequestEntityTooLarge)
 	}
-	req, _ := http.NewRequest("POST", e.plainGWURL()+"/upload", io.LimitReader(zeros{}, 8<<20))
-	resp, err := e.client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "too big") {
-		t.Errorf("got %d %q", resp.StatusCode, b)
+	e.plainGW.handler, e.tlsGW.handler = refuse, refuse
+	for _, u := range []string{e.plainGWURL(), e.tlsGWURL()} {
+		for i := range 5 {
+			req, _ := http.NewRequest("POST", u+"/upload", io.LimitReader(zeros{}, 8<<20))
+			resp, err := e.client().Do(req)
+			if err != nil {
+				t.Fatalf("%s, upload %d: %v", u, i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "too big") {
+				t.Errorf("%s, upload %d: got %d %q", u, i, resp.StatusCode, b)
+			}
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,9 +20,10 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// The request loop inside an intercepted tunnel. Once TLS is terminated, the
-// tunnel's requests are read and answered here, in the connection's own goroutine,
-// rather than by an http.Server. Per request, net/http's server starts a goroutine
+// The request loop, for connections on the listen port and inside intercepted
+// tunnels (once TLS is terminated). Requests are read and answered here, in the
+// connection's own goroutine, rather than by an http.Server. Per request, net/http's
+// server starts a goroutine
 // that reads ahead on the connection (to notice a client that leaves) and stops it
 // again with two deadline changes; on a 2-core machine that hand-off and its extra
 // read(2) cost more than parsing (bench/README.md). Here nothing runs beside the
@@ -29,11 +31,12 @@ import (
 //
 // The loop reads the head without consuming it, parses it with net/http's own
 // http.ReadRequest, and serves only plain HTTP/1.1 requests that need nothing more
-// than that: anything else (HTTP/1.0, upgrades, Expect: 100-continue, a head larger
-// than the buffer, a head net/http rejects, a bad Host or header field) hands the
-// connection, with the head not yet served, to the intercepting http.Server
-// (mitm.go), which serves it from then on. The http.Server is the reference: the loop
-// never answers differently from it, it only answers sooner.
+// than that: anything else (on the listen port CONNECT and the status page; HTTP/1.0,
+// upgrades, Expect: 100-continue, a head larger than the buffer, a head net/http
+// rejects, a bad Host or header field) hands the connection, with the head not yet
+// served, to the http.Server that served it before the loop existed (the listen
+// port's, or the intercepting one in mitm.go), which serves it from then on. That
+// server is the reference: the loop never answers differently from it, only sooner.
 
 const (
 	loopBufSize = 16 << 10
@@ -59,6 +62,7 @@ type tunnelConn struct {
 	head     []byte // the current request's head, as read
 	// deadline is the read deadline set on c (zero: none).
 	deadline time.Time
+	linger   bool // close with lingerClose
 	ctx      context.Context
 	cancel   context.CancelFunc
 	w        loopWriter
@@ -91,7 +95,12 @@ func (s *Server) serveLoop(tc *tunnelConn) {
 	tc.bw = bufio.NewWriterSize(tc.c, loopBufSize)
 	tc.ctx, tc.cancel = context.WithCancel(tc.s.base)
 	defer tc.cancel()
-	if !tc.loop() {
+	switch {
+	case tc.loop():
+		// handed over
+	case tc.linger:
+		tc.lingerClose()
+	default:
 		tc.c.Close()
 	}
 }
@@ -136,9 +145,23 @@ func (tc *tunnelConn) loop() (handedOver bool) {
 		}
 		b, _ := tc.br.Peek(n)
 		tc.head = append(tc.head[:0], b...)
+		buffered := tc.br.Buffered()
 		req, err := http.ReadRequest(tc.br)
-		if err != nil || !loopable(req, tc.inTunnel, tc.head) {
-			return tc.handOver(true) // the server answers 400, or serves what the loop does not
+		// The whole head was buffered, so ReadRequest read from the buffer only:
+		// this is how much of it it took.
+		switch took := buffered - tc.br.Buffered(); {
+		case took > n:
+			return false // past the head: never happens; the head cannot be replayed
+		case err != nil:
+			// Skip what ReadRequest left of the head: the server reads it again
+			// from the replayed copy.
+			tc.br.Discard(n - took)
+			return tc.handOver(true) // the server answers 400
+		case took != n:
+			return false // a head shorter than the scan found: never happens
+		}
+		if !loopable(req, tc.inTunnel, tc.head) {
+			return tc.handOver(true) // the server serves what the loop does not
 		}
 		if !tc.serve(req) {
 			return false
@@ -160,8 +183,8 @@ func (tc *tunnelConn) setReadDeadline(now time.Time, d time.Duration) {
 	}
 }
 
-// handOver gives the connection to the intercepting http.Server. With replay set, the
-// head the loop has read is read again first.
+// handOver gives the connection to its http.Server. With replay set, the head the
+// loop has read is read again first.
 func (tc *tunnelConn) handOver(replay bool) bool {
 	tc.c.SetReadDeadline(time.Time{})
 	rc := &replayConn{Conn: tc.c, br: tc.br}
@@ -341,15 +364,48 @@ func (tc *tunnelConn) serve(req *http.Request) bool {
 	if ok {
 		ok = w.finish() == nil
 	}
-	if body != nil && !body.eof.Load() {
-		// The upstream answered without reading the whole upload (or the upload
-		// failed): what is left of it cannot be told from the next request.
-		ok = false
-	}
 	if err := tc.bw.Flush(); err != nil {
 		return false
 	}
-	return ok && !w.closeAfter && tc.ctx.Err() == nil
+	if ok && body != nil && !body.eof.Load() {
+		// The upstream answered without reading the whole upload. As net/http
+		// does, read a little more of it to keep the connection; past that, what
+		// is left cannot be told from a next request: close, but first let the
+		// client read the answer (it may still be sending, and closing a socket
+		// with unread data resets it, answer and all).
+		if !body.discard(tc, maxPostHandlerRead) {
+			tc.linger = true
+			return false
+		}
+	}
+	return ok && !w.closeAfter && tc.ctx.Err() == nil && (body == nil || body.eof.Load())
+}
+
+const (
+	// maxPostHandlerRead is how much of an upload the upstream left unread the loop
+	// reads to keep the connection (net/http's figure).
+	maxPostHandlerRead = 256 << 10
+	// lingerTime is how long a connection closed with an upload still arriving
+	// keeps reading before it closes (net/http's rstAvoidanceDelay).
+	lingerTime = 500 * time.Millisecond
+)
+
+// lingerClose closes the connection after the client has had time to read the
+// last answer: the write side is shut (TLS close_notify, then FIN), and what the client
+// still sends is read and dropped for up to lingerTime.
+func (tc *tunnelConn) lingerClose() {
+	raw := tc.c
+	if t, ok := raw.(*tls.Conn); ok {
+		t.SetWriteDeadline(time.Now().Add(lingerTime))
+		t.CloseWrite()
+		raw = t.NetConn()
+	}
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	raw.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, raw)
+	tc.c.Close()
 }
 
 // handle runs the proxy's handler; false if it aborted (a broken stream).
@@ -449,9 +505,17 @@ func (b *loopBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close leaves the rest unread: the loop closes the connection instead of draining an
-// upload of any size.
+// Close leaves the rest unread: the loop decides what to do with it.
 func (b *loopBody) Close() error { return nil }
+
+// discard reads and drops the rest of the body if it ends within max bytes and
+// arrives within a second; true if it did. (The exchange's upload goroutine may still
+// be reading it too: net/http's body reader takes turns.)
+func (b *loopBody) discard(tc *tunnelConn, max int64) bool {
+	tc.setReadDeadline(time.Now(), time.Second)
+	_, err := io.CopyN(io.Discard, b, max)
+	return err == io.EOF || b.eof.Load()
+}
 
 // loopWriter is the http.ResponseWriter of the loop: an HTTP/1.1 response written
 // into the connection's buffer, framed with Content-Length when the handler set one
