@@ -3,10 +3,13 @@
 //
 // Per request, one pure function (Decide) says what to do: inject a profile's token,
 // forward untouched, open a blind CONNECT tunnel, intercept TLS to a gateway with the
-// local name-constrained CA, or refuse. The server only carries that decision out:
-// absolute-URI HTTP requests go through its own handler and HTTP/1.1 upstream pool (the
-// hot path, h1pool.go), intercepted CONNECTs through its own TLS-terminating server
-// (mitm.go), blind tunnels and refused CONNECTs through github.com/elazarl/goproxy.
+// local name-constrained CA, or refuse. The server only carries that decision out. A
+// request loop of its own (loop.go) reads each connection's requests with net/http's
+// parser and serves absolute-URI HTTP requests, and the requests inside intercepted
+// tunnels (mitm.go), through the HTTP/1.1 upstream pool (h1pool.go): that is the hot
+// path. Everything else is handed, unread, to net/http's server: CONNECTs (blind
+// tunnels and refusals go through github.com/elazarl/goproxy), the status page,
+// upgrades and whatever the loop does not recognise as ordinary.
 //
 // The proxy sees the broker only through TokenSource and never imports it.
 package proxy
