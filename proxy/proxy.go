@@ -370,21 +370,24 @@ func (s *Server) CACertPEM() []byte {
 // logRequest writes the one log line of a request and tells OnRequest. The entry holds
 // no token by construction: only method, host, path, status and profile.
 func (s *Server) logRequest(e RequestLog) {
-	attrs := []slog.Attr{
-		slog.String("method", e.Method),
-		slog.String("host", e.Host),
-		slog.String("path", e.Path),
-		slog.Int("status", e.Status),
-		slog.Bool("injected", e.Injected),
-		slog.Duration("duration", e.Duration),
+	if ctx := context.Background(); s.log.Enabled(ctx, slog.LevelInfo) {
+		var buf [8]slog.Attr
+		attrs := append(buf[:0],
+			slog.String("method", e.Method),
+			slog.String("host", e.Host),
+			slog.String("path", e.Path),
+			slog.Int("status", e.Status),
+			slog.Bool("injected", e.Injected),
+			slog.Duration("duration", e.Duration),
+		)
+		if e.Profile != "" {
+			attrs = append(attrs, slog.String("profile", e.Profile))
+		}
+		if e.Err != "" {
+			attrs = append(attrs, slog.String("err", e.Err))
+		}
+		s.log.LogAttrs(ctx, slog.LevelInfo, "proxy request", attrs...)
 	}
-	if e.Profile != "" {
-		attrs = append(attrs, slog.String("profile", e.Profile))
-	}
-	if e.Err != "" {
-		attrs = append(attrs, slog.String("err", e.Err))
-	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "proxy request", attrs...)
 	if s.opts.OnRequest != nil {
 		s.opts.OnRequest(e)
 	}
