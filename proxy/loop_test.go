@@ -433,3 +433,53 @@ func TestListenLoop(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopKeepsConnectionAfterSmallUnreadUpload: when the upstream answers without
+// reading a small upload, the loop reads the rest itself (up to 256 KiB, as net/http
+// does) and keeps the client's connection; the rest never passes for a request.
+func TestLoopKeepsConnectionAfterSmallUnreadUpload(t *testing.T) {
+	e := newEnv(t)
+	early := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream-in" { // u.serve does not read this one
+			io.WriteString(w, "early")
+			return
+		}
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	}
+	e.plainGW.handler, e.tlsGW.handler = early, early
+	for _, base := range []string{e.plainGWURL(), e.tlsGWURL()} {
+		var dials atomic.Int32
+		c := e.client()
+		c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+		for i := range 3 {
+			// GET, then the upload: the upload must not end the connection.
+			if resp, body := get(t, c, fmt.Sprintf("%s/before-%d", base, i)); resp.StatusCode != 200 || body != fmt.Sprintf("hello /before-%d", i) {
+				t.Fatalf("%s GET %d: %d %q", base, i, resp.StatusCode, body)
+			}
+			// Bytes that would read as a request if the loop took them for one.
+			upload := strings.Repeat("GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 100<<10/36)
+			resp, err := c.Post(base+"/stream-in", "text/plain", strings.NewReader(upload))
+			if err != nil {
+				t.Fatalf("%s upload %d: %v", base, i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "early" {
+				t.Fatalf("%s upload %d: %d %q", base, i, resp.StatusCode, b)
+			}
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("%s: the client opened %d connections, want 1 (kept after each upload)", base, n)
+		}
+	}
+	for _, u := range []*upstream{e.plainGW, e.tlsGW} {
+		for _, r := range u.requests() {
+			if strings.Contains(r.URI, "smuggled") {
+				t.Errorf("%s: an upload's bytes reached the gateway as a request", u.name)
+			}
+		}
+	}
+}
