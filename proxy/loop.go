@@ -314,7 +314,9 @@ func loopable(req *http.Request, inTunnel bool, head []byte) bool {
 	return true
 }
 
-// hostField returns the value of the head's one Host field.
+// hostField returns the value of the head's one Host field, as net/http's server
+// sees it (FuzzLoopHead); false if there is none, more than one, or the head folds a
+// line.
 func hostField(head []byte) (string, bool) {
 	var value []byte
 	n := 0
@@ -325,6 +327,9 @@ func hostField(head []byte) (string, bool) {
 			break
 		}
 		line = line[:j]
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			return "", false // a folded line (obs-fold): leave the head to net/http
+		}
 		if len(line) >= 5 && bytes.EqualFold(line[:5], []byte("host:")) {
 			value = line[5:]
 			n++

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -420,6 +422,7 @@ func TestListenLoop(t *testing.T) {
 		"Expect: 100-continue": {"POST http://" + other + "/echo HTTP/1.1\r\nHost: " + other + "\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", "echo 2: hi"},
 		"no Host field":        {"GET http://" + other + "/nohost HTTP/1.1\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
 		"two Host fields":      {"GET http://" + other + "/twohosts HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
+		"folded Host field":    {"GET http://" + other + "/folded HTTP/1.1\r\nHost: a\r\n b\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
 		"CONNECT refused":      {"CONNECT localhost:0 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -482,4 +485,55 @@ func TestLoopKeepsConnectionAfterSmallUnreadUpload(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzLoopHead checks what the loop assumes of a request head against net/http:
+// http.ReadRequest reads exactly the head headLen found (never more, since the
+// loop replays the head on a hand-over), and the Host field the loop checks on the
+// listen port is the one net/http's server would check.
+func FuzzLoopHead(f *testing.F) {
+	for _, s := range []string{
+		"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+		"GET / HTTP/1.1\nHost: x\n\n",
+		"POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+		"GET http://a/ HTTP/1.1\r\nHost: a\r\n b\r\n\r\n",
+		"GET http://a/ HTTP/1.1\r\nhost: a\r\nHOST: b\r\n\r\n",
+		"GET http://a/ HTTP/1.1\r\nX: y\r\n\tz\r\nHost:  a \r\n\r\n",
+		"\r\nGET / HTTP/1.1\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(data), 4096)
+		n, err := headLen(br, func(time.Time, time.Duration) {})
+		if err != nil {
+			return
+		}
+		b, _ := br.Peek(n)
+		head := bytes.Clone(b)
+		buffered := br.Buffered()
+		req, err := http.ReadRequest(br)
+		took := buffered - br.Buffered()
+		if took > n {
+			t.Fatalf("ReadRequest read %d bytes past a %d-byte head %q", took, n, head)
+		}
+		if err != nil {
+			return
+		}
+		if took != n {
+			t.Fatalf("ReadRequest took %d bytes of a %d-byte head %q", took, n, head)
+		}
+		tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(head)))
+		if _, err := tp.ReadLine(); err != nil {
+			t.Fatal(err)
+		}
+		hdr, err := tp.ReadMIMEHeader()
+		if err != nil {
+			t.Fatalf("ReadRequest accepted a head textproto rejects: %v", err)
+		}
+		if v, ok := hostField(head); ok && (len(hdr["Host"]) != 1 || hdr["Host"][0] != v) {
+			t.Fatalf("hostField found %q; net/http's server sees Host %q in %q", v, hdr["Host"], head)
+		}
+		_ = req
+	})
 }
