@@ -110,7 +110,7 @@ type Server struct {
 	gp        *goproxy.ProxyHttpServer
 	srv       *http.Server  // serves what the listen port's request loop hands over (loop.go)
 	srvLn     *connListener // hands those connections to srv
-	mitm      *http.Server  // serves connections inside intercepted tunnels
+	mitm      *http.Server  // serves what the request loop inside a tunnel hands over
 	mitmLn    *connListener // hands those connections to mitm
 
 	// mu guards ln, proxyPort, hijacked, pruneAt and fresh. hijacked holds the client
