@@ -222,6 +222,27 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// WriteTo lets a blind tunnel's copy (io.Copy in goproxy) move the rest of the
+// stream with the connection's own WriteTo (splice(2) on Linux) once the replayed
+// and buffered bytes are out, rather than through Read and a buffer.
+func (c *replayConn) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if len(c.head) > 0 {
+		n, err := w.Write(c.head)
+		total += int64(n)
+		c.head = c.head[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+	var src io.Reader = c.Conn
+	if c.br != nil {
+		src, c.br = c.br, nil // bufio.Reader.WriteTo: its buffer, then the connection's WriteTo
+	}
+	n, err := io.Copy(w, src)
+	return total + n, err
+}
+
 // NetConn returns the connection underneath.
 func (c *replayConn) NetConn() net.Conn { return c.Conn }
 

@@ -537,3 +537,44 @@ func FuzzLoopHead(f *testing.F) {
 		_ = req
 	})
 }
+
+// TestReplayConnOrder: a handed-over connection reads the replayed head, then what
+// the loop had buffered, then the connection, through Read and through WriteTo (a
+// blind tunnel's copy).
+func TestReplayConnOrder(t *testing.T) {
+	for _, viaWriteTo := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(client, "buffered|")
+		br := bufio.NewReader(server)
+		if _, err := br.Peek(len("buffered|")); err != nil {
+			t.Fatal(err)
+		}
+		rc := &replayConn{Conn: server, head: []byte("head|"), br: br}
+		go func() {
+			io.WriteString(client, strings.Repeat("rest", 10000))
+			client.Close()
+		}()
+		var got bytes.Buffer
+		if viaWriteTo {
+			_, err = io.Copy(&got, rc) // io.Copy uses rc.WriteTo
+		} else {
+			_, err = io.Copy(&got, struct{ io.Reader }{rc})
+		}
+		server.Close()
+		if want := "head|buffered|" + strings.Repeat("rest", 10000); err != nil || got.String() != want {
+			t.Errorf("WriteTo %v: read %d bytes (%v), want %d in order", viaWriteTo, got.Len(), err, len(want))
+		}
+	}
+}
