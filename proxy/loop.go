@@ -50,9 +50,9 @@ const (
 	watchAfter = 200 * time.Millisecond
 )
 
-// tunnelConn is one client connection served by the loop: on the listen port, or
+// loopConn is one client connection served by the loop: on the listen port, or
 // inside an intercepted tunnel (TLS already terminated).
-type tunnelConn struct {
+type loopConn struct {
 	s        *Server
 	c        net.Conn
 	inTunnel bool
@@ -71,7 +71,7 @@ type tunnelConn struct {
 // serveTunnel serves an intercepted connection until it closes, fails, or is handed
 // to the intercepting http.Server.
 func (s *Server) serveTunnel(c net.Conn, tunnel Decision) {
-	s.serveLoop(&tunnelConn{s: s, c: c, inTunnel: true, tunnel: tunnel})
+	s.serveLoop(&loopConn{s: s, c: c, inTunnel: true, tunnel: tunnel})
 }
 
 // serveConn serves a connection accepted on the listen port until it closes, fails,
@@ -87,10 +87,10 @@ func (s *Server) serveConn(c net.Conn) {
 		delete(s.hijacked, c)
 		s.mu.Unlock()
 	}()
-	s.serveLoop(&tunnelConn{s: s, c: c})
+	s.serveLoop(&loopConn{s: s, c: c})
 }
 
-func (s *Server) serveLoop(tc *tunnelConn) {
+func (s *Server) serveLoop(tc *loopConn) {
 	tc.br = bufio.NewReaderSize(tc.c, loopBufSize)
 	tc.bw = bufio.NewWriterSize(tc.c, loopBufSize)
 	tc.ctx, tc.cancel = context.WithCancel(tc.s.base)
@@ -127,7 +127,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 
 // loop serves requests; it returns true when the connection was handed over (and
 // must not be closed).
-func (tc *tunnelConn) loop() (handedOver bool) {
+func (tc *loopConn) loop() (handedOver bool) {
 	wait := loopHeaderTimeout // a new connection's first request is due at once
 	for !tc.s.closing.Load() {
 		if tc.br.Buffered() == 0 {
@@ -175,7 +175,7 @@ func (tc *tunnelConn) loop() (handedOver bool) {
 // moved only when it would come more than a tenth of d too early or too late, so a
 // busy connection does not reset its timer for every request: the idle timeout of
 // a connection that just served a request may end up to a tenth shorter or longer.
-func (tc *tunnelConn) setReadDeadline(now time.Time, d time.Duration) {
+func (tc *loopConn) setReadDeadline(now time.Time, d time.Duration) {
 	want := now.Add(d)
 	if diff := want.Sub(tc.deadline); diff > d/10 || diff < -d/10 {
 		tc.deadline = want
@@ -185,7 +185,7 @@ func (tc *tunnelConn) setReadDeadline(now time.Time, d time.Duration) {
 
 // handOver gives the connection to its http.Server. With replay set, the head the
 // loop has read is read again first.
-func (tc *tunnelConn) handOver(replay bool) bool {
+func (tc *loopConn) handOver(replay bool) bool {
 	tc.c.SetReadDeadline(time.Time{})
 	rc := &replayConn{Conn: tc.c, br: tc.br}
 	if replay {
@@ -364,7 +364,7 @@ func hostField(head []byte) (string, bool) {
 }
 
 // serve answers one request; false means the connection must close.
-func (tc *tunnelConn) serve(req *http.Request) bool {
+func (tc *loopConn) serve(req *http.Request) bool {
 	var body *loopBody
 	if req.Body != http.NoBody {
 		body = &loopBody{r: req.Body}
@@ -419,7 +419,7 @@ const (
 // lingerClose closes the connection after the client has had time to read the
 // last answer: the write side is shut (TLS close_notify, then FIN), and what the client
 // still sends is read and dropped for up to lingerTime.
-func (tc *tunnelConn) lingerClose() {
+func (tc *loopConn) lingerClose() {
 	raw := tc.c
 	if t, ok := raw.(*tls.Conn); ok {
 		t.SetWriteDeadline(time.Now().Add(lingerTime))
@@ -435,7 +435,7 @@ func (tc *tunnelConn) lingerClose() {
 }
 
 // handle runs the proxy's handler; false if it aborted (a broken stream).
-func (tc *tunnelConn) handle(w *loopWriter, req *http.Request) (ok bool) {
+func (tc *loopConn) handle(w *loopWriter, req *http.Request) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			ok = false
@@ -456,7 +456,7 @@ func (tc *tunnelConn) handle(w *loopWriter, req *http.Request) (ok bool) {
 
 // clientWatch notices a client that hangs up while its request is being served.
 type clientWatch struct {
-	tc       *tunnelConn
+	tc       *loopConn
 	t        *time.Timer
 	mu       sync.Mutex
 	started  bool // the watching goroutine has begun reading
@@ -467,7 +467,7 @@ type clientWatch struct {
 }
 
 // watch starts watching the client after watchAfter.
-func (tc *tunnelConn) watch() *clientWatch {
+func (tc *loopConn) watch() *clientWatch {
 	w := &clientWatch{tc: tc}
 	w.t = time.AfterFunc(watchAfter, w.run)
 	return w
@@ -537,7 +537,7 @@ func (b *loopBody) Close() error { return nil }
 // discard reads and drops the rest of the body if it ends within max bytes and
 // arrives within a second; true if it did. (The exchange's upload goroutine may still
 // be reading it too: net/http's body reader takes turns.)
-func (b *loopBody) discard(tc *tunnelConn, max int64) bool {
+func (b *loopBody) discard(tc *loopConn, max int64) bool {
 	tc.setReadDeadline(time.Now(), time.Second)
 	_, err := io.CopyN(io.Discard, b, max)
 	return err == io.EOF || b.eof.Load()
