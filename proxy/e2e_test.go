@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -114,13 +112,7 @@ func TestEndToEndGoClient(t *testing.T) {
 
 func TestInterceptedKeepAlive(t *testing.T) {
 	e := newEnv(t)
-	var dials atomic.Int32
-	c := e.client()
-	tr := c.Transport.(*http.Transport)
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}
+	c, dials := e.countingClient()
 	for i := range 20 {
 		resp, body := get(t, c, fmt.Sprintf("%s/n%d", e.tlsGWURL(), i))
 		if resp.StatusCode != 200 || body != "hello from tls-gateway" {

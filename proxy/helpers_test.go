@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -367,6 +368,17 @@ func (e *env) client() *http.Client {
 		},
 		Timeout: 20 * time.Second,
 	}
+}
+
+// countingClient is e.client() counting the connections it opens to the proxy.
+func (e *env) countingClient() (*http.Client, *atomic.Int32) {
+	c := e.client()
+	dials := new(atomic.Int32)
+	c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	return c, dials
 }
 
 func get(t testing.TB, c *http.Client, u string, hdr ...string) (*http.Response, string) {

@@ -404,7 +404,7 @@ func (tc *loopConn) serve(req *http.Request) bool {
 			return false
 		}
 	}
-	return ok && !w.closeAfter && tc.ctx.Err() == nil && (body == nil || body.eof.Load())
+	return ok && !w.closeAfter && tc.ctx.Err() == nil
 }
 
 const (

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,12 +75,7 @@ func TestLoopServesOrdinaryRequests(t *testing.T) {
 	e, ups := loopEnv(t)
 	for name, u := range ups {
 		t.Run(name, func(t *testing.T) {
-			var dials atomic.Int32
-			c := e.client()
-			c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				dials.Add(1)
-				return (&net.Dialer{}).DialContext(ctx, network, addr)
-			}
+			c, dials := e.countingClient()
 			base := "https://localhost:" + u.port()
 			do := func(method, path string, body io.Reader, want string, wantStatus int) *http.Response {
 				t.Helper()
@@ -145,7 +138,7 @@ func TestLoopServesOrdinaryRequests(t *testing.T) {
 }
 
 // openTunnel CONNECTs to host through the proxy and completes TLS with gatepass's CA.
-func openTunnel(t *testing.T, e *env, host string) (*tls.Conn, *bufio.Reader) {
+func openTunnel(t testing.TB, e *env, host string) (*tls.Conn, *bufio.Reader) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", e.srv.Addr(), 5*time.Second)
 	if err != nil {
@@ -366,12 +359,7 @@ func TestListenLoop(t *testing.T) {
 	e := newEnv(t)
 	e.plainGW.handler = loopHandler(e.plainGW)
 	e.otherHTTP.handler = loopHandler(e.otherHTTP)
-	c := e.client()
-	var dials atomic.Int32
-	c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}
+	c, dials := e.countingClient()
 	for _, u := range []*upstream{e.plainGW, e.otherHTTP} {
 		base := map[*upstream]string{e.plainGW: e.plainGWURL(), e.otherHTTP: e.otherHTTPURL()}[u]
 		for _, tc := range []struct{ method, path, body, want string }{
@@ -451,12 +439,7 @@ func TestLoopKeepsConnectionAfterSmallUnreadUpload(t *testing.T) {
 	}
 	e.plainGW.handler, e.tlsGW.handler = early, early
 	for _, base := range []string{e.plainGWURL(), e.tlsGWURL()} {
-		var dials atomic.Int32
-		c := e.client()
-		c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			dials.Add(1)
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}
+		c, dials := e.countingClient()
 		for i := range 3 {
 			// GET, then the upload: the upload must not end the connection.
 			if resp, body := get(t, c, fmt.Sprintf("%s/before-%d", base, i)); resp.StatusCode != 200 || body != fmt.Sprintf("hello /before-%d", i) {
@@ -512,7 +495,7 @@ func FuzzLoopHead(f *testing.F) {
 		b, _ := br.Peek(n)
 		head := bytes.Clone(b)
 		buffered := br.Buffered()
-		req, err := http.ReadRequest(br)
+		_, err = http.ReadRequest(br)
 		took := buffered - br.Buffered()
 		if took > n {
 			t.Fatalf("ReadRequest read %d bytes past a %d-byte head %q", took, n, head)
@@ -534,7 +517,6 @@ func FuzzLoopHead(f *testing.F) {
 		if v, ok := hostField(head); ok && (len(hdr["Host"]) != 1 || hdr["Host"][0] != v) {
 			t.Fatalf("hostField found %q; net/http's server sees Host %q in %q", v, hdr["Host"], head)
 		}
-		_ = req
 	})
 }
 
