@@ -90,13 +90,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState, s
 
 // useH1 says whether h1Pool may carry the request.
 func (s *Server) useH1(r *http.Request, scheme string, d Decision) bool {
-	if s.h1 == nil || r.Header["Expect"] != nil {
+	if r.Header["Expect"] != nil {
 		return false // 100-continue needs the transport's wait-for-continue logic
 	}
-	if s.opts.UpstreamProxy != nil && !isLoopbackHost(d.Host) {
-		return false
-	}
-	return !s.h1.prefersTransport(scheme, d.Addr())
+	return s.h1Carries(scheme, d)
 }
 
 // forwardH1 sends r over h1Pool and streams the answer back. It returns false, having

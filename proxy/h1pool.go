@@ -240,12 +240,16 @@ type h1Request struct {
 	Trailer       http.Header // names announced by the client; values filled at body EOF
 	// On1xx, if set, is told of each interim response (RFC 9110 §15.2) before the final one.
 	On1xx func(code int, h http.Header)
+	// writeRaw, if set, writes the whole request instead of writeHead (the fast path,
+	// fast.go, which copies the client's head); rawBody says it sends a body too.
+	writeRaw func(w *bufio.Writer)
+	rawBody  bool
 }
 
 // idempotent reports whether a request may be sent again after a stale connection
 // failed it (RFC 9110 §9.2.2): an idempotent method and no body to replay.
 func (r *h1Request) idempotent() bool {
-	if r.Body != nil {
+	if r.Body != nil || r.rawBody {
 		return false
 	}
 	switch r.Method {
@@ -266,6 +270,8 @@ type h1Exchange struct {
 	stop     func() bool
 	eof      bool
 	broken   bool
+	// closeAfter: the upstream asked to close the connection after this response.
+	closeAfter bool
 }
 
 // staleConnError marks a failure on a reused connection before any response byte:
@@ -282,21 +288,35 @@ func (p *h1Pool) roundTrip(ctx context.Context, req *h1Request) (*h1Exchange, er
 	if err != nil {
 		return nil, err
 	}
+	x, err := p.send(ctx, c, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.readResponse(ctx, req.Method, req.On1xx); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// send sends req on c (from get) and waits for the first byte of the answer. On a
+// reused connection that turns out stale, an idempotent request is sent again, once,
+// on a new connection; a request that cannot be retried is never sent on a reused
+// connection the upstream has already closed.
+func (p *h1Pool) send(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchange, error) {
 	if c.reused && !req.idempotent() && !connAlive(c.conn) {
-		// This request cannot be retried: do not risk a connection the upstream
-		// has already closed.
 		c.conn.Close()
+		var err error
 		if c, err = p.get(ctx, req.Scheme, req.Addr, true); err != nil {
 			return nil, err
 		}
 	}
-	x, err := p.exchange(ctx, c, req)
+	x, err := p.write(ctx, c, req)
 	var stale staleConnError
 	if errors.As(err, &stale) && req.idempotent() && ctx.Err() == nil {
 		if c, err = p.get(ctx, req.Scheme, req.Addr, true); err != nil {
 			return nil, err
 		}
-		x, err = p.exchange(ctx, c, req)
+		x, err = p.write(ctx, c, req)
 	}
 	if errors.As(err, &stale) {
 		err = stale.err
@@ -304,31 +324,23 @@ func (p *h1Pool) roundTrip(ctx context.Context, req *h1Request) (*h1Exchange, er
 	return x, err
 }
 
-func (p *h1Pool) exchange(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchange, error) {
+// write sends the request on c and waits for the first byte of the answer.
+func (p *h1Pool) write(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchange, error) {
 	x := &h1Exchange{pool: p, c: c}
 	// A client that goes away unblocks whatever this exchange is waiting on.
 	x.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
-	fail := func(err error, gotBytes bool) (*h1Exchange, error) {
-		x.stop()
-		c.conn.Close() // also ends a body writer blocked on the socket
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if c.reused && !gotBytes {
-			return nil, staleConnError{err}
-		}
-		return nil, err
-	}
-	writeHead(c.bw, req)
-	if req.Body == nil {
-		if err := c.bw.Flush(); err != nil {
-			return fail(err, false)
-		}
+	if req.writeRaw != nil {
+		req.writeRaw(c.bw)
 	} else {
-		if err := c.bw.Flush(); err != nil {
+		writeHead(c.bw, req)
+	}
+	if err := c.bw.Flush(); err != nil {
+		if req.Body != nil {
 			req.Body.Close()
-			return fail(err, false)
 		}
+		return nil, x.fail(ctx, err, false)
+	}
+	if req.Body != nil {
 		x.bodyDone = make(chan error, 1)
 		go func() {
 			err := writeBody(c.bw, req)
@@ -340,38 +352,60 @@ func (p *h1Pool) exchange(ctx context.Context, c *h1Conn, req *h1Request) (*h1Ex
 			x.bodyDone <- err
 		}()
 	}
-	head := &http.Request{Method: req.Method}
+	// No byte of an answer yet: an error here on a reused connection means the
+	// upstream had closed it while idle.
+	if _, err := c.br.Peek(1); err != nil {
+		return nil, x.fail(ctx, err, false)
+	}
+	return x, nil
+}
+
+// fail ends an exchange that broke before its response head was read: the
+// connection is closed (which also ends a body writer blocked on the socket) and
+// the exchange is finished.
+func (x *h1Exchange) fail(ctx context.Context, err error, gotBytes bool) error {
+	x.stop()
+	c := x.c
+	x.c = nil
+	c.conn.Close()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if c.reused && !gotBytes {
+		return staleConnError{err}
+	}
+	return err
+}
+
+// readResponse reads the response head with net/http's parser into x.Response,
+// passing interim responses to on1xx. On an error the exchange is finished.
+func (x *h1Exchange) readResponse(ctx context.Context, method string, on1xx func(code int, h http.Header)) error {
+	head := &http.Request{Method: method}
 	for n := 0; ; n++ {
-		if n == 0 {
-			// No byte of an answer yet: an error here on a reused connection means
-			// the upstream had closed it while idle.
-			if _, err := c.br.Peek(1); err != nil {
-				return fail(err, false)
-			}
-		}
-		resp, err := http.ReadResponse(c.br, head)
+		resp, err := http.ReadResponse(x.c.br, head)
 		if err != nil {
-			return fail(err, true)
+			return x.fail(ctx, err, true)
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			// Only upgrade requests may switch, and those go through http.Transport.
-			return fail(errors.New("upstream switched protocols without an upgrade request"), true)
+			return x.fail(ctx, errors.New("upstream switched protocols without an upgrade request"), true)
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
 			if n >= maxResponse1xx {
-				return fail(errors.New("too many 1xx informational responses"), true)
+				return x.fail(ctx, errors.New("too many 1xx informational responses"), true)
 			}
-			if req.On1xx != nil {
-				req.On1xx(resp.StatusCode, resp.Header)
+			if on1xx != nil {
+				on1xx(resp.StatusCode, resp.Header)
 			}
 			continue
 		}
 		if resp.Body == http.NoBody {
 			x.eof = true // HEAD, 204, 304, Content-Length: 0
 		}
+		x.closeAfter = resp.Close
 		resp.Body = &h1Body{x: x, r: resp.Body}
 		x.Response = resp
-		return x, nil
+		return nil
 	}
 }
 
@@ -409,7 +443,7 @@ func (x *h1Exchange) Close() error {
 	c := x.c
 	x.c = nil
 	fired := !x.stop()
-	reuse := x.eof && !x.broken && !fired && !x.Response.Close
+	reuse := x.eof && !x.broken && !fired && !x.closeAfter
 	if x.bodyDone != nil && reuse {
 		// Reuse only if the upload is complete. The writer has usually just
 		// finished (the upstream read the body before answering) but may not

@@ -60,6 +60,10 @@ type loopConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	head     []byte // the current request's head, as read
+	// fr, fresp and body are the fast path's (fast.go), kept to reuse their memory.
+	fr    fastReq
+	fresp fastResp
+	body  []byte
 	// deadline is the read deadline set on c (zero: none).
 	deadline time.Time
 	linger   bool // close with lingerClose
@@ -145,6 +149,13 @@ func (tc *loopConn) loop() (handedOver bool) {
 		}
 		b, _ := tc.br.Peek(n)
 		tc.head = append(tc.head[:0], b...)
+		if served, keep := tc.serveFast(n); served {
+			if !keep {
+				return false
+			}
+			wait = loopIdleTimeout
+			continue
+		}
 		buffered := tc.br.Buffered()
 		req, err := http.ReadRequest(tc.br)
 		// The whole head was buffered, so ReadRequest read from the buffer only:
@@ -375,7 +386,7 @@ func (tc *loopConn) serve(req *http.Request) bool {
 	}
 	req = req.WithContext(tc.ctx)
 	w := &tc.w
-	w.reset(tc.bw, req, tc.s.closing.Load())
+	w.reset(tc.bw, req.Method, req.Close, tc.s.closing.Load())
 	// With no request body, nothing reads the connection while the exchange runs:
 	// past watchAfter, watch it for a hang-up. (With a body, a client that leaves
 	// fails the upload, which ends the exchange.)
@@ -548,7 +559,7 @@ func (b *loopBody) discard(tc *loopConn, max int64) bool {
 // and chunked otherwise, flushed when the handler flushes and when the response ends.
 type loopWriter struct {
 	bw          *bufio.Writer
-	req         *http.Request
+	method      string // the request's
 	h           http.Header
 	wroteHeader bool
 	bodyOK      bool  // the status and method allow a body
@@ -557,16 +568,17 @@ type loopWriter struct {
 	written     int64
 	trailers    []string // names announced in Trailer
 	closeAfter  bool
+	fastDone    bool // the fast path wrote the whole response itself (fast.go)
 }
 
-func (w *loopWriter) reset(bw *bufio.Writer, req *http.Request, closing bool) {
+func (w *loopWriter) reset(bw *bufio.Writer, method string, close, closing bool) {
 	h := w.h
 	if h == nil {
 		h = make(http.Header)
 	} else {
 		clear(h) // the last handler has returned and kept no reference
 	}
-	*w = loopWriter{bw: bw, req: req, h: h, length: -1, closeAfter: req.Close || closing, trailers: w.trailers[:0]}
+	*w = loopWriter{bw: bw, method: method, h: h, length: -1, closeAfter: close || closing, trailers: w.trailers[:0]}
 }
 
 func (w *loopWriter) Header() http.Header { return w.h }
@@ -588,7 +600,7 @@ func (w *loopWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	h := w.h
-	w.bodyOK = w.req.Method != http.MethodHead && code != http.StatusNoContent && code != http.StatusNotModified
+	w.bodyOK = w.method != http.MethodHead && code != http.StatusNoContent && code != http.StatusNotModified
 	for _, v := range h["Trailer"] {
 		for name := range strings.SplitSeq(v, ",") {
 			if name = http.CanonicalHeaderKey(strings.TrimSpace(name)); name != "" {
@@ -655,7 +667,7 @@ func (w *loopWriter) Write(p []byte) (int, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.bodyOK {
-		if w.req.Method == http.MethodHead {
+		if w.method == http.MethodHead {
 			return len(p), nil
 		}
 		return 0, http.ErrBodyNotAllowed

@@ -132,6 +132,9 @@ type Server struct {
 	// handedOver and handedOverListen count the connections the request loop gave to
 	// the mitm server and to srv (tests check that ordinary requests stay in the loop).
 	handedOver, handedOverListen atomic.Int64
+	// fastServed and fastSlowAnswers count the requests the fast path served
+	// (fast.go), and those of them whose answer net/http's parser read.
+	fastServed, fastSlowAnswers atomic.Int64
 	// closing is set when Shutdown begins: tunnels close after the request in hand.
 	closing atomic.Bool
 	// base is the parent of every intercepted connection's context; Shutdown cancels

@@ -1,0 +1,759 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// The fast path of the request loop (loop.go) carries the common exchange, a small
+// HTTP/1.1 request to a gateway or another plain-HTTP host and a Content-Length
+// answer, without building net/http's Request, Response and header maps: the head
+// the client sent is checked field by field and copied upstream (hop-by-hop fields
+// dropped, the token added), and the upstream's head is copied back the same way.
+// On this 2-core VM net/http's two parsers and their allocations were the largest
+// cost left that was ours (bench/README.md).
+//
+// It takes only heads in a strict subset of HTTP/1.1, which net/http reads the same
+// way (FuzzFastHead checks that against http.ReadRequest): a method from a fixed
+// list; an http:// absolute-form target on the listen port, an origin-form one in a
+// tunnel, made of characters net/http sends on unchanged; CRLF line ends; field
+// names of token characters and values of visible ASCII, space and tab; exactly one
+// Host; at most one Content-Length, with the whole body (at most fastMaxBody) already
+// buffered; a Connection field only of "close" or "keep-alive". Anything else
+// (Transfer-Encoding, Expect, Upgrade, TE, Trailer, obs-fold, other characters) is
+// declined before a byte is consumed, and the loop serves the request with
+// net/http's parser as before. An upstream answer outside the same subset (chunked,
+// close-delimited, 1xx, Transfer-Encoding, Trailer, an event stream) is read with
+// net/http's http.ReadResponse and copied as on the other path.
+
+const (
+	fastMaxFields = 64
+	// fastMaxBody is the largest request body the fast path takes, and only when it
+	// is already in the loop's buffer: it is written upstream with the head, so an
+	// upstream that answers early cannot leave the exchange waiting on an upload.
+	fastMaxBody = 8 << 10
+)
+
+// fastField is one header field, as slices of the head it was read from.
+type fastField struct {
+	name, value []byte
+	auth        bool // an Authorization field (replaced when the token goes in that field)
+}
+
+// fastReq is a request head the fast path took. Its slices point into the loop's copy
+// of the head (loopConn.head), valid until the next request.
+type fastReq struct {
+	method    string // one of fastMethods
+	authority []byte // absolute-form: the target's host[:port]; origin-form: nil
+	uri       []byte // the request-target to send upstream (origin-form)
+	host      []byte // the Host field's value
+	length    int64  // Content-Length; 0 when there is none
+	close     bool   // Connection: close
+	fields    []fastField
+}
+
+// fastResp is an upstream's response head the fast path took.
+type fastResp struct {
+	statusLine []byte // without CRLF
+	status     int
+	length     int64 // Content-Length; -1 when there is none
+	close      bool  // Connection: close
+	date       bool  // has a Date field
+	fields     []fastField
+}
+
+var fastMethods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+func fastMethod(b []byte) string {
+	for _, m := range fastMethods {
+		if string(b) == m {
+			return m
+		}
+	}
+	return ""
+}
+
+// tchar is RFC 9110 §5.6.2's token character set.
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// pathChar is what a path may hold for net/http to send it on unchanged
+// (url.URL.EscapedPath keeps a RawPath of only these); '%' is checked apart.
+var pathChar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = tchar[c]
+	}
+	for _, c := range "/:@!$&'()*+,;=[]" {
+		t[c] = true
+	}
+	t['^'], t['`'], t['|'], t['#'], t['%'] = false, false, false, false, false
+	return t
+}()
+
+// hostChar is what the fast path accepts in a host name (no IPv6 literal, no
+// percent-encoding, no userinfo).
+var hostChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	t['.'], t['-'], t['_'] = true, true, true
+	return t
+}()
+
+// cutLine splits off the head's first line, which must end in CRLF.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 1 || b[i-1] != '\r' {
+		return nil, nil, false
+	}
+	return b[:i-1], b[i+1:], true
+}
+
+// fastAuthority checks host[:port] with a plain host name or IPv4 address.
+func fastAuthority(a []byte) bool {
+	host, port, hasPort := bytes.Cut(a, []byte(":"))
+	if len(host) == 0 || (hasPort && !fastPort(port)) {
+		return false
+	}
+	for _, c := range host {
+		if !hostChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func fastPort(p []byte) bool {
+	if len(p) == 0 || len(p) > 5 {
+		return false
+	}
+	for _, c := range p {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// fastTarget checks an origin-form target: a path of pathChar and %XX escapes,
+// then an optional query of visible ASCII.
+func fastTarget(t []byte) bool {
+	if len(t) == 0 || t[0] != '/' {
+		return false
+	}
+	path, query, _ := bytes.Cut(t, []byte("?"))
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c == '%' {
+			if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
+				return false
+			}
+			i += 2
+			continue
+		}
+		if !pathChar[c] {
+			return false
+		}
+	}
+	for _, c := range query {
+		if c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// fastValue trims a field value and checks it holds only visible ASCII, SP and HTAB.
+func fastValue(v []byte) ([]byte, bool) {
+	v = bytes.Trim(v, " \t")
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c >= 0x7f {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// fastLength parses a Content-Length value: digits only, at most 15 of them.
+func fastLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// fastConnection reads a Connection field: "close" or "keep-alive" only (a field
+// naming other fields to drop is left to the other path).
+func fastConnection(v []byte) (close, ok bool) {
+	switch {
+	case bytes.EqualFold(v, []byte("close")):
+		return true, true
+	case bytes.EqualFold(v, []byte("keep-alive")):
+		return false, true
+	}
+	return false, false
+}
+
+// fieldKind sorts the field names the fast path treats specially.
+type fieldKind int
+
+const (
+	fieldOther fieldKind = iota
+	fieldHost
+	fieldContentLength
+	fieldConnection
+	fieldDrop    // hop-by-hop, never passed on (RFC 9110 §7.6.1), or Proxy-Authorization
+	fieldDecline // the fast path does not handle it
+	fieldAuthorization
+	fieldDate
+	fieldContentType
+)
+
+func kindOf(name []byte) fieldKind {
+	switch len(name) {
+	case 2:
+		if bytes.EqualFold(name, []byte("te")) {
+			return fieldDecline
+		}
+	case 4:
+		switch {
+		case bytes.EqualFold(name, []byte("host")):
+			return fieldHost
+		case bytes.EqualFold(name, []byte("date")):
+			return fieldDate
+		}
+	case 6:
+		if bytes.EqualFold(name, []byte("expect")) {
+			return fieldDecline
+		}
+	case 7:
+		switch {
+		case bytes.EqualFold(name, []byte("upgrade")), bytes.EqualFold(name, []byte("trailer")):
+			return fieldDecline
+		}
+	case 10:
+		switch {
+		case bytes.EqualFold(name, []byte("connection")):
+			return fieldConnection
+		case bytes.EqualFold(name, []byte("keep-alive")):
+			return fieldDrop
+		}
+	case 12:
+		if bytes.EqualFold(name, []byte("content-type")) {
+			return fieldContentType
+		}
+	case 13:
+		if bytes.EqualFold(name, []byte("authorization")) {
+			return fieldAuthorization
+		}
+	case 14:
+		if bytes.EqualFold(name, []byte("content-length")) {
+			return fieldContentLength
+		}
+	case 16:
+		if bytes.EqualFold(name, []byte("proxy-connection")) {
+			return fieldDrop
+		}
+	case 17:
+		if bytes.EqualFold(name, []byte("transfer-encoding")) {
+			return fieldDecline
+		}
+	case 18:
+		if bytes.EqualFold(name, []byte("proxy-authenticate")) {
+			return fieldDrop
+		}
+	case 19:
+		if bytes.EqualFold(name, []byte("proxy-authorization")) {
+			return fieldDrop
+		}
+	}
+	if len(name) >= 6 && bytes.EqualFold(name[:6], []byte("http2-")) {
+		return fieldDecline
+	}
+	return fieldOther
+}
+
+// nextField reads the field line at the start of b; done at the blank line that ends
+// the head.
+func nextField(b []byte) (name, value, rest []byte, done, ok bool) {
+	line, rest, ok := cutLine(b)
+	if !ok {
+		return nil, nil, nil, false, false
+	}
+	if len(line) == 0 {
+		return nil, nil, rest, true, true
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon < 1 {
+		return nil, nil, nil, false, false // also a folded line, which starts with SP or HTAB
+	}
+	name = line[:colon]
+	for _, c := range name {
+		if !tchar[c] {
+			return nil, nil, nil, false, false
+		}
+	}
+	value, ok = fastValue(line[colon+1:])
+	return name, value, rest, false, ok
+}
+
+// parseFastRequest reads head (a whole request head, blank line included) into fr;
+// false when the fast path does not take it.
+func parseFastRequest(head []byte, inTunnel bool, fr *fastReq) bool {
+	*fr = fastReq{fields: fr.fields[:0]}
+	line, rest, ok := cutLine(head)
+	if !ok {
+		return false
+	}
+	method, line, ok := bytes.Cut(line, []byte(" "))
+	if fr.method = fastMethod(method); !ok || fr.method == "" {
+		return false
+	}
+	target, proto, ok := bytes.Cut(line, []byte(" "))
+	if !ok || string(proto) != "HTTP/1.1" {
+		return false
+	}
+	if inTunnel {
+		fr.uri = target
+	} else {
+		t, ok := bytes.CutPrefix(target, []byte("http://"))
+		if !ok {
+			return false
+		}
+		end := bytes.IndexByte(t, '/')
+		if end < 0 {
+			return false // no path ("http://host", "http://host?q"): net/http adds one
+		}
+		fr.authority, fr.uri = t[:end], t[end:]
+		if !fastAuthority(fr.authority) {
+			return false
+		}
+	}
+	if !fastTarget(fr.uri) {
+		return false
+	}
+	hosts, lengths := 0, 0
+	for {
+		name, value, r, done, ok := nextField(rest)
+		if !ok {
+			return false
+		}
+		if done {
+			if len(r) != 0 {
+				return false // the head must end at its blank line
+			}
+			break
+		}
+		rest = r
+		switch kindOf(name) {
+		case fieldHost:
+			if hosts++; hosts > 1 || !fastAuthority(value) {
+				return false
+			}
+			fr.host = value
+		case fieldContentLength:
+			n, ok := fastLength(value)
+			if lengths++; lengths > 1 || !ok {
+				return false
+			}
+			fr.length = n
+		case fieldConnection:
+			c, ok := fastConnection(value)
+			if !ok {
+				return false
+			}
+			fr.close = fr.close || c
+		case fieldDrop:
+		case fieldDecline:
+			return false
+		default:
+			if len(fr.fields) == fastMaxFields {
+				return false
+			}
+			fr.fields = append(fr.fields, fastField{name: name, value: value, auth: kindOf(name) == fieldAuthorization})
+		}
+	}
+	return hosts == 1
+}
+
+// parseFastResponse reads an upstream's response head into fr; false when the fast
+// path does not take it (net/http's http.ReadResponse reads it then).
+func parseFastResponse(head []byte, method string, fr *fastResp) bool {
+	*fr = fastResp{fields: fr.fields[:0], length: -1}
+	line, rest, ok := cutLine(head)
+	if !ok || len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+		return false
+	}
+	code, ok := fastLength(line[9:12])
+	if !ok || code < 200 || code > 599 {
+		return false // 1xx, 101 and nonsense go to net/http
+	}
+	if _, ok := fastValue(line[12:]); !ok {
+		return false
+	}
+	fr.statusLine, fr.status = line, int(code)
+	lengths := 0
+	for {
+		name, value, r, done, ok := nextField(rest)
+		if !ok {
+			return false
+		}
+		if done {
+			if len(r) != 0 {
+				return false
+			}
+			break
+		}
+		rest = r
+		switch kind := kindOf(name); kind {
+		case fieldContentLength:
+			n, ok := fastLength(value)
+			if lengths++; lengths > 1 || !ok {
+				return false
+			}
+			fr.length = n
+		case fieldConnection:
+			c, ok := fastConnection(value)
+			if !ok {
+				return false
+			}
+			fr.close = fr.close || c
+			continue
+		case fieldDrop:
+			continue
+		case fieldDecline:
+			return false
+		case fieldDate:
+			fr.date = true
+		case fieldContentType:
+			if len(value) >= 17 && bytes.EqualFold(value[:17], []byte("text/event-stream")) {
+				return false // a stream: the other path flushes every write
+			}
+		}
+		if len(fr.fields) == fastMaxFields {
+			return false
+		}
+		fr.fields = append(fr.fields, fastField{name: name, value: value})
+	}
+	// Without a body by rule (RFC 9112 §6.3), or framed by Content-Length; a
+	// close-delimited body goes to net/http.
+	return method == http.MethodHead || fr.status == http.StatusNoContent || fr.status == http.StatusNotModified || fr.length >= 0
+}
+
+// bodyless reports whether the response carries no body whatever its fields say.
+func (fr *fastResp) bodyless(method string) bool {
+	return method == http.MethodHead || fr.status == http.StatusNoContent || fr.status == http.StatusNotModified
+}
+
+// writeFields writes fields as they were read.
+func writeFastFields(bw *bufio.Writer, fields []fastField, skipAuth bool) {
+	for _, f := range fields {
+		if skipAuth && f.auth {
+			continue
+		}
+		bw.Write(f.name)
+		bw.WriteString(": ")
+		bw.Write(f.value)
+		bw.WriteString("\r\n")
+	}
+}
+
+// writeHead writes the request upstream: origin-form, the Host it addresses, the
+// client's fields but the hop-by-hop ones, the token if one is given, and the body.
+func (fr *fastReq) writeHead(bw *bufio.Writer, tok *Token, body []byte) {
+	bw.WriteString(fr.method)
+	bw.WriteByte(' ')
+	bw.Write(fr.uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	if fr.authority != nil {
+		bw.Write(fr.authority) // as net/http: an absolute-form target's authority wins (RFC 9112 §3.2.2)
+	} else {
+		bw.Write(fr.host)
+	}
+	bw.WriteString("\r\n")
+	writeFastFields(bw, fr.fields, tok != nil && tok.Header == "Authorization")
+	if tok != nil {
+		bw.WriteString(tok.Header)
+		bw.WriteString(": Bearer ")
+		bw.WriteString(tok.Value)
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case len(body) > 0:
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.Itoa(len(body)))
+		bw.WriteString("\r\n")
+	case fr.method == http.MethodPost || fr.method == http.MethodPut || fr.method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(body)
+}
+
+// logPath is the path part of the target, as the other path logs it (unescaped).
+func (fr *fastReq) logPath() string {
+	p, _, _ := bytes.Cut(fr.uri, []byte("?"))
+	if bytes.IndexByte(p, '%') >= 0 {
+		if u, err := url.PathUnescape(string(p)); err == nil {
+			return u
+		}
+	}
+	return string(p)
+}
+
+// serveFast serves the request whose head (n bytes, copied in tc.head) starts the
+// buffer, if the fast path takes it. When served is false nothing has been read or
+// written, and the loop goes on as before; keep says whether the connection serves
+// another request.
+func (tc *loopConn) serveFast(n int) (served, keep bool) {
+	s := tc.s
+	fr := &tc.fr
+	if !parseFastRequest(tc.head, tc.inTunnel, fr) {
+		return false, false
+	}
+	var body []byte
+	if fr.length > 0 {
+		if fr.length > fastMaxBody || int64(tc.br.Buffered()-n) < fr.length {
+			return false, false // a larger or streaming upload: the other path streams it
+		}
+		b, _ := tc.br.Peek(n + int(fr.length))
+		// A copy: the buffer moves when the loop reads on (the hang-up watch).
+		tc.body = append(tc.body[:0], b[n:]...)
+		body = tc.body
+	}
+	scheme := "http"
+	info := RequestInfo{Method: fr.method, HostHeader: string(fr.host), ProxyPort: s.port()}
+	if tc.inTunnel {
+		scheme, info.Scheme, info.Tunnel = "https", "https", tc.tunnel.Addr()
+	} else {
+		info.Scheme, info.Target = "http", string(fr.authority)
+	}
+	d := Decide(info, s.tokens.Gateway)
+	if (d.Action != Forward && d.Action != Inject) || !s.h1Carries(scheme, d) {
+		return false, false // refusals, the status page, HTTP/2 and proxied upstreams
+	}
+	addr := d.Addr()
+	c, err := s.h1.get(tc.ctx, scheme, addr, false)
+	if errors.Is(err, errUseTransport) {
+		return false, false // the upstream turned out to speak HTTP/2 on this first dial
+	}
+
+	start := time.Now()
+	s.fastServed.Add(1)
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	e := RequestLog{Time: start, Method: fr.method, Host: addr, Path: fr.logPath(), Profile: d.Profile}
+	tc.br.Discard(n + len(body))
+	w := &tc.w
+	w.reset(tc.bw, fr.method, fr.close, s.closing.Load())
+	defer func() {
+		if p := recover(); p != nil {
+			keep = false
+			if p != http.ErrAbortHandler {
+				s.log.Error("panic serving a request", "host", addr, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+			e.Err = "aborted mid-body: client or upstream went away"
+		}
+		e.Duration = time.Since(start)
+		s.logRequest(e)
+	}()
+	// Nothing reads the client while the broker and the upstream work on its
+	// request: past watchAfter, watch it for a hang-up, which cancels both.
+	wt := tc.watch()
+	ok := true
+	switch {
+	case err != nil:
+		ok = tc.upstreamFailed(w, &e, d, err)
+	case d.Action == Inject:
+		tok, ref := s.token(tc.ctx, d)
+		if ref != nil {
+			s.h1.put(c)
+			writeRefusal(w, *ref)
+			e.Status, e.Err = ref.Status, ref.Code
+			break
+		}
+		e.Injected = true
+		ok = tc.exchangeFast(w, &e, d, c, scheme, &tok, body)
+	default:
+		ok = tc.exchangeFast(w, &e, d, c, scheme, nil, body)
+	}
+	if !wt.stop() {
+		ok = false
+		e.Status, e.Err = 499, "client went away"
+	}
+	if ok && !w.fastDone {
+		ok = w.finish() == nil
+	}
+	if err := tc.bw.Flush(); err != nil {
+		ok = false
+	}
+	return true, ok && !w.closeAfter && tc.ctx.Err() == nil
+}
+
+// upstreamFailed answers for an exchange that failed before the upstream's answer:
+// 502 (504 on a timeout) with the reason, or nothing if the client left.
+func (tc *loopConn) upstreamFailed(w *loopWriter, e *RequestLog, d Decision, err error) bool {
+	if tc.ctx.Err() != nil {
+		e.Status, e.Err = 499, "client went away"
+		return false
+	}
+	ref := upstreamError(d, err)
+	e.Status, e.Err = ref.Status, ref.Reason
+	writeRefusal(w, ref)
+	return true
+}
+
+// exchangeFast sends the request on c and copies the answer back; false when the
+// client connection must close (a broken exchange, or the client left).
+func (tc *loopConn) exchangeFast(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, scheme string, tok *Token, body []byte) bool {
+	fr := &tc.fr
+	req := &h1Request{
+		Method: fr.method, Scheme: scheme, Addr: d.Addr(), rawBody: body != nil,
+		writeRaw: func(bw *bufio.Writer) { fr.writeHead(bw, tok, body) },
+	}
+	return tc.relay(w, e, d, c, req)
+}
+
+// relay runs the exchange: the upstream's answer is copied field by field when the
+// fast path takes its head, else read with net/http and copied as on the other path.
+func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, req *h1Request) bool {
+	x, err := tc.s.h1.send(tc.ctx, c, req)
+	if err != nil {
+		return tc.upstreamFailed(w, e, d, err)
+	}
+	defer x.Close()
+	method := req.Method
+	rh := &tc.fresp
+	hn, err := headLen(x.c.br, func(time.Time, time.Duration) {})
+	if err == nil {
+		head, _ := x.c.br.Peek(hn)
+		if !parseFastResponse(head, method, rh) {
+			err = errNotFast
+		}
+	}
+	if err != nil {
+		return tc.relaySlow(w, e, d, x, method)
+	}
+	e.Status = rh.status
+	x.closeAfter = rh.close // the upstream's connection only: the client's stays as it asked
+	bw := tc.bw
+	bw.Write(rh.statusLine)
+	bw.WriteString("\r\n")
+	writeFastFields(bw, rh.fields, false)
+	if !rh.date {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if w.closeAfter {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	w.fastDone = true
+	x.c.br.Discard(hn)
+	if !rh.bodyless(method) && rh.length > 0 {
+		if _, err := io.CopyN(bw, x.c.br, rh.length); err != nil {
+			x.broken = true
+			if tc.ctx.Err() != nil {
+				e.Err = "client went away mid-body"
+			} else {
+				e.Err = "upstream body: " + err.Error()
+			}
+			return false // the client cannot take a truncated body for a whole one
+		}
+	}
+	x.eof = true
+	return true
+}
+
+// relaySlow reads the upstream's answer with net/http's parser and copies it as the
+// other path does (copyResponse).
+func (tc *loopConn) relaySlow(w *loopWriter, e *RequestLog, d Decision, x *h1Exchange, method string) bool {
+	tc.s.fastSlowAnswers.Add(1)
+	on1xx := func(code int, h http.Header) {
+		removeHopByHop(h)
+		wh := w.Header()
+		for k, v := range h {
+			wh[k] = v
+		}
+		w.WriteHeader(code)
+		clear(wh)
+	}
+	if err := x.readResponse(tc.ctx, method, on1xx); err != nil {
+		return tc.upstreamFailed(w, e, d, err)
+	}
+	r := (&http.Request{Method: method, URL: &url.URL{}, Header: http.Header{}}).WithContext(tc.ctx)
+	st := &reqState{d: d}
+	defer func() { e.Status, e.Err = st.status, st.err }()
+	tc.s.copyResponse(w, r, st, x.Response) // panics with http.ErrAbortHandler on a broken body
+	return true
+}
+
+// h1Carries says whether h1Pool may carry a request to d over scheme: not through a
+// corporate proxy (loopback hosts never use it), and not to an upstream known to
+// speak HTTP/2.
+func (s *Server) h1Carries(scheme string, d Decision) bool {
+	if s.h1 == nil {
+		return false
+	}
+	if s.opts.UpstreamProxy != nil && !isLoopbackHost(d.Host) {
+		return false
+	}
+	return !s.h1.prefersTransport(scheme, d.Addr())
+}
+
+// dateCache holds the Date field value for the current second.
+var dateCache atomic.Pointer[cachedDate]
+
+type cachedDate struct {
+	sec int64
+	s   string
+}
+
+// httpDate is the current time as an HTTP Date field value (RFC 9110 §5.6.7),
+// formatted once a second.
+func httpDate() string {
+	now := time.Now()
+	if d := dateCache.Load(); d != nil && d.sec == now.Unix() {
+		return d.s
+	}
+	d := &cachedDate{sec: now.Unix(), s: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.s
+}
+
+// errNotFast says the fast path does not take a response head.
+var errNotFast = errors.New("not a fast-path head")
