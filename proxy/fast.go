@@ -557,15 +557,18 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 	scheme := "http"
 	info := RequestInfo{Method: fr.method, HostHeader: string(fr.host), ProxyPort: s.port()}
 	if tc.inTunnel {
-		scheme, info.Scheme, info.Tunnel = "https", "https", tc.tunnel.Addr()
+		scheme, info.Scheme, info.Tunnel = "https", "https", tc.tunnelAddr
 	} else {
 		info.Scheme, info.Target = "http", string(fr.authority)
 	}
 	d := Decide(info, s.tokens.Gateway)
-	if (d.Action != Forward && d.Action != Inject) || !s.h1Carries(scheme, d) {
-		return false, false // refusals, the status page, HTTP/2 and proxied upstreams
+	if d.Action != Forward && d.Action != Inject {
+		return false, false // refusals and the status page
 	}
 	addr := d.Addr()
+	if !s.h1Carries(scheme, d.Host, addr) {
+		return false, false // HTTP/2 and proxied upstreams
+	}
 	c, err := s.h1.get(tc.ctx, scheme, addr, false)
 	if errors.Is(err, errUseTransport) {
 		return false, false // the upstream turned out to speak HTTP/2 on this first dial
@@ -606,9 +609,9 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 			break
 		}
 		e.Injected = true
-		ok = tc.exchangeFast(w, &e, d, c, scheme, &tok, body)
+		ok = tc.exchangeFast(w, &e, d, c, scheme, addr, &tok, body)
 	default:
-		ok = tc.exchangeFast(w, &e, d, c, scheme, nil, body)
+		ok = tc.exchangeFast(w, &e, d, c, scheme, addr, nil, body)
 	}
 	if !wt.stop() {
 		ok = false
@@ -638,10 +641,10 @@ func (tc *loopConn) upstreamFailed(w *loopWriter, e *RequestLog, d Decision, err
 
 // exchangeFast sends the request on c and copies the answer back; false when the
 // client connection must close (a broken exchange, or the client left).
-func (tc *loopConn) exchangeFast(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, scheme string, tok *Token, body []byte) bool {
+func (tc *loopConn) exchangeFast(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, scheme, addr string, tok *Token, body []byte) bool {
 	fr := &tc.fr
 	req := &h1Request{
-		Method: fr.method, Scheme: scheme, Addr: d.Addr(), rawBody: body != nil,
+		Method: fr.method, Scheme: scheme, Addr: addr, rawBody: body != nil,
 		writeRaw: func(bw *bufio.Writer) { fr.writeHead(bw, tok, body) },
 	}
 	return tc.relay(w, e, d, c, req)
@@ -722,17 +725,17 @@ func (tc *loopConn) relaySlow(w *loopWriter, e *RequestLog, d Decision, x *h1Exc
 	return true
 }
 
-// h1Carries says whether h1Pool may carry a request to d over scheme: not through a
-// corporate proxy (loopback hosts never use it), and not to an upstream known to
-// speak HTTP/2.
-func (s *Server) h1Carries(scheme string, d Decision) bool {
+// h1Carries says whether h1Pool may carry a request to host (at addr, host:port)
+// over scheme: not through a corporate proxy (loopback hosts never use it), and not
+// to an upstream known to speak HTTP/2.
+func (s *Server) h1Carries(scheme, host, addr string) bool {
 	if s.h1 == nil {
 		return false
 	}
-	if s.opts.UpstreamProxy != nil && !isLoopbackHost(d.Host) {
+	if s.opts.UpstreamProxy != nil && !isLoopbackHost(host) {
 		return false
 	}
-	return !s.h1.prefersTransport(scheme, d.Addr())
+	return !s.h1.prefersTransport(scheme, addr)
 }
 
 // dateCache holds the Date field value for the current second.

@@ -78,7 +78,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState, s
 		r.Header.Set(st.tok.Header, "Bearer "+st.tok.Value)
 	}
 	addr := st.d.Addr() // connect to exactly what the policy decided on
-	if s.useH1(r, scheme, st.d) {
+	if s.useH1(r, scheme, st.d.Host, addr) {
 		ok := s.forwardH1(w, r, st, scheme, addr)
 		if ok {
 			return
@@ -89,11 +89,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, st *reqState, s
 }
 
 // useH1 says whether h1Pool may carry the request.
-func (s *Server) useH1(r *http.Request, scheme string, d Decision) bool {
+func (s *Server) useH1(r *http.Request, scheme, host, addr string) bool {
 	if r.Header["Expect"] != nil {
 		return false // 100-continue needs the transport's wait-for-continue logic
 	}
-	return s.h1Carries(scheme, d)
+	return s.h1Carries(scheme, host, addr)
 }
 
 // forwardH1 sends r over h1Pool and streams the answer back. It returns false, having

@@ -37,15 +37,18 @@ type h1Pool struct {
 	idleTimeout time.Duration
 
 	mu     sync.Mutex
-	idle   map[string][]*h1Conn // key: scheme "|" host:port; most recently used last
-	h2     map[string]bool      // TLS upstreams that chose HTTP/2: leave them to http.Transport
+	idle   map[h1Key][]*h1Conn // most recently used last
+	h2     map[string]bool     // TLS upstreams that chose HTTP/2: leave them to http.Transport
 	closed bool
 	sweep  *time.Timer
 }
 
+// h1Key names an upstream: scheme ("http" or "https") and host:port.
+type h1Key struct{ scheme, addr string }
+
 // h1Conn is one upstream connection with its buffers.
 type h1Conn struct {
-	key    string
+	key    h1Key
 	conn   net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
@@ -65,7 +68,7 @@ func newH1Pool(roots *x509.CertPool) *h1Pool {
 		tlsConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		maxIdle:     256,
 		idleTimeout: 90 * time.Second,
-		idle:        make(map[string][]*h1Conn),
+		idle:        make(map[h1Key][]*h1Conn),
 		h2:          make(map[string]bool),
 	}
 }
@@ -87,7 +90,7 @@ func (p *h1Pool) prefersTransport(scheme, addr string) bool {
 // get returns an idle connection to scheme://addr, or dials a new one. fresh forces a
 // new connection (the retry after a stale one).
 func (p *h1Pool) get(ctx context.Context, scheme, addr string, fresh bool) (*h1Conn, error) {
-	key := scheme + "|" + addr
+	key := h1Key{scheme, addr}
 	if !fresh {
 		now := time.Now()
 		p.mu.Lock()
@@ -112,7 +115,7 @@ func (p *h1Pool) get(ctx context.Context, scheme, addr string, fresh bool) (*h1C
 	return p.dial(ctx, scheme, addr, key)
 }
 
-func (p *h1Pool) dial(ctx context.Context, scheme, addr, key string) (*h1Conn, error) {
+func (p *h1Pool) dial(ctx context.Context, scheme, addr string, key h1Key) (*h1Conn, error) {
 	conn, err := p.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -222,7 +225,7 @@ func (p *h1Pool) closeIdle(final bool) {
 func (p *h1Pool) idleCount(scheme, addr string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.idle[scheme+"|"+addr])
+	return len(p.idle[h1Key{scheme, addr}])
 }
 
 // h1Request is what the hot path sends upstream: already decided, stripped of

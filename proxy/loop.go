@@ -57,13 +57,16 @@ type loopConn struct {
 	c        net.Conn
 	inTunnel bool
 	tunnel   Decision // inTunnel: the CONNECT's decision
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	head     []byte // the current request's head, as read
+	// tunnelAddr is tunnel.Addr(), which every request in the tunnel must address.
+	tunnelAddr string
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	head       []byte // the current request's head, as read
 	// fr, fresp and body are the fast path's (fast.go), kept to reuse their memory.
 	fr    fastReq
 	fresp fastResp
 	body  []byte
+	cw    clientWatch
 	// deadline is the read deadline set on c (zero: none).
 	deadline time.Time
 	linger   bool // close with lingerClose
@@ -75,7 +78,7 @@ type loopConn struct {
 // serveTunnel serves an intercepted connection until it closes, fails, or is handed
 // to the intercepting http.Server.
 func (s *Server) serveTunnel(c net.Conn, tunnel Decision) {
-	s.serveLoop(&loopConn{s: s, c: c, inTunnel: true, tunnel: tunnel})
+	s.serveLoop(&loopConn{s: s, c: c, inTunnel: true, tunnel: tunnel, tunnelAddr: tunnel.Addr()})
 }
 
 // serveConn serves a connection accepted on the listen port until it closes, fails,
@@ -231,6 +234,11 @@ func (c *replayConn) Read(p []byte) (int, error) {
 		c.br = nil
 	}
 	return c.Conn.Read(p)
+}
+
+// drained reports whether everything replayed and buffered has been read.
+func (c *replayConn) drained() bool {
+	return len(c.head) == 0 && (c.br == nil || c.br.Buffered() == 0)
 }
 
 // WriteTo lets a blind tunnel's copy (io.Copy in goproxy) move the rest of the
@@ -451,7 +459,7 @@ func (tc *loopConn) handle(w *loopWriter, req *http.Request) (ok bool) {
 		if p := recover(); p != nil {
 			ok = false
 			if p != http.ErrAbortHandler {
-				tc.s.log.Error("panic serving an intercepted request", "host", tc.tunnel.Addr(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				tc.s.log.Error("panic serving an intercepted request", "host", tc.tunnelAddr, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			}
 		}
 	}()
@@ -466,12 +474,15 @@ func (tc *loopConn) handle(w *loopWriter, req *http.Request) (ok bool) {
 }
 
 // clientWatch notices a client that hangs up while its request is being served.
+// Each connection has one, armed for each request that needs it.
 type clientWatch struct {
-	tc       *loopConn
-	t        *time.Timer
+	tc *loopConn
+	t  *time.Timer // runs run; made on the first arm, reset on the next ones
+	// mu guards armed, started and done. A run left over from an earlier arm may
+	// start watching early for the current one; stop then ends it as any other.
 	mu       sync.Mutex
-	started  bool // the watching goroutine has begun reading
-	stopped  bool // stop was called first: do not start
+	armed    bool // between watch and stop
+	started  bool // a watching goroutine has begun reading for this arm
 	done     chan struct{}
 	stopping atomic.Bool
 	gone     atomic.Bool
@@ -479,8 +490,18 @@ type clientWatch struct {
 
 // watch starts watching the client after watchAfter.
 func (tc *loopConn) watch() *clientWatch {
-	w := &clientWatch{tc: tc}
-	w.t = time.AfterFunc(watchAfter, w.run)
+	w := &tc.cw
+	w.mu.Lock()
+	w.armed, w.started = true, false
+	w.gone.Store(false)
+	w.stopping.Store(false)
+	w.mu.Unlock()
+	if w.t == nil {
+		w.tc = tc
+		w.t = time.AfterFunc(watchAfter, w.run)
+	} else {
+		w.t.Reset(watchAfter)
+	}
 	return w
 }
 
@@ -488,19 +509,20 @@ func (tc *loopConn) watch() *clientWatch {
 // buffer) or to go away (cancels the connection's context).
 func (w *clientWatch) run() {
 	w.mu.Lock()
-	if w.stopped {
+	if !w.armed || w.started {
 		w.mu.Unlock()
 		return
 	}
 	w.started = true
-	w.done = make(chan struct{})
+	done := make(chan struct{})
+	w.done = done
 	// A slow answer (a long poll) may take longer than the idle timeout. The
 	// deadline is cleared before stop can see started, so stop's own deadline
 	// always comes after it.
 	w.tc.deadline = time.Time{}
 	w.tc.c.SetReadDeadline(w.tc.deadline)
 	w.mu.Unlock()
-	defer close(w.done)
+	defer close(done)
 	if _, err := w.tc.br.Peek(1); err != nil && !w.stopping.Load() {
 		w.gone.Store(true)
 		w.tc.cancel()
@@ -509,19 +531,17 @@ func (w *clientWatch) run() {
 
 // stop ends the watch and reports whether the client is still there.
 func (w *clientWatch) stop() bool {
-	if w.t.Stop() {
-		return true
-	}
+	w.t.Stop()
 	w.mu.Lock()
-	w.stopped = true
-	started := w.started
+	w.armed = false
+	started, done := w.started, w.done
 	w.mu.Unlock()
 	if started {
 		// Interrupt the read (a timeout leaves the buffer and the TLS state usable),
 		// then let the connection wait again.
 		w.stopping.Store(true)
 		w.tc.c.SetReadDeadline(aLongTimeAgo)
-		<-w.done
+		<-done
 		w.tc.c.SetReadDeadline(w.tc.deadline)
 	}
 	return !w.gone.Load()

@@ -110,8 +110,13 @@ func (s *Server) intercept(w http.ResponseWriter, r *http.Request, d Decision) {
 	// Bytes the client sent right after the CONNECT (a ClientHello in the same write)
 	// are in brw.Reader: read through it.
 	var raw net.Conn = conn
+	if rc, ok := conn.(*replayConn); ok && rc.drained() {
+		// The listen port's loop handed the CONNECT over; nothing of it is left to
+		// replay, so TLS reads the connection itself.
+		raw = rc.Conn
+	}
 	if brw.Reader.Buffered() > 0 {
-		raw = &bufferedConn{Conn: conn, r: brw.Reader}
+		raw = &bufferedConn{Conn: raw, r: brw.Reader}
 	}
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		conn.Close()
