@@ -597,17 +597,25 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 	// request: past watchAfter, watch it for a hang-up, which cancels both.
 	wt := tc.watch()
 	ok := true
+	var tok Token
+	if d.Action == Inject {
+		// The token before the upstream's failure, as on the other path: a profile
+		// that must sign in again gets its 401 even when the upstream is down.
+		var ref *Decision
+		if tok, ref = s.token(tc.ctx, d); ref != nil {
+			if err == nil {
+				s.h1.put(c)
+			}
+			writeRefusal(w, *ref)
+			e.Status, e.Err = ref.Status, ref.Code
+			err = errRefused
+		}
+	}
 	switch {
+	case errors.Is(err, errRefused):
 	case err != nil:
 		ok = tc.upstreamFailed(w, &e, d, err)
 	case d.Action == Inject:
-		tok, ref := s.token(tc.ctx, d)
-		if ref != nil {
-			s.h1.put(c)
-			writeRefusal(w, *ref)
-			e.Status, e.Err = ref.Status, ref.Code
-			break
-		}
 		e.Injected = true
 		ok = tc.exchangeFast(w, &e, d, c, scheme, addr, &tok, body)
 	default:
@@ -758,5 +766,9 @@ func httpDate() string {
 	return d.s
 }
 
-// errNotFast says the fast path does not take a response head.
-var errNotFast = errors.New("not a fast-path head")
+var (
+	// errNotFast says the fast path does not take a response head.
+	errNotFast = errors.New("not a fast-path head")
+	// errRefused says the request was answered without going upstream.
+	errRefused = errors.New("refused")
+)
