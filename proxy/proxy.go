@@ -374,26 +374,33 @@ func (s *Server) CACertPEM() []byte {
 // no token by construction: only method, host, path, status and profile.
 func (s *Server) logRequest(e RequestLog) {
 	if ctx := context.Background(); s.log.Enabled(ctx, slog.LevelInfo) {
-		var buf [8]slog.Attr
-		attrs := append(buf[:0],
-			slog.String("method", e.Method),
-			slog.String("host", e.Host),
-			slog.String("path", e.Path),
-			slog.Int("status", e.Status),
-			slog.Bool("injected", e.Injected),
-			slog.Duration("duration", e.Duration),
-		)
-		if e.Profile != "" {
-			attrs = append(attrs, slog.String("profile", e.Profile))
+		if h, ok := s.log.Handler().(*logHandler); !ok || !h.logRequest(time.Now(), e) {
+			var buf [8]slog.Attr
+			s.log.LogAttrs(ctx, slog.LevelInfo, requestMsg, e.appendAttrs(buf[:0])...)
 		}
-		if e.Err != "" {
-			attrs = append(attrs, slog.String("err", e.Err))
-		}
-		s.log.LogAttrs(ctx, slog.LevelInfo, "proxy request", attrs...)
 	}
 	if s.opts.OnRequest != nil {
 		s.opts.OnRequest(e)
 	}
+}
+
+// appendAttrs appends the log line's attributes.
+func (e RequestLog) appendAttrs(attrs []slog.Attr) []slog.Attr {
+	attrs = append(attrs,
+		slog.String("method", e.Method),
+		slog.String("host", e.Host),
+		slog.String("path", e.Path),
+		slog.Int("status", e.Status),
+		slog.Bool("injected", e.Injected),
+		slog.Duration("duration", e.Duration),
+	)
+	if e.Profile != "" {
+		attrs = append(attrs, slog.String("profile", e.Profile))
+	}
+	if e.Err != "" {
+		attrs = append(attrs, slog.String("err", e.Err))
+	}
+	return attrs
 }
 
 // isLoopbackHost reports whether a normalised host is a loopback name or address.

@@ -110,7 +110,7 @@ func main() {
 		Listen: *listen, Tokens: src, CA: &memStore{}, CANames: names, CACertPath: *caOut,
 		UpstreamRootCAs: roots,
 		// As `gatepass proxy` logs: through a LogWriter flushed every 100ms.
-		Logger: slog.New(slog.NewTextHandler(proxy.NewLogWriter(os.Stderr, 100*time.Millisecond), &slog.HandlerOptions{Level: level})),
+		Logger: slog.New(proxy.NewLogHandler(proxy.NewLogWriter(os.Stderr, 100*time.Millisecond), &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -183,7 +183,7 @@ func (e *env) loggerTo(w io.Writer) *slog.Logger {
 	if e.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(proxy.NewLogHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // agentLogger is the logger of a long-running agent: the proxy logs one
