@@ -584,7 +584,12 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 	w.reset(tc.bw, fr.method, fr.close, s.closing.Load())
 	defer func() {
 		if p := recover(); p != nil {
-			keep = false
+			// A broken answer (copyResponse aborts with http.ErrAbortHandler) or a
+			// bug: the request was taken, and the connection closes.
+			served, keep = true, false
+			if tc.cw.t != nil {
+				tc.cw.stop()
+			}
 			if p != http.ErrAbortHandler {
 				s.log.Error("panic serving a request", "host", addr, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			}
