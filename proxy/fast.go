@@ -620,11 +620,12 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 	case errors.Is(err, errRefused):
 	case err != nil:
 		ok = tc.upstreamFailed(w, &e, d, err)
-	case d.Action == Inject:
-		e.Injected = true
-		ok = tc.exchangeFast(w, &e, d, c, scheme, addr, &tok, body)
 	default:
-		ok = tc.exchangeFast(w, &e, d, c, scheme, addr, nil, body)
+		var t *Token
+		if d.Action == Inject {
+			e.Injected, t = true, &tok
+		}
+		ok = tc.relay(w, &e, d, c, scheme, addr, t, body)
 	}
 	if !wt.stop() {
 		ok = false
@@ -652,20 +653,16 @@ func (tc *loopConn) upstreamFailed(w *loopWriter, e *RequestLog, d Decision, err
 	return true
 }
 
-// exchangeFast sends the request on c and copies the answer back; false when the
-// client connection must close (a broken exchange, or the client left).
-func (tc *loopConn) exchangeFast(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, scheme, addr string, tok *Token, body []byte) bool {
+// relay runs the exchange: the upstream's answer is copied field by field when the
+// fast path takes its head, else read with net/http and copied as on the other path.
+// It returns false when the client connection must close (a broken exchange, or the
+// client left). tok, if set, goes in the request.
+func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, scheme, addr string, tok *Token, body []byte) bool {
 	fr := &tc.fr
 	req := &h1Request{
 		Method: fr.method, Scheme: scheme, Addr: addr, rawBody: body != nil,
 		writeRaw: func(bw *bufio.Writer) { fr.writeHead(bw, tok, body) },
 	}
-	return tc.relay(w, e, d, c, req)
-}
-
-// relay runs the exchange: the upstream's answer is copied field by field when the
-// fast path takes its head, else read with net/http and copied as on the other path.
-func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, req *h1Request) bool {
 	x, err := tc.s.h1.send(tc.ctx, c, req)
 	if err != nil {
 		return tc.upstreamFailed(w, e, d, err)
@@ -719,16 +716,7 @@ func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, r
 // other path does (copyResponse).
 func (tc *loopConn) relaySlow(w *loopWriter, e *RequestLog, d Decision, x *h1Exchange, method string) bool {
 	tc.s.fastSlowAnswers.Add(1)
-	on1xx := func(code int, h http.Header) {
-		removeHopByHop(h)
-		wh := w.Header()
-		for k, v := range h {
-			wh[k] = v
-		}
-		w.WriteHeader(code)
-		clear(wh)
-	}
-	if err := x.readResponse(tc.ctx, method, on1xx); err != nil {
+	if err := x.readResponse(tc.ctx, method, pass1xx(w)); err != nil {
 		return tc.upstreamFailed(w, e, d, err)
 	}
 	r := (&http.Request{Method: method, URL: &url.URL{}, Header: http.Header{}}).WithContext(tc.ctx)

@@ -108,18 +108,7 @@ func (s *Server) forwardH1(w http.ResponseWriter, r *http.Request, st *reqState,
 		Header:        r.Header,
 		ContentLength: r.ContentLength,
 		Trailer:       r.Trailer,
-		On1xx: func(code int, h http.Header) {
-			if code == http.StatusContinue {
-				return // the client did not ask for it (Expect goes through the transport)
-			}
-			removeHopByHop(h)
-			wh := w.Header()
-			for k, v := range h {
-				wh[k] = v
-			}
-			w.WriteHeader(code)
-			clear(wh)
-		},
+		On1xx:         pass1xx(w),
 	}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		req.Body = r.Body
@@ -139,6 +128,24 @@ func (s *Server) forwardH1(w http.ResponseWriter, r *http.Request, st *reqState,
 	}
 	s.copyResponse(w, r, st, x.Response)
 	return true
+}
+
+// pass1xx passes an upstream's interim responses (103 Early Hints and the like) on to
+// the client, all but 100 Continue: requests that asked for it go through the
+// transport.
+func pass1xx(w http.ResponseWriter) func(code int, h http.Header) {
+	return func(code int, h http.Header) {
+		if code == http.StatusContinue {
+			return // the client did not ask for it
+		}
+		removeHopByHop(h)
+		wh := w.Header()
+		for k, v := range h {
+			wh[k] = v
+		}
+		w.WriteHeader(code)
+		clear(wh)
+	}
 }
 
 // forwardTransport is the general path: one RoundTrip on the shared http.Transport.
