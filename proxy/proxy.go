@@ -7,9 +7,11 @@
 // request loop of its own (loop.go) reads each connection's requests with net/http's
 // parser and serves absolute-URI HTTP requests, and the requests inside intercepted
 // tunnels (mitm.go), through the HTTP/1.1 upstream pool (h1pool.go): that is the hot
-// path. Everything else is handed, unread, to net/http's server: CONNECTs (blind
-// tunnels and refusals go through github.com/elazarl/goproxy), the status page,
-// upgrades and whatever the loop does not recognise as ordinary.
+// path. The commonest requests there take a fast path (fast.go) that checks the head
+// field by field and copies it, without building net/http's objects; whatever it does
+// not take, net/http's parser reads. Everything else is handed, unread, to net/http's
+// server: CONNECTs (blind tunnels and refusals go through github.com/elazarl/goproxy),
+// the status page, upgrades and whatever the loop does not recognise as ordinary.
 //
 // The proxy sees the broker only through TokenSource and never imports it.
 package proxy
