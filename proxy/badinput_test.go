@@ -290,3 +290,34 @@ func waitFor(t testing.TB, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestTokenCtx: a token lookup's context times out after tokenTimeout once waited on,
+// follows its parent, is done after the lookup, and makes no timer for a lookup that
+// never waits.
+func TestTokenCtx(t *testing.T) {
+	quick := &tokenCtx{Context: context.Background()}
+	quick.end()
+	if quick.cancel != nil {
+		t.Error("a lookup that never waited made a timeout context")
+	}
+	if quick.Err() == nil {
+		t.Error("the context of an ended lookup is not done")
+	}
+
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), tunnelKey{}, "v"))
+	c := &tokenCtx{Context: parent}
+	dl, ok := c.Deadline()
+	if left := time.Until(dl); !ok || left < tokenTimeout-time.Second || left > tokenTimeout {
+		t.Errorf("deadline in %v (set %v), want about %v", left, ok, tokenTimeout)
+	}
+	if c.Value(tunnelKey{}) != "v" {
+		t.Error("values of the parent are lost")
+	}
+	cancel()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled parent did not end the lookup's context")
+	}
+	c.end()
+}

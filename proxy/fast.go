@@ -660,7 +660,7 @@ func (tc *loopConn) upstreamFailed(w *loopWriter, e *RequestLog, d Decision, err
 func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, scheme, addr string, tok *Token, body []byte) bool {
 	fr := &tc.fr
 	req := &h1Request{
-		Method: fr.method, Scheme: scheme, Addr: addr, rawBody: body != nil,
+		Method: fr.method, Scheme: scheme, Addr: addr, rawBody: body != nil, track: tc.trackFn,
 		writeRaw: func(bw *bufio.Writer) { fr.writeHead(bw, tok, body) },
 	}
 	x, err := tc.s.h1.send(tc.ctx, c, req)

@@ -247,6 +247,10 @@ type h1Request struct {
 	// fast.go, which copies the client's head); rawBody says it sends a body too.
 	writeRaw func(w *bufio.Writer)
 	rawBody  bool
+	// track, if set, takes the place of a context.AfterFunc on the request's context:
+	// it arranges for c's deadline to be set once ctx is done, and returns stop,
+	// which reports false if that may have happened (loopConn.trackUpstream).
+	track func(c *h1Conn) (stop func() bool)
 }
 
 // idempotent reports whether a request may be sent again after a stale connection
@@ -331,7 +335,11 @@ func (p *h1Pool) send(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchan
 func (p *h1Pool) write(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchange, error) {
 	x := &h1Exchange{pool: p, c: c}
 	// A client that goes away unblocks whatever this exchange is waiting on.
-	x.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	if req.track != nil {
+		x.stop = req.track(c)
+	} else {
+		x.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	}
 	if req.writeRaw != nil {
 		req.writeRaw(c.bw)
 	} else {

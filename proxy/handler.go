@@ -214,9 +214,9 @@ func logHost(d Decision, r *http.Request) string {
 // token asks the broker for the gateway's token. A sign-in-required error becomes an
 // immediate 401 naming the profile (no hang, no browser), any other failure a 503.
 func (s *Server) token(ctx context.Context, d Decision) (Token, *Decision) {
-	ctx, cancel := context.WithTimeout(ctx, tokenTimeout)
-	defer cancel()
-	tok, err := s.tokens.TokenFor(ctx, d.Host, d.Port)
+	tctx := &tokenCtx{Context: ctx}
+	defer tctx.end()
+	tok, err := s.tokens.TokenFor(tctx, d.Host, d.Port)
 	var fail *Decision
 	switch {
 	case err != nil:
@@ -258,6 +258,42 @@ func (s *Server) token(ctx context.Context, d Decision) (Token, *Decision) {
 	}
 	return tok, nil
 }
+
+// tokenCtx is the context of a token lookup: its parent with tokenTimeout applied,
+// but only once something asks for its Done channel, error or deadline. The broker
+// answers from its cached token without looking at the context, so the common
+// lookup sets up no timer (context.WithTimeout per request was 3% of the proxy's
+// CPU under load); a refresh that waits on the network gets the timeout as before.
+type tokenCtx struct {
+	context.Context
+	once   sync.Once
+	ctx    context.Context // the parent with the timeout, made by the first wait
+	cancel context.CancelFunc
+}
+
+func (c *tokenCtx) timed() context.Context {
+	c.once.Do(func() { c.ctx, c.cancel = context.WithTimeout(c.Context, tokenTimeout) })
+	return c.ctx
+}
+
+func (c *tokenCtx) Deadline() (time.Time, bool) { return c.timed().Deadline() }
+func (c *tokenCtx) Done() <-chan struct{}       { return c.timed().Done() }
+func (c *tokenCtx) Err() error                  { return c.timed().Err() }
+
+// end cancels the lookup's context: whatever still holds it sees it done.
+func (c *tokenCtx) end() {
+	c.once.Do(func() { c.ctx = endedCtx }) // never waited on: no timer to stop
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// endedCtx is a context that is already done.
+var endedCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // errorBody is the JSON body of every answer the proxy makes up itself.
 type errorBody struct {

@@ -67,6 +67,12 @@ type loopConn struct {
 	fresp fastResp
 	body  []byte
 	cw    clientWatch
+	// up is the fast path's upstream connection while an exchange runs on it: a
+	// hook on ctx, registered once per connection, interrupts it when the client
+	// leaves or the proxy shuts down (trackUpstream).
+	up        atomic.Pointer[h1Conn]
+	trackFn   func(*h1Conn) func() bool
+	untrackFn func() bool
 	// deadline is the read deadline set on c (zero: none).
 	deadline time.Time
 	linger   bool // close with lingerClose
@@ -102,6 +108,12 @@ func (s *Server) serveLoop(tc *loopConn) {
 	tc.bw = bufio.NewWriterSize(tc.c, loopBufSize)
 	tc.ctx, tc.cancel = context.WithCancel(tc.s.base)
 	defer tc.cancel()
+	tc.trackFn, tc.untrackFn = tc.trackUpstream, tc.untrackUpstream
+	defer context.AfterFunc(tc.ctx, func() {
+		if c := tc.up.Load(); c != nil {
+			c.conn.SetDeadline(aLongTimeAgo)
+		}
+	})()
 	switch {
 	case tc.loop():
 		// handed over
@@ -110,6 +122,23 @@ func (s *Server) serveLoop(tc *loopConn) {
 	default:
 		tc.c.Close()
 	}
+}
+
+// trackUpstream makes c the connection the ctx hook interrupts (h1Request.track):
+// the same as a context.AfterFunc per exchange, without registering one each time.
+func (tc *loopConn) trackUpstream(c *h1Conn) func() bool {
+	tc.up.Store(c)
+	if tc.ctx.Err() != nil {
+		c.conn.SetDeadline(aLongTimeAgo) // the hook may have run before the store
+	}
+	return tc.untrackFn
+}
+
+// untrackUpstream ends trackUpstream; false if the hook may have interrupted the
+// connection (it must not be reused).
+func (tc *loopConn) untrackUpstream() bool {
+	tc.up.Store(nil)
+	return tc.ctx.Err() == nil
 }
 
 // acceptLoop accepts connections on the listen port until it is closed.
