@@ -217,6 +217,17 @@ func TestFastPathExchanges(t *testing.T) {
 			t.Errorf("%s: %d answers read by net/http, want %v", tc.name, got, tc.slowAnswer)
 		}
 	}
+	// The client asks to close: the answer says so, and the proxy closes.
+	io.WriteString(c, "GET http://"+gw+"/fixed HTTP/1.1\r\nHost: "+gw+"\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	if err != nil || !resp.Close {
+		t.Fatalf("Connection: close: %v, close %v; want an answer that closes", err, resp != nil && resp.Close)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after Connection: close, read %v; want EOF", err)
+	}
+
 	first := e.plainGW.requests()[0]
 	if got := first.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+e.src.current() {
 		t.Errorf("the gateway got Authorization %q, want only the token", got)
