@@ -242,66 +242,36 @@ const (
 	fieldContentType
 )
 
+// fieldKinds are the names kindOf knows, lowercase; every other field is fieldOther.
+var fieldKinds = [...]struct {
+	name string
+	kind fieldKind
+}{
+	{"host", fieldHost},
+	{"content-length", fieldContentLength},
+	{"connection", fieldConnection},
+	{"keep-alive", fieldDrop},
+	{"proxy-connection", fieldDrop},
+	{"proxy-authenticate", fieldDrop},
+	{"proxy-authorization", fieldDrop},
+	{"te", fieldDecline},
+	{"expect", fieldDecline},
+	{"upgrade", fieldDecline},
+	{"trailer", fieldDecline},
+	{"transfer-encoding", fieldDecline},
+	{"authorization", fieldAuthorization},
+	{"date", fieldDate},
+	{"content-type", fieldContentType},
+}
+
 func kindOf(name []byte) fieldKind {
-	switch len(name) {
-	case 2:
-		if bytes.EqualFold(name, []byte("te")) {
-			return fieldDecline
-		}
-	case 4:
-		switch {
-		case bytes.EqualFold(name, []byte("host")):
-			return fieldHost
-		case bytes.EqualFold(name, []byte("date")):
-			return fieldDate
-		}
-	case 6:
-		if bytes.EqualFold(name, []byte("expect")) {
-			return fieldDecline
-		}
-	case 7:
-		switch {
-		case bytes.EqualFold(name, []byte("upgrade")), bytes.EqualFold(name, []byte("trailer")):
-			return fieldDecline
-		}
-	case 10:
-		switch {
-		case bytes.EqualFold(name, []byte("connection")):
-			return fieldConnection
-		case bytes.EqualFold(name, []byte("keep-alive")):
-			return fieldDrop
-		}
-	case 12:
-		if bytes.EqualFold(name, []byte("content-type")) {
-			return fieldContentType
-		}
-	case 13:
-		if bytes.EqualFold(name, []byte("authorization")) {
-			return fieldAuthorization
-		}
-	case 14:
-		if bytes.EqualFold(name, []byte("content-length")) {
-			return fieldContentLength
-		}
-	case 16:
-		if bytes.EqualFold(name, []byte("proxy-connection")) {
-			return fieldDrop
-		}
-	case 17:
-		if bytes.EqualFold(name, []byte("transfer-encoding")) {
-			return fieldDecline
-		}
-	case 18:
-		if bytes.EqualFold(name, []byte("proxy-authenticate")) {
-			return fieldDrop
-		}
-	case 19:
-		if bytes.EqualFold(name, []byte("proxy-authorization")) {
-			return fieldDrop
+	for _, k := range fieldKinds {
+		if len(name) == len(k.name) && bytes.EqualFold(name, []byte(k.name)) {
+			return k.kind
 		}
 	}
 	if len(name) >= 6 && bytes.EqualFold(name[:6], []byte("http2-")) {
-		return fieldDecline
+		return fieldDecline // HTTP2-Settings, with an Upgrade the fast path never takes
 	}
 	return fieldOther
 }
