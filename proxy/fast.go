@@ -539,17 +539,25 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 	if !s.h1Carries(scheme, d.Host, addr) {
 		return false, false // HTTP/2 and proxied upstreams
 	}
+	start := time.Now()
+	tc.br.Discard(n + len(body))
+	// Nothing reads the client while the pool, the broker and the upstream work on
+	// its request: past watchAfter, watch it for a hang-up, which cancels them.
+	wt := tc.watch()
 	c, err := s.h1.get(tc.ctx, scheme, addr, false)
 	if errors.Is(err, errUseTransport) {
-		return false, false // the upstream turned out to speak HTTP/2 on this first dial
+		// This first dial found an upstream that speaks HTTP/2: the loop's other
+		// path (http.Transport) carries the request, read again from the copies.
+		if !wt.stop() {
+			return true, false
+		}
+		return true, tc.serveCopy(body)
 	}
 
-	start := time.Now()
 	s.fastServed.Add(1)
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	e := RequestLog{Time: start, Method: fr.method, Host: addr, Path: fr.logPath(), Profile: d.Profile}
-	tc.br.Discard(n + len(body))
 	w := &tc.w
 	w.reset(tc.bw, fr.method, fr.close, s.closing.Load())
 	defer func() {
@@ -568,9 +576,6 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 		e.Duration = time.Since(start)
 		s.logRequest(e)
 	}()
-	// Nothing reads the client while the broker and the upstream work on its
-	// request: past watchAfter, watch it for a hang-up, which cancels both.
-	wt := tc.watch()
 	ok := true
 	var tok Token
 	if d.Action == Inject {
@@ -608,6 +613,16 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 		ok = false
 	}
 	return true, ok && !w.closeAfter && tc.ctx.Err() == nil
+}
+
+// serveCopy serves, on the loop's other path, the request whose head (tc.head) and
+// body the fast path took but cannot carry.
+func (tc *loopConn) serveCopy(body []byte) bool {
+	req, err := http.ReadRequest(bufio.NewReader(io.MultiReader(bytes.NewReader(tc.head), bytes.NewReader(body))))
+	if err != nil || !loopable(req, tc.inTunnel, tc.head) {
+		return false // never happens: FuzzFastHead checks that net/http reads what the fast path takes
+	}
+	return tc.serve(req)
 }
 
 // upstreamFailed answers for an exchange that failed before the upstream's answer:
