@@ -52,23 +52,76 @@ type fastField struct {
 // fastReq is a request head the fast path took. Its slices point into the loop's copy
 // of the head (loopConn.head), valid until the next request.
 type fastReq struct {
-	method    string // one of fastMethods
-	authority []byte // absolute-form: the target's host[:port]; origin-form: nil
-	uri       []byte // the request-target to send upstream (origin-form)
-	host      []byte // the Host field's value
-	length    int64  // Content-Length; 0 when there is none
-	close     bool   // Connection: close
-	fields    []fastField
+	method     string // one of fastMethods
+	authority  []byte // absolute-form: the target's host[:port]; origin-form: nil
+	uri        []byte // the request-target to send upstream (origin-form)
+	host       []byte // the Host field's value
+	headFields        // length: 0 when there is no Content-Length
 }
 
 // fastResp is an upstream's response head the fast path took.
 type fastResp struct {
 	statusLine []byte // without CRLF
 	status     int
-	length     int64 // Content-Length; -1 when there is none
-	close      bool  // Connection: close
-	date       bool  // has a Date field
-	fields     []fastField
+	date       bool // has a Date field
+	headFields      // length: -1 when there is no Content-Length
+}
+
+// headFields is what a request head and a response head share: the framing and the
+// fields to pass on.
+type headFields struct {
+	length int64 // Content-Length
+	close  bool  // Connection: close
+	fields []fastField
+}
+
+// read reads the field lines of a head up to its blank line, which must end the
+// head. Content-Length (at most one, passed on when passLength is set) and
+// Connection ("close" or "keep-alive", never passed on) go into h; hop-by-hop fields
+// are dropped; a field the fast path does not handle declines the head. Every other
+// field goes to other, which says whether to pass it on or to decline the head.
+func (h *headFields) read(rest []byte, passLength bool, other func(kind fieldKind, value []byte) (pass, ok bool)) bool {
+	h.length, h.close, h.fields = -1, false, h.fields[:0]
+	for {
+		name, value, r, done, ok := nextField(rest)
+		if !ok {
+			return false
+		}
+		if done {
+			return len(r) == 0
+		}
+		rest = r
+		pass, kind := true, kindOf(name)
+		switch kind {
+		case fieldContentLength:
+			n, ok := fastLength(value)
+			if !ok || h.length >= 0 {
+				return false
+			}
+			h.length, pass = n, passLength
+		case fieldConnection:
+			c, ok := fastConnection(value)
+			if !ok {
+				return false
+			}
+			h.close, pass = h.close || c, false
+		case fieldDrop:
+			pass = false
+		case fieldDecline:
+			return false
+		default:
+			if pass, ok = other(kind, value); !ok {
+				return false
+			}
+		}
+		if !pass {
+			continue
+		}
+		if len(h.fields) == fastMaxFields {
+			return false
+		}
+		h.fields = append(h.fields, fastField{name: name, value: value, auth: kind == fieldAuthorization})
+	}
 }
 
 var fastMethods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -303,7 +356,7 @@ func nextField(b []byte) (name, value, rest []byte, done, ok bool) {
 // parseFastRequest reads head (a whole request head, blank line included) into fr;
 // false when the fast path does not take it.
 func parseFastRequest(head []byte, inTunnel bool, fr *fastReq) bool {
-	*fr = fastReq{fields: fr.fields[:0]}
+	*fr = fastReq{headFields: headFields{fields: fr.fields[:0]}}
 	line, rest, ok := cutLine(head)
 	if !ok {
 		return false
@@ -335,54 +388,23 @@ func parseFastRequest(head []byte, inTunnel bool, fr *fastReq) bool {
 	if !fastTarget(fr.uri) {
 		return false
 	}
-	hosts, lengths := 0, 0
-	for {
-		name, value, r, done, ok := nextField(rest)
-		if !ok {
-			return false
+	hosts := 0
+	ok = fr.read(rest, false, func(kind fieldKind, value []byte) (bool, bool) {
+		if kind != fieldHost {
+			return true, true
 		}
-		if done {
-			if len(r) != 0 {
-				return false // the head must end at its blank line
-			}
-			break
-		}
-		rest = r
-		switch kindOf(name) {
-		case fieldHost:
-			if hosts++; hosts > 1 || !fastAuthority(value) {
-				return false
-			}
-			fr.host = value
-		case fieldContentLength:
-			n, ok := fastLength(value)
-			if lengths++; lengths > 1 || !ok {
-				return false
-			}
-			fr.length = n
-		case fieldConnection:
-			c, ok := fastConnection(value)
-			if !ok {
-				return false
-			}
-			fr.close = fr.close || c
-		case fieldDrop:
-		case fieldDecline:
-			return false
-		default:
-			if len(fr.fields) == fastMaxFields {
-				return false
-			}
-			fr.fields = append(fr.fields, fastField{name: name, value: value, auth: kindOf(name) == fieldAuthorization})
-		}
-	}
-	return hosts == 1
+		hosts++
+		fr.host = value
+		return false, hosts == 1 && fastAuthority(value)
+	})
+	fr.length = max(fr.length, 0)
+	return ok && hosts == 1
 }
 
 // parseFastResponse reads an upstream's response head into fr; false when the fast
 // path does not take it (net/http's http.ReadResponse reads it then).
 func parseFastResponse(head []byte, method string, fr *fastResp) bool {
-	*fr = fastResp{fields: fr.fields[:0], length: -1}
+	*fr = fastResp{headFields: headFields{fields: fr.fields[:0]}}
 	line, rest, ok := cutLine(head)
 	if !ok || len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
 		return false
@@ -395,52 +417,23 @@ func parseFastResponse(head []byte, method string, fr *fastResp) bool {
 		return false
 	}
 	fr.statusLine, fr.status = line, int(code)
-	lengths := 0
-	for {
-		name, value, r, done, ok := nextField(rest)
-		if !ok {
-			return false
-		}
-		if done {
-			if len(r) != 0 {
-				return false
-			}
-			break
-		}
-		rest = r
-		switch kind := kindOf(name); kind {
-		case fieldContentLength:
-			n, ok := fastLength(value)
-			if lengths++; lengths > 1 || !ok {
-				return false
-			}
-			fr.length = n
-		case fieldConnection:
-			c, ok := fastConnection(value)
-			if !ok {
-				return false
-			}
-			fr.close = fr.close || c
-			continue
-		case fieldDrop:
-			continue
-		case fieldDecline:
-			return false
+	ok = fr.read(rest, true, func(kind fieldKind, value []byte) (bool, bool) {
+		switch kind {
 		case fieldDate:
 			fr.date = true
 		case fieldContentType:
 			if len(value) >= 17 && bytes.EqualFold(value[:17], []byte("text/event-stream")) {
-				return false // a stream: the other path flushes every write
+				return false, false // a stream: the other path flushes every write
 			}
 		}
-		if len(fr.fields) == fastMaxFields {
-			return false
-		}
-		fr.fields = append(fr.fields, fastField{name: name, value: value})
+		return true, true
+	})
+	if !ok {
+		return false
 	}
 	// Without a body by rule (RFC 9112 §6.3), or framed by Content-Length; a
 	// close-delimited body goes to net/http.
-	return method == http.MethodHead || fr.status == http.StatusNoContent || fr.status == http.StatusNotModified || fr.length >= 0
+	return fr.bodyless(method) || fr.length >= 0
 }
 
 // bodyless reports whether the response carries no body whatever its fields say.
