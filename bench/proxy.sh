@@ -9,6 +9,8 @@
 #   gatepass-nolog    the same proxy with per-request log lines filtered out (warn level)
 #   go-bound-raw/std  bench/gobound: the least a Go proxy can do (no pool, no log, no policy),
 #                     raw bytes or net/http's parsers: how far any Go proxy can get here
+#   go-evloop-raw     bench/evloop: the same least work on gnet's epoll event loops (2 loops,
+#                     a pool per loop) instead of goroutines: what an event loop could buy
 # and HTTPS with keep-alive through a Go client (wrk cannot CONNECT):
 #   direct TLS        client -> upstream:18443
 #   gatepass MITM     client -CONNECT-> gatepass -> intercept, inject -> upstream:18443 (verified TLS)
@@ -35,7 +37,7 @@ trap cleanup EXIT
 
 echo "# building" >&2
 (cd "$ROOT" && go build -o "$W/gatepass-bench" ./bench/gatepass-bench && go build -o "$W/tlsload" ./bench/tlsload &&
-  go build -o "$W/gobound" ./bench/gobound)
+  go build -o "$W/gobound" ./bench/gobound && cd bench/evloop && go build -o "$W/evloop" .)
 
 echo "# upstream test PKI" >&2
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench upstream CA" \
@@ -119,6 +121,7 @@ tinyproxy -d -c "$W/tinyproxy.conf" & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18799 -parse std & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18796 -upstream 127.0.0.1:18443 -cert "$W/srv.pem" -key "$W/srv.key" -upstream-ca "$W/ca.pem" & PIDS+=($!)
 "$W/gobound" -listen 127.0.0.1:18797 -upstream 127.0.0.1:18443 -cert "$W/srv.pem" -key "$W/srv.key" -upstream-ca "$W/ca.pem" -parse std & PIDS+=($!)
+"$W/evloop" -listen 127.0.0.1:18795 -loops 2 2>"$W/evloop.log" & PIDS+=($!)
 sleep 1
 
 # Sanity: each path returns the body and (for proxies) the upstream got the header.
@@ -130,6 +133,7 @@ curl -sf -x http://127.0.0.1:18789 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18788 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18798 http://127.0.0.1:18080/ >/dev/null
 curl -sf -x http://127.0.0.1:18799 http://127.0.0.1:18080/ >/dev/null
+curl -sf -x http://127.0.0.1:18795 http://127.0.0.1:18080/ >/dev/null
 curl -sf --cacert "$W/gatepass-ca.pem" -x http://127.0.0.1:18787 https://localhost:18443/ >/dev/null
 cat "$W/ca.pem" "$W/gatepass-ca.pem" > "$W/trust.pem"
 
@@ -174,6 +178,7 @@ for r in $(seq "$ROUNDS"); do
   run_wrk tinyproxy http://127.0.0.1:18082/ "$W/forward.lua"
   run_wrk go-bound-raw http://127.0.0.1:18798/ "$W/forward.lua"
   run_wrk go-bound-std http://127.0.0.1:18799/ "$W/forward.lua"
+  run_wrk go-evloop-raw http://127.0.0.1:18795/ "$W/forward.lua"
   run_tls direct-tls
   run_tls gatepass-mitm http://127.0.0.1:18787
   run_tls go-bound-mitm http://127.0.0.1:18796
@@ -192,7 +197,7 @@ echo "Plain HTTP, wrk -t2 -c$CONNS -d${DUR}s, 6-byte body, median of $ROUNDS int
 echo
 echo "| path | rps | rps / direct | p50 ms | p50 / direct | p99 ms | p99 / direct |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for n in direct nginx tinyproxy goproxy-10-lines gatepass gatepass-nolog go-bound-raw go-bound-std; do
+for n in direct nginx tinyproxy goproxy-10-lines gatepass gatepass-nolog go-bound-raw go-bound-std go-evloop-raw; do
   echo "| $n | ${RPS[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${P50[$n]} | $(ratio "${P50[$n]}" "${P50[direct]}") | ${P99[$n]} | $(ratio "${P99[$n]}" "${P99[direct]}") |"
 done
 echo
@@ -205,7 +210,7 @@ for n in direct-tls gatepass-mitm go-bound-mitm go-bound-std-mitm; do
 done
 echo
 echo "gatepass vs nginx: rps $(ratio "${RPS[gatepass]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[gatepass]}" "${P99[nginx]}")x; gatepass vs tinyproxy: rps $(ratio "${RPS[gatepass]}" "${RPS[tinyproxy]}")x"
-for n in go-bound-raw go-bound-std; do
+for n in go-bound-raw go-bound-std go-evloop-raw; do
   echo "$n vs nginx: rps $(ratio "${RPS[$n]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[$n]}" "${P99[nginx]}")x"
 done
 echo "gatepass vs go-bound-std: rps $(ratio "${RPS[gatepass]}" "${RPS[go-bound-std]}")x; gatepass-mitm vs go-bound-std-mitm: rps $(ratio "${RPS[gatepass-mitm]}" "${RPS[go-bound-std-mitm]}")x"
