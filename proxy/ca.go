@@ -111,6 +111,9 @@ func ensureCA(store CAStore, names []string, certPath string, log *slog.Logger, 
 		case !slices.Equal(ca.names, want):
 			reason = fmt.Sprintf("gateway names changed (CA was for %s, now %s)", strings.Join(ca.names, ","), strings.Join(want, ","))
 			ca = nil
+		case !constraintsCurrent(ca.cert, want):
+			reason = "stored CA's name constraints are from an older gatepass (they did not exclude subdomains of exact gateway names)"
+			ca = nil
 		}
 	}
 	if ca == nil {
@@ -201,6 +204,12 @@ func newCA(names []string, now time.Time) (*CA, error) {
 // permitted. RFC 5280 constrains each name type separately, so a type with nothing
 // permitted is excluded outright (all IPs when there are only DNS gateways, all DNS
 // names when there are only IP gateways); otherwise that type would be unconstrained.
+//
+// A permitted DNS name also permits every name below it (RFC 5280 §4.2.1.10), but an
+// exact gateway ("api.team.example") matches only itself. So the subdomains of each
+// exact name are excluded (".api.team.example", subdomains only, as in the "*."
+// wildcards' ".suffix"), unless a wildcard gateway covers them: without this, the CA
+// key could sign for evil.api.team.example, which is no gateway.
 func applyConstraints(tmpl *x509.Certificate, names []string) {
 	tmpl.PermittedDNSDomainsCritical = true
 	for _, n := range names {
@@ -214,6 +223,11 @@ func applyConstraints(tmpl *x509.Certificate, names []string) {
 		}
 		tmpl.PermittedDNSDomains = append(tmpl.PermittedDNSDomains, n)
 	}
+	for _, n := range tmpl.PermittedDNSDomains {
+		if !strings.HasPrefix(n, ".") && !subdomainsPermitted(n, tmpl.PermittedDNSDomains) {
+			tmpl.ExcludedDNSDomains = append(tmpl.ExcludedDNSDomains, "."+n)
+		}
+	}
 	if len(tmpl.PermittedIPRanges) == 0 {
 		tmpl.ExcludedIPRanges = []*net.IPNet{
 			{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
@@ -224,6 +238,32 @@ func applyConstraints(tmpl *x509.Certificate, names []string) {
 		// An empty constraint matches every DNS name (RFC 5280 §4.2.1.10).
 		tmpl.ExcludedDNSDomains = []string{""}
 	}
+}
+
+// subdomainsPermitted reports whether a wildcard name (".suffix") among names covers
+// every subdomain of the exact name n.
+func subdomainsPermitted(n string, names []string) bool {
+	for _, w := range names {
+		if suffix, ok := strings.CutPrefix(w, "."); ok && (n == suffix || strings.HasSuffix(n, w)) {
+			return true
+		}
+	}
+	return false
+}
+
+// constraintsCurrent reports whether cert carries exactly the name constraints
+// applyConstraints writes for its names today. A CA issued by an older gatepass may
+// permit the same names with weaker exclusions; it is issued again.
+func constraintsCurrent(cert *x509.Certificate, names []string) bool {
+	var want x509.Certificate
+	applyConstraints(&want, names)
+	ipEqual := func(a, b []*net.IPNet) bool {
+		return slices.EqualFunc(a, b, func(x, y *net.IPNet) bool { return x.String() == y.String() })
+	}
+	return slices.Equal(cert.PermittedDNSDomains, want.PermittedDNSDomains) &&
+		slices.Equal(cert.ExcludedDNSDomains, want.ExcludedDNSDomains) &&
+		ipEqual(cert.PermittedIPRanges, want.PermittedIPRanges) &&
+		ipEqual(cert.ExcludedIPRanges, want.ExcludedIPRanges)
 }
 
 // constraintNames reads back the names applyConstraints wrote.

@@ -46,6 +46,9 @@ func TestCAHasNameConstraints(t *testing.T) {
 	if want := []string{".gw.team.example", "api.team.example", "localhost"}; !slices.Equal(c.PermittedDNSDomains, want) {
 		t.Errorf("PermittedDNSDomains = %v, want %v", c.PermittedDNSDomains, want)
 	}
+	if want := []string{".api.team.example", ".localhost"}; !slices.Equal(c.ExcludedDNSDomains, want) {
+		t.Errorf("ExcludedDNSDomains = %v, want %v (the subdomains of the exact names)", c.ExcludedDNSDomains, want)
+	}
 	var ips []string
 	for _, r := range c.PermittedIPRanges {
 		ips = append(ips, r.String())
@@ -69,6 +72,8 @@ func TestCAConstraintsEnforced(t *testing.T) {
 		ok   bool
 	}{
 		"exact gateway":          {"api.team.example", true},
+		"below an exact gateway": {"evil.api.team.example", false},
+		"deep below exact":       {"a.b.api.team.example", false},
 		"wildcard subdomain":     {"a.gw.team.example", true},
 		"wildcard deep":          {"a.b.gw.team.example", true},
 		"wildcard apex":          {"gw.team.example", false},
@@ -89,6 +94,44 @@ func TestCAConstraintsEnforced(t *testing.T) {
 				t.Errorf("verify %s: err = %v, want ok=%v", tc.host, err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestCAConstraintsWildcardCoversExact: an exact name that a wildcard covers keeps
+// its subdomains (they are gateways through the wildcard); "localhost" alone does not.
+func TestCAConstraintsWildcardCoversExact(t *testing.T) {
+	ca, _, _ := newTestCA(t, "team.example", ".team.example", "api.team.example", "localhost")
+	if want := []string{".localhost"}; !slices.Equal(ca.Certificate().ExcludedDNSDomains, want) {
+		t.Errorf("ExcludedDNSDomains = %v, want %v", ca.Certificate().ExcludedDNSDomains, want)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	for host, ok := range map[string]bool{
+		"team.example": true, "api.team.example": true, "a.api.team.example": true, "x.team.example": true,
+		"localhost": true, "evil.localhost": false, "127.0.0.1": false,
+	} {
+		leaf, err := ca.sign(host, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leaf.Leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots}); (err == nil) != ok {
+			t.Errorf("verify %s: err = %v, want ok=%v", host, err, ok)
+		}
+	}
+}
+
+func TestCAOnlyDNSNamesExcludesAllIPs(t *testing.T) {
+	ca, _, _ := newTestCA(t, "api.team.example")
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	for _, ip := range []string{"10.0.0.1", "127.0.0.1", "::1"} {
+		leaf, err := ca.sign(ip, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leaf.Leaf.Verify(x509.VerifyOptions{DNSName: ip, Roots: roots}); err == nil {
+			t.Errorf("a CA for a DNS gateway only could sign %s", ip)
+		}
 	}
 }
 
@@ -174,6 +217,7 @@ func TestEnsureCARegenerates(t *testing.T) {
 		}, wantReason: "does not match"},
 		"gateways changed":   {names: []string{"api.team.example", "new.team.example"}, wantReason: "gateway names changed"},
 		"unconstrained cert": {prepare: func(s *memCAStore) { s.cert, s.key = unconstrainedCA(t) }, wantReason: "not a name-constrained CA"},
+		"older constraints":  {prepare: func(s *memCAStore) { s.cert, s.key = permitOnlyCA(t, "api.team.example") }, wantReason: "from an older gatepass"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -219,6 +263,22 @@ func unconstrainedCA(t *testing.T) (certPEM, keyPEM []byte) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: randomSerial(), Subject: pkix.Name{CommonName: "x"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	return pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", kd)
+}
+
+// permitOnlyCA is a CA as gatepass issued it before subdomains of exact names were
+// excluded: the same permitted names, no DNS exclusion.
+func permitOnlyCA(t *testing.T, names ...string) (certPEM, keyPEM []byte) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: randomSerial(), Subject: pkix.Name{CommonName: "old"}, NotBefore: time.Now(), NotAfter: time.Now().Add(caLifetime),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign}
+	applyConstraints(tmpl, names)
+	tmpl.ExcludedDNSDomains = nil
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	kd, _ := x509.MarshalPKCS8PrivateKey(key)
 	return pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", kd)
 }
