@@ -3,42 +3,133 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/zalando/go-keyring"
 
+	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
 
-// recorder is an upstream that remembers the Authorization header of
-// every request it received.
-type recorder struct {
-	mu   sync.Mutex
-	auth []string
+// seenRequest is what an upstream received.
+type seenRequest struct {
+	path, host, auth, proxyAuth string
 }
+
+// recorder is an upstream that remembers every request it received. Under /ws
+// it is a WebSocket echo (one frame), under /slow it answers after a second.
+type recorder struct {
+	mu      sync.Mutex
+	reqs    []seenRequest
+	arrived chan string // the path of each request, as it arrives (buffered)
+}
+
+func newRecorder() *recorder { return &recorder{arrived: make(chan string, 64)} }
 
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
-	r.auth = append(r.auth, req.Header.Get("Authorization"))
+	r.reqs = append(r.reqs, seenRequest{req.URL.Path, req.Host, req.Header.Get("Authorization"), req.Header.Get("Proxy-Authorization")})
 	r.mu.Unlock()
+	r.arrived <- req.URL.Path
+	switch req.URL.Path {
+	case "/ws":
+		wsEcho(w, req)
+		return
+	case "/slow":
+		time.Sleep(time.Second)
+	}
 	fmt.Fprintf(w, "upstream %s saw %s\n", req.Host, req.URL.Path)
 }
 
-func (r *recorder) seen() []string {
+func (r *recorder) seen() []seenRequest {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]string(nil), r.auth...)
+	return append([]seenRequest(nil), r.reqs...)
+}
+
+// wsEcho answers a WebSocket upgrade (RFC 6455) and echoes one client frame.
+func wsEcho(w http.ResponseWriter, req *http.Request) {
+	if !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+		http.Error(w, "want a WebSocket upgrade", http.StatusBadRequest)
+		return
+	}
+	sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	brw.Flush()
+	payload, err := readWSFrame(brw.Reader, true)
+	if err != nil {
+		return
+	}
+	conn.Write(wsFrame(payload, nil))
+}
+
+// wsFrame is one final text frame, masked with mask when it is not nil.
+func wsFrame(payload, mask []byte) []byte {
+	b := []byte{0x81, byte(len(payload))}
+	if mask != nil {
+		b[1] |= 0x80
+		b = append(b, mask...)
+	}
+	for i, c := range payload {
+		if mask != nil {
+			c ^= mask[i%4]
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+func readWSFrame(r io.Reader, masked bool) ([]byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	n := int(h[1] & 0x7f)
+	if h[0] != 0x81 || n > 125 || (h[1]&0x80 != 0) != masked {
+		return nil, fmt.Errorf("unexpected WebSocket frame header %x", h)
+	}
+	var mask [4]byte
+	if masked {
+		if _, err := io.ReadFull(r, mask[:]); err != nil {
+			return nil, err
+		}
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return nil, err
+	}
+	if masked {
+		for i := range p {
+			p[i] ^= mask[i%4]
+		}
+	}
+	return p, nil
 }
 
 func freePort(t *testing.T) string {
@@ -52,11 +143,16 @@ func freePort(t *testing.T) string {
 
 func hostOf(u string) string { return strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://") }
 
-// TestE2EProxyWithCurl runs the real `gatepass proxy` and curl against four
-// upstreams: a plain-HTTP gateway (listed in plain_http), a TLS gateway, a
-// TLS host and an HTTP host that are not gateways. Only the gateways may
-// see the token; the proxy's log must never contain it.
-func TestE2EProxyWithCurl(t *testing.T) {
+// TestE2EProxy runs the real `gatepass proxy` with two real clients, curl and Go's
+// net/http with Proxy set (both sending a Proxy-Authorization and an Authorization of
+// their own), against four upstreams: a plain-HTTP gateway (listed in plain_http),
+// a TLS gateway with its own test CA (which also echoes a WebSocket), and a TLS
+// host and an HTTP host that are not gateways. Each upstream's record is checked:
+// only the gateways see a token, and a valid one; the others get the caller's own
+// header; none sees Proxy-Authorization. Then `gatepass ca path` and `ca export`,
+// the log (one line per request, never a token) and a SIGTERM that lets an
+// in-flight request finish.
+func TestE2EProxy(t *testing.T) {
 	requireKeychain(t)
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("curl is needed for this test (apt-get install curl)")
@@ -67,18 +163,18 @@ func TestE2EProxyWithCurl(t *testing.T) {
 	}
 	defer p.Close()
 
-	var plainGW, tlsGW, otherTLS, otherHTTP recorder
-	sPlainGW := httptest.NewServer(&plainGW)
+	plainGW, tlsGW, otherTLS, otherHTTP := newRecorder(), newRecorder(), newRecorder(), newRecorder()
+	sPlainGW := httptest.NewServer(plainGW)
 	defer sPlainGW.Close()
-	sTLSGW := httptest.NewTLSServer(&tlsGW)
+	sTLSGW := httptest.NewTLSServer(tlsGW)
 	defer sTLSGW.Close()
-	sOtherTLS := httptest.NewTLSServer(&otherTLS)
+	sOtherTLS := httptest.NewTLSServer(otherTLS)
 	defer sOtherTLS.Close()
-	sOtherHTTP := httptest.NewServer(&otherHTTP)
+	sOtherHTTP := httptest.NewServer(otherHTTP)
 	defer sOtherHTTP.Close()
 
 	// The upstreams' test CA, trusted by the proxy through SSL_CERT_FILE
-	// (Go reads it for the system roots) and by curl through --cacert.
+	// (Go reads it for the system roots) and by the clients.
 	upstreamCA := filepath.Join(testDir(t), "upstream-ca.pem")
 	var pemBytes []byte
 	for _, s := range []*httptest.Server{sTLSGW, sOtherTLS} {
@@ -125,21 +221,39 @@ inject = "id_token"
 	}
 	waitListening(t, listen)
 
-	// The CA the proxy intercepts with, as a user exports it.
-	ourCA := filepath.Join(testDir(t), "gatepass-ca.pem")
+	// The CA the proxy intercepts with, as a user gets it: `ca path` names the file
+	// beside the config, `ca export` prints it and `ca export --out` writes it.
+	caPath, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "path")
+	if code != 0 {
+		t.Fatalf("ca path: %s", stderr)
+	}
+	caPath = strings.TrimSpace(caPath)
+	if want := filepath.Join(filepath.Dir(cfg), "gatepass-ca.pem"); caPath != want {
+		t.Errorf("ca path printed %q, want %q", caPath, want)
+	}
+	exported, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export")
+	if code != 0 || !strings.HasPrefix(exported, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("ca export: exit %d, stdout %q, stderr %s", code, exported, stderr)
+	}
+	ourCA := filepath.Join(testDir(t), "exported-ca.pem")
 	if _, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export", "--out", ourCA); code != 0 {
-		t.Fatalf("ca export: %s", stderr)
+		t.Fatalf("ca export --out: %s", stderr)
+	}
+	ca, _ := os.ReadFile(ourCA)
+	atPath, _ := os.ReadFile(caPath)
+	if string(ca) != exported || string(atPath) != exported {
+		t.Errorf("ca export, ca export --out and the file at ca path differ")
 	}
 	bothCAs := filepath.Join(testDir(t), "both.pem")
-	ca, _ := os.ReadFile(ourCA)
 	if err := os.WriteFile(bothCAs, append(ca, pemBytes...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	curl := func(url string, extra ...string) (string, int) {
-		args := append([]string{"-sS", "-o", "-", "-w", "\n%{http_code}", "-x", "http://" + listen, "--cacert", bothCAs,
-			"-H", "Authorization: Bearer caller-set-must-be-replaced"}, extra...)
-		out, err := exec.Command("curl", append(args, url)...).CombinedOutput()
+	const callerAuth = "Bearer caller-set-must-be-replaced"
+	curl := func(url string) (string, int) {
+		args := []string{"-sS", "-o", "-", "-w", "\n%{http_code}", "-x", "http://" + listen, "-U", "tester:proxy-secret",
+			"--cacert", bothCAs, "-H", "Authorization: " + callerAuth, url}
+		out, err := exec.Command("curl", args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("curl %s: %v\n%s", url, err, out)
 		}
@@ -149,66 +263,154 @@ inject = "id_token"
 		fmt.Sscanf(s[i+1:], "%d", &status)
 		return s[:max(i, 0)], status
 	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(append(ca, pemBytes...))
+	proxyURL, _ := url.Parse("http://tester:proxy-secret@" + listen)
+	goClient := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	get := func(url string) (string, int) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", callerAuth)
+		resp, err := goClient.Do(req)
+		if err != nil {
+			t.Errorf("Go client %s: %v", url, err)
+			return "", 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), resp.StatusCode
+	}
 
-	if body, status := curl(sPlainGW.URL + "/plain"); status != 200 || strings.Contains(body, idTok) {
-		t.Errorf("plain gateway: %d %q", status, body)
-	}
-	if body, status := curl(sTLSGW.URL + "/tls"); status != 200 {
-		t.Errorf("TLS gateway: %d %q", status, body)
-	}
-	if _, status := curl(sOtherTLS.URL + "/other"); status != 200 {
-		t.Errorf("other TLS host: %d", status)
-	}
-	if _, status := curl(sOtherHTTP.URL + "/otherhttp"); status != 200 {
-		t.Errorf("other HTTP host: %d", status)
+	for _, c := range []struct {
+		name string
+		do   func(string) (string, int)
+	}{{"curl", curl}, {"go", get}} {
+		for _, u := range []string{sPlainGW.URL + "/" + c.name + "-plain", sTLSGW.URL + "/" + c.name + "-tls",
+			sOtherTLS.URL + "/" + c.name + "-other-tls", sOtherHTTP.URL + "/" + c.name + "-other-http"} {
+			if body, status := c.do(u); status != 200 || !strings.Contains(body, "saw /") || strings.Contains(body, idTok) {
+				t.Errorf("%s %s: %d %q", c.name, u, status, body)
+			}
+		}
 	}
 
-	// The gateways got a valid ID token for our client (the agent's own,
-	// fresher than the one `gatepass token` printed); the others got the
-	// caller's header untouched.
+	// A WebSocket through the intercepted TLS gateway: upgraded, echoed, token injected.
+	// (Without Client.Timeout: it wraps a 101's body in one that cannot be written.)
+	wsCtx, wsCancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer wsCancel()
+	wsReq, _ := http.NewRequestWithContext(wsCtx, "GET", sTLSGW.URL+"/ws", nil)
+	wsReq.Header.Set("Connection", "Upgrade")
+	wsReq.Header.Set("Upgrade", "websocket")
+	wsReq.Header.Set("Sec-WebSocket-Version", "13")
+	wsReq.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	if resp, err := (&http.Client{Transport: goClient.Transport}).Do(wsReq); err != nil {
+		t.Errorf("WebSocket upgrade: %v", err)
+	} else {
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
+			t.Errorf("WebSocket upgrade answered %s %v (body %T)", resp.Status, resp.Header, resp.Body)
+		} else {
+			if _, err := rwc.Write(wsFrame([]byte("ping through gatepass"), []byte{1, 2, 3, 4})); err != nil {
+				t.Errorf("WebSocket write: %v", err)
+			}
+			if got, err := readWSFrame(rwc, false); err != nil || string(got) != "ping through gatepass" {
+				t.Errorf("WebSocket echo: %q, %v", got, err)
+			}
+		}
+		resp.Body.Close()
+	}
+
+	// What each upstream received: the gateways a valid ID token for our client (the
+	// agent's own, fresher than the one `gatepass token` printed), the others the
+	// caller's header untouched; no upstream a Proxy-Authorization, and every one
+	// the Host the client asked for.
 	verifier := oidcVerifier(t, p.Issuer(), p.ClientID())
 	var injected []string
-	for name, r := range map[string]*recorder{"plain-HTTP gateway": &plainGW, "TLS gateway": &tlsGW} {
+	check := func(name string, r *recorder, srvURL string, wantPaths []string, gateway bool) {
 		got := r.seen()
-		if len(got) != 1 || !strings.HasPrefix(got[0], "Bearer ") {
-			t.Errorf("%s received %d requests / no bearer token", name, len(got))
-			continue
+		var paths []string
+		for _, q := range got {
+			paths = append(paths, q.path)
+			if q.proxyAuth != "" {
+				t.Errorf("%s received Proxy-Authorization on %s", name, q.path)
+			}
+			if q.host != hostOf(srvURL) {
+				t.Errorf("%s received Host %q on %s, want %q", name, q.host, q.path, hostOf(srvURL))
+			}
+			if !gateway {
+				if q.auth != callerAuth {
+					t.Errorf("%s received Authorization %q on %s, want the caller's own", name, q.auth, q.path)
+				}
+				continue
+			}
+			tok, ok := strings.CutPrefix(q.auth, "Bearer ")
+			if !ok || tok == "caller-set-must-be-replaced" {
+				t.Errorf("%s received no injected token on %s: %q", name, q.path, q.auth)
+				continue
+			}
+			if _, err := verifier.Verify(context.Background(), tok); err != nil {
+				t.Errorf("%s received a token that does not verify on %s: %v", name, q.path, err)
+			}
+			injected = append(injected, tok)
 		}
-		tok := strings.TrimPrefix(got[0], "Bearer ")
-		if _, err := verifier.Verify(context.Background(), tok); err != nil {
-			t.Errorf("%s received a token that does not verify: %v", name, err)
+		if !slices.Equal(paths, wantPaths) {
+			t.Errorf("%s received %v, want %v", name, paths, wantPaths)
 		}
-		injected = append(injected, tok)
 	}
-	for name, r := range map[string]*recorder{"other TLS host": &otherTLS, "other HTTP host": &otherHTTP} {
-		if got := r.seen(); len(got) != 1 || got[0] != "Bearer caller-set-must-be-replaced" {
-			t.Errorf("%s received Authorization %d times, want the caller's own header once", name, len(got))
-		}
-	}
+	check("plain-HTTP gateway", plainGW, sPlainGW.URL, []string{"/curl-plain", "/go-plain"}, true)
+	check("TLS gateway", tlsGW, sTLSGW.URL, []string{"/curl-tls", "/go-tls", "/ws"}, true)
+	check("other TLS host", otherTLS, sOtherTLS.URL, []string{"/curl-other-tls", "/go-other-tls"}, false)
+	check("other HTTP host", otherHTTP, sOtherHTTP.URL, []string{"/curl-other-http", "/go-other-http"}, false)
 
 	// A status-page request to the proxy port never gets a token.
 	resp, err := http.Get("http://" + listen + "/")
 	if err == nil {
-		b := make([]byte, 4096)
-		n, _ := resp.Body.Read(b)
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if strings.Contains(string(b[:n]), idTok) {
+		if strings.Contains(string(b), idTok) {
 			t.Errorf("status page shows the token")
 		}
 	}
 
-	// Clean shutdown on SIGTERM, and a log without the token.
-	_ = cmd.Process.Signal(os.Interrupt)
+	// SIGTERM while a request is in flight: it is answered in full, then the agent exits 0.
+	slow := make(chan error, 1)
+	go func() {
+		body, status := get(sPlainGW.URL + "/slow")
+		if status != 200 || !strings.Contains(body, "saw /slow") {
+			slow <- fmt.Errorf("in-flight request during shutdown: %d %q", status, body)
+			return
+		}
+		slow <- nil
+	}()
+waitSlow:
+	for {
+		select {
+		case path := <-plainGW.arrived:
+			if path == "/slow" {
+				break waitSlow
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the slow request never reached the upstream")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("gatepass proxy exited with %v", err)
+			t.Errorf("gatepass proxy exited with %v after SIGTERM", err)
 		}
 	case <-time.After(15 * time.Second):
-		t.Error("gatepass proxy did not stop within 15s of SIGINT")
+		t.Error("gatepass proxy did not stop within 15s of SIGTERM")
 	}
+	if err := <-slow; err != nil {
+		t.Error(err)
+	}
+
+	// The log: one line per request with method, host, path, status, injected and
+	// duration, and no token anywhere.
 	logFile.Close()
 	logText, _ := os.ReadFile(logPath)
 	for _, tok := range append(injected, idTok) {
@@ -216,15 +418,26 @@ inject = "id_token"
 			t.Errorf("the proxy log contains a token")
 		}
 	}
-	lines := 0
+	perPath := map[string]int{}
 	sc := bufio.NewScanner(strings.NewReader(string(logText)))
 	for sc.Scan() {
-		if strings.Contains(sc.Text(), "proxy request") {
-			lines++
+		line := sc.Text()
+		if !strings.Contains(line, "proxy request") {
+			continue
+		}
+		for _, f := range []string{"method=", "host=", "path=", "status=", "injected=", "duration="} {
+			if !strings.Contains(line, " "+f) {
+				t.Errorf("log line without %s: %s", f, line)
+			}
+		}
+		if _, rest, ok := strings.Cut(line, " path="); ok {
+			perPath[strings.Fields(rest)[0]]++
 		}
 	}
-	if lines < 4 {
-		t.Errorf("expected a log line per request, got %d:\n%s", lines, logText)
+	for _, path := range []string{"/curl-plain", "/go-plain", "/curl-tls", "/go-tls", "/ws", "/curl-other-http", "/go-other-http", "/slow"} {
+		if perPath[path] != 1 {
+			t.Errorf("%d log lines for %s, want 1; the log:\n%s", perPath[path], path, logText)
+		}
 	}
 }
 
@@ -248,4 +461,38 @@ func waitListening(t *testing.T, addr string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("nothing listens on %s after 30s", addr)
+}
+
+// TestE2ECACorruptKeychainEntry: a local CA entry in the keychain that is not what
+// gatepass wrote is replaced by a new CA, and the command says so and why; the next
+// command uses the new CA without a word.
+func TestE2ECACorruptKeychainEntry(t *testing.T) {
+	requireKeychain(t)
+	cfg := writeConfig(t, fmt.Sprintf("[profiles.%s]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x.apps.googleusercontent.com\"\nclient_secret = \"s\"\ngateways = [\"api.team.example\"]\n", uniqueProfile("ca")))
+	account := newKeychainCA(broker.SystemKeychain{}, &broker.Config{Path: cfg}).account
+	t.Cleanup(func() { _ = keyring.Delete(caService, account) })
+
+	first, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export")
+	if code != 0 || !strings.Contains(stderr, "generated a new local CA") || !strings.Contains(stderr, "no CA stored yet") {
+		t.Fatalf("first ca export: exit %d, stderr %s", code, stderr)
+	}
+	if err := keyring.Set(caService, account, `{"cert": "-----BEGIN CERT`); err != nil {
+		t.Fatal(err)
+	}
+	second, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export")
+	if code != 0 || !strings.Contains(stderr, "generated a new local CA") || !strings.Contains(stderr, "corrupt") ||
+		!strings.Contains(stderr, "gatepass ca export") {
+		t.Fatalf("ca export over a corrupt entry: exit %d, stderr %s", code, stderr)
+	}
+	if second == first || !strings.HasPrefix(second, "-----BEGIN CERTIFICATE-----") {
+		t.Errorf("the CA was not replaced")
+	}
+	raw, err := keyring.Get(caService, account)
+	if err != nil || !strings.Contains(raw, `"cert"`) || !strings.Contains(raw, "PRIVATE KEY") {
+		t.Errorf("keychain entry after the repair: %v, %.40q", err, raw)
+	}
+	third, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export")
+	if code != 0 || third != second || stderr != "" {
+		t.Errorf("third ca export: exit %d, same CA %v, stderr %q", code, third == second, stderr)
+	}
 }
