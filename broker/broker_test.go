@@ -893,3 +893,39 @@ func TestSubscribeSlowSubscriberDoesNotBlock(t *testing.T) {
 		t.Fatalf("first buffered event %+v, want the oldest one", ev.Status)
 	}
 }
+
+// TestTokenForHostInjectsTheProfilesKind: the token a gateway gets is the kind its
+// profile's inject names, and a host no profile lists gets none.
+func TestTokenForHostInjectsTheProfilesKind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.cfg.Profiles[0].Gateways = mustPatterns(t, "api.team.example", "*.gw.team.example")
+	ctx := context.Background()
+	e.login()
+	id, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := e.b.Token(ctx, testProfile, AccessToken, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inject := range []TokenKind{IDToken, AccessToken} {
+		e.cfg.Profiles[0].Inject = inject
+		want := map[TokenKind]string{IDToken: id.Value, AccessToken: acc.Value}[inject]
+		for _, hp := range [][2]string{{"api.team.example", "443"}, {"a.gw.team.example", "443"}} {
+			tok, p, err := e.b.TokenForHost(ctx, hp[0], hp[1])
+			if err != nil || p == nil || p.Name != testProfile {
+				t.Fatalf("inject %s, %s: profile %v, %v", inject, hp[0], p, err)
+			}
+			if tok.Value != want || tok.Kind != inject {
+				t.Errorf("inject %s, %s: got a %s %s, want the profile's %s", inject, hp[0], tok.Kind, Redacted(tok.Value), inject)
+			}
+		}
+	}
+	for _, hp := range [][2]string{{"evil.example", "443"}, {"api.team.example", "8443"}, {"gw.team.example", "443"}} {
+		if tok, _, err := e.b.TokenForHost(ctx, hp[0], hp[1]); err == nil || tok.Value != "" || !strings.Contains(err.Error(), "not a configured gateway") {
+			t.Errorf("%s:%s is no gateway: got %s, %v", hp[0], hp[1], Redacted(tok.Value), err)
+		}
+	}
+}
