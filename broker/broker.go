@@ -237,17 +237,22 @@ func (b *Broker) Tick(ctx context.Context) {
 // at least minTTL, refreshing first when needed. Concurrent callers share
 // one refresh (one in flight per profile).
 func (b *Broker) Token(ctx context.Context, profile string, kind TokenKind, minTTL time.Duration) (Token, error) {
+	return b.token(ctx, profile, kind, minTTL, false)
+}
+
+// token is Token; with capped, minTTL is at most a quarter of the token's lifetime.
+func (b *Broker) token(ctx context.Context, profile string, kind TokenKind, minTTL time.Duration, capped bool) (Token, error) {
 	s, err := b.session(profile)
 	if err != nil {
 		return Token{}, err
 	}
-	if tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL); ok {
+	if tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL, capped); ok {
 		return tok, nil // fast path: no lock, no keychain, no network
 	}
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	// Another caller may have refreshed while we waited for the lock.
-	if tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL); ok {
+	if tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL, capped); ok {
 		return tok, nil
 	}
 	if err := s.failing(b.deps.Clock.Now()); err != nil {
@@ -256,15 +261,15 @@ func (b *Broker) Token(ctx context.Context, profile string, kind TokenKind, minT
 	if _, err := b.refreshLocked(ctx, s); err != nil {
 		return Token{}, err
 	}
-	tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL)
+	tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL, capped)
 	if !ok {
-		return Token{}, s.missing(kind, minTTL)
+		return Token{}, s.missing(kind, minTTL, capped)
 	}
 	return tok, nil
 }
 
 // TokenForHost returns the token the profile owning host:port injects
-// (its `inject` kind), valid for at least a minute. It is what the proxy
+// (its `inject` kind), valid for at least proxyMargin. It is what the proxy
 // asks for: "the token for this host", so per-gateway audiences can be
 // added without changing callers.
 func (b *Broker) TokenForHost(ctx context.Context, host, port string) (Token, *Profile, error) {
@@ -272,9 +277,15 @@ func (b *Broker) TokenForHost(ctx context.Context, host, port string) (Token, *P
 	if !ok {
 		return Token{}, nil, fmt.Errorf("%s:%s is not a configured gateway", host, port)
 	}
-	tok, err := b.Token(ctx, p.Name, p.Inject, time.Minute)
+	tok, err := b.token(ctx, p.Name, p.Inject, proxyMargin, true)
 	return tok, p, err
 }
+
+// proxyMargin is how long a token must still be valid for the proxy to send it: a
+// minute, or a quarter of the token's lifetime if that is shorter. A fixed minute
+// would make an issuer whose tokens live a minute or less refresh on every request
+// and still fail it.
+const proxyMargin = time.Minute
 
 // refresh takes the profile's refresh lock and refreshes.
 func (b *Broker) refresh(ctx context.Context, s *session, force bool) (*oauth2.Token, error) {

@@ -929,3 +929,41 @@ func TestTokenForHostInjectsTheProfilesKind(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenForHostShortLivedTokens: with an issuer whose tokens live a minute or less,
+// the proxy's margin shrinks to a quarter of the lifetime, so a request does not spend
+// a refresh and still fail. `gatepass token --min-ttl` keeps its exact meaning.
+func TestTokenForHostShortLivedTokens(t *testing.T) {
+	t.Parallel()
+	for _, life := range []time.Duration{time.Minute, 20 * time.Second} {
+		t.Run(life.String(), func(t *testing.T) {
+			e := newEnv(t, demo.Options{AccessTTL: life, IDTokenTTL: life})
+			e.cfg.Profiles[0].Gateways = mustPatterns(t, "api.team.example")
+			ctx := context.Background()
+			e.login()
+			first, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
+			if err != nil {
+				t.Fatalf("TokenForHost right after login: %v", err)
+			}
+			for range 5 {
+				if tok, _, err := e.b.TokenForHost(ctx, "api.team.example", "443"); err != nil || tok.Value != first.Value {
+					t.Fatalf("TokenForHost again: new token %v, %v", tok.Value != first.Value, err)
+				}
+			}
+			if n := e.idp.Stats().Refreshes; n != 0 {
+				t.Fatalf("refreshes = %d with a fresh %s token, want 0", n, life)
+			}
+			e.clock.Advance(life*3/4 + time.Second) // less than a quarter left
+			tok, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
+			if err != nil || tok.Value == first.Value || !tok.Expiry.After(e.clock.Now().Add(life/4)) {
+				t.Fatalf("with less than a quarter left: new token %v, expiry %v (now %v), %v", tok.Value != first.Value, tok.Expiry, e.clock.Now(), err)
+			}
+			if n := e.idp.Stats().Refreshes; n != 1 {
+				t.Fatalf("refreshes = %d, want 1", n)
+			}
+			if _, err := e.b.Token(ctx, testProfile, IDToken, 2*life); err == nil || !strings.Contains(err.Error(), "--min-ttl") {
+				t.Errorf("Token with a min TTL above the lifetime: %v, want the --min-ttl error", err)
+			}
+		})
+	}
+}

@@ -33,20 +33,23 @@ type session struct {
 	refreshMu sync.Mutex
 	loginMu   sync.Mutex
 
-	mu       sync.Mutex
-	prov     *provider
-	loaded   bool   // entry was read from the keychain in this process
-	entry    *Entry // nil: not signed in
-	access   Token
-	id       Token
-	email    string
-	subject  string
-	state    State
-	reason   string
-	due      time.Time // next proactive refresh; zero: none scheduled
-	failures int       // consecutive failed refreshes
-	retryAt  time.Time // no refresh before this after a failure
-	lastErr  error
+	mu     sync.Mutex
+	prov   *provider
+	loaded bool   // entry was read from the keychain in this process
+	entry  *Entry // nil: not signed in
+	access Token
+	id     Token
+	// accessAt and idAt are when access and id were installed: with their expiry,
+	// their lifetime, which caps the proxy's margin (current).
+	accessAt, idAt time.Time
+	email          string
+	subject        string
+	state          State
+	reason         string
+	due            time.Time // next proactive refresh; zero: none scheduled
+	failures       int       // consecutive failed refreshes
+	retryAt        time.Time // no refresh before this after a failure
+	lastErr        error
 	// unsaved is a rotated refresh token the keychain refused to store;
 	// it stands in for the keychain entry while that still holds the
 	// spent token unsavedOver (LESSONS: oidc-agent #406).
@@ -89,16 +92,20 @@ func (s *session) status() ProfileStatus {
 	return st
 }
 
-// current returns the in-memory token of kind if it stays valid for minTTL.
-func (s *session) current(kind TokenKind, now time.Time, minTTL time.Duration) (Token, bool) {
+// current returns the in-memory token of kind if it stays valid for minTTL. With
+// capped, minTTL is at most a quarter of the token's lifetime.
+func (s *session) current(kind TokenKind, now time.Time, minTTL time.Duration, capped bool) (Token, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state == StateSignInRequired || s.state == StateSignedOut {
 		return Token{}, false
 	}
-	t := s.access
+	t, at := s.access, s.accessAt
 	if kind == IDToken {
-		t = s.id
+		t, at = s.id, s.idAt
+	}
+	if capped && !at.IsZero() {
+		minTTL = min(minTTL, max(t.Expiry.Sub(at)/4, 0))
 	}
 	if t.Value == "" || !now.Add(minTTL).Before(t.Expiry) {
 		return Token{}, false
@@ -107,7 +114,7 @@ func (s *session) current(kind TokenKind, now time.Time, minTTL time.Duration) (
 }
 
 // missing explains why no token of kind is available after a refresh.
-func (s *session) missing(kind TokenKind, minTTL time.Duration) error {
+func (s *session) missing(kind TokenKind, minTTL time.Duration, capped bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.access
@@ -119,6 +126,11 @@ func (s *session) missing(kind TokenKind, minTTL time.Duration) error {
 			return fmt.Errorf("profile %s: the issuer returned no ID token; add the \"openid\" scope or use inject = \"access_token\"", s.p.Name)
 		}
 		return fmt.Errorf("profile %s: the issuer returned no access token", s.p.Name)
+	}
+	if capped {
+		// Even a quarter of its lifetime is not left: it came expired or nearly so.
+		return fmt.Errorf("profile %s: the issuer's new %s is already expired or about to be (it lives until %s): check this machine's clock",
+			s.p.Name, kind, t.Expiry.Format(time.RFC3339))
 	}
 	return fmt.Errorf("profile %s: the issuer's %s lives until %s, shorter than the %s asked for; ask for a smaller --min-ttl",
 		s.p.Name, kind, t.Expiry.Format(time.RFC3339), minTTL)
@@ -175,6 +187,7 @@ func (s *session) requireSignIn(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.access, s.id = Token{}, Token{}
+	s.accessAt, s.idAt = time.Time{}, time.Time{}
 	s.state, s.reason = StateSignInRequired, reason
 	s.due, s.failures, s.retryAt, s.lastErr = time.Time{}, 0, time.Time{}, nil
 }
@@ -184,6 +197,7 @@ func (s *session) signOut() {
 	defer s.mu.Unlock()
 	s.entry, s.loaded = nil, true
 	s.access, s.id = Token{}, Token{}
+	s.accessAt, s.idAt = time.Time{}, time.Time{}
 	s.email, s.subject = "", ""
 	s.state, s.reason = StateSignedOut, ""
 	s.due, s.failures, s.retryAt, s.lastErr = time.Time{}, 0, time.Time{}, nil
@@ -214,6 +228,7 @@ func (s *session) install(tok *oauth2.Token, id *verifiedID, now time.Time, jitt
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.access = Token{Kind: AccessToken, Value: tok.AccessToken, Expiry: tok.Expiry}
+	s.accessAt = now
 	if tok.ExpiresIn > 0 {
 		// x/oauth2 dates Expiry with time.Now; measure on this session's
 		// clock like the ID token and the refresh schedule.
@@ -224,6 +239,7 @@ func (s *session) install(tok *oauth2.Token, id *verifiedID, now time.Time, jitt
 	}
 	if id != nil {
 		s.id = Token{Kind: IDToken, Value: id.raw, Expiry: id.expiry}
+		s.idAt = now
 		s.subject = id.claims.Subject
 		if id.claims.Email != "" {
 			s.email = id.claims.Email

@@ -3,11 +3,13 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -320,4 +322,146 @@ func TestTokenCtx(t *testing.T) {
 		t.Fatal("a cancelled parent did not end the lookup's context")
 	}
 	c.end()
+}
+
+// fixedSource answers every token lookup with tok; the allow-list is fakeSource's.
+type fixedSource struct {
+	*fakeSource
+	tok   Token
+	calls atomic.Int32
+}
+
+func (f *fixedSource) TokenFor(ctx context.Context, host, port string) (Token, error) {
+	f.calls.Add(1)
+	return f.tok, nil
+}
+
+// TestUnusableToken: a token the broker hands over that cannot be used (expired,
+// empty, not a valid field value, for a header the proxy does not set) is never
+// sent: the client gets a 503 token_unavailable naming the gateway and the reason,
+// the upstream gets nothing, and the value appears in no answer, log line or
+// OnRequest entry. Tokens that differ only in the header's case go through.
+func TestUnusableToken(t *testing.T) {
+	e := newEnv(t)
+	src := &fixedSource{fakeSource: e.src}
+	e.srv.tokens = src
+	c := e.client()
+	plainGW, tlsGW := "localhost:"+e.plainGW.port(), "localhost:"+e.tlsGW.port()
+	future, past := time.Now().Add(time.Hour), time.Now().Add(-time.Minute)
+
+	tests := []struct {
+		name string
+		tok  Token
+		// want is the refusal's reason, with %s for the gateway; "" for a token
+		// that must go through in wantHeader.
+		want, wantHeader string
+	}{
+		{name: "expired", tok: Token{Value: "expired", Expiry: past}, want: "the broker returned an expired token for %s; try again"},
+		{name: "expiring as it is used", tok: Token{Value: "now", Expiry: time.Now()}, want: "expired token for %s"},
+		{name: "empty", tok: Token{Expiry: future}, want: "the broker returned an unusable token for %s"},
+		{name: "empty without expiry", tok: Token{Header: "Authorization"}, want: "unusable token for %s"},
+		{name: "line break in the value", tok: Token{Value: "crlf\r\nX-Injected: 1", Expiry: future}, want: "unusable token for %s"},
+		{name: "unsupported header", tok: Token{Value: "xkey", Header: "X-Api-Key", Expiry: future}, want: `the broker asked for unsupported header "X-Api-Key"`},
+		{name: "Cookie header", tok: Token{Value: "cookie", Header: "Cookie", Expiry: future}, want: `unsupported header "Cookie"`},
+		{name: "line break in the header", tok: Token{Value: "hdrcrlf", Header: "Authorization\r\nX-Injected: 1", Expiry: future}, want: "unsupported header"},
+		// Controls: the fixture does pass a usable token on.
+		{name: "lowercase authorization", tok: Token{Value: "lower", Header: "authorization", Expiry: future}, wantHeader: "Authorization"},
+		{name: "proxy-authorization", tok: Token{Value: "proxyauth", Header: "PROXY-AUTHORIZATION"}, wantHeader: "Proxy-Authorization"},
+	}
+	paths := []struct {
+		name, url string
+		up        *upstream
+		gw        string
+		hdr       []string
+	}{
+		{name: "plain fast path", url: e.plainGWURL() + "/fast", up: e.plainGW, gw: plainGW},
+		// The fast path declines TE: the loop's net/http path carries it.
+		{name: "plain net/http path", url: e.plainGWURL() + "/slow", up: e.plainGW, gw: plainGW, hdr: []string{"Te", "trailers"}},
+		{name: "intercepted TLS", url: e.tlsGWURL() + "/tls", up: e.tlsGW, gw: tlsGW},
+	}
+	var values []string
+	for _, tc := range tests {
+		for _, p := range paths {
+			t.Run(tc.name+"/"+p.name, func(t *testing.T) {
+				tok := tc.tok
+				if tok.Value != "" {
+					tok.Value = canaryPrefix + strings.ReplaceAll(tc.name+"-"+p.name, " ", "-") + "-" + tok.Value
+					values = append(values, tok.Value)
+				}
+				src.tok = tok
+				calls, sent := src.calls.Load(), len(p.up.requests())
+				resp, body := get(t, c, p.url, p.hdr...)
+				dump, _ := httputil.DumpResponse(resp, false)
+				if src.calls.Load() == calls {
+					t.Fatal("the token source was not asked: the case proves nothing")
+				}
+				if tok.Value != "" && strings.Contains(string(dump)+body, tok.Value) || strings.Contains(string(dump)+body, canaryPrefix) {
+					t.Errorf("TOKEN LEAK in the answer:\n%s%s", dump, body)
+				}
+				got := p.up.requests()[sent:]
+				if tc.want == "" {
+					if resp.StatusCode != 200 || len(got) != 1 {
+						t.Fatalf("usable token: status %d, %d upstream requests: %s", resp.StatusCode, len(got), body)
+					}
+					if v := got[0].Header.Get(tc.wantHeader); v != "Bearer "+tok.Value {
+						t.Errorf("upstream %s = %q, want the token", tc.wantHeader, v)
+					}
+					return
+				}
+				if len(got) != 0 {
+					t.Errorf("the upstream received %d requests for an unusable token: %v", len(got), got)
+				}
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					t.Fatalf("status %d, want 503:\n%s%s", resp.StatusCode, dump, body)
+				}
+				var eb errorBody
+				if err := json.Unmarshal([]byte(body), &eb); err != nil {
+					t.Fatalf("body is not JSON: %v: %q", err, body)
+				}
+				if resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("X-Gatepass-Error") != "token_unavailable" || eb.Error != "token_unavailable" {
+					t.Errorf("answer is not a token_unavailable refusal:\n%s%s", dump, body)
+				}
+				if eb.Profile != "work" {
+					t.Errorf("profile %q, want work", eb.Profile)
+				}
+				if want := "gatepass status --profile work"; !strings.Contains(eb.Hint, want) {
+					t.Errorf("hint %q, want it to say %q", eb.Hint, want)
+				}
+				if want := strings.ReplaceAll(tc.want, "%s", p.gw); !strings.Contains(eb.Reason, want) {
+					t.Errorf("reason %q, want it to say %q", eb.Reason, want)
+				}
+			})
+		}
+	}
+	waitFor(t, func() bool { return len(e.entries.all()) >= len(tests)*len(paths) }, "every request logged")
+	logs := e.logs.String()
+	if !strings.Contains(logs, "token_unavailable") {
+		t.Errorf("no refusal in the log: the log check proves nothing")
+	}
+	for _, v := range values {
+		// The first line of the value: a line break in it must not hide a leak.
+		v, _, _ = strings.Cut(v, "\r")
+		if strings.Contains(logs, v) {
+			t.Errorf("TOKEN LEAK in the log: %q", v)
+		}
+		for _, en := range e.entries.all() {
+			if strings.Contains(fmt.Sprintf("%+v", en), v) {
+				t.Errorf("TOKEN LEAK in OnRequest entry %+v", en)
+			}
+		}
+	}
+	refused, want := 0, 0
+	for _, tc := range tests {
+		if tc.want != "" {
+			want += len(paths)
+		}
+	}
+	for _, en := range e.entries.all() {
+		if en.Status == http.StatusServiceUnavailable && en.Err == "token_unavailable" && !en.Injected {
+			refused++
+		}
+	}
+	if refused != want {
+		t.Errorf("%d requests logged as token_unavailable, want %d", refused, want)
+	}
 }

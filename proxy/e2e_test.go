@@ -197,7 +197,8 @@ func TestUpstreamUnreachable(t *testing.T) {
 	c := e.client()
 
 	resp, body := get(t, c, "http://localhost:"+dead+"/")
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "upstream_unreachable") || !strings.Contains(body, "refused") {
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "upstream_unreachable") || !strings.Contains(body, "refused") ||
+		!strings.Contains(body, "check that the upstream is running") {
 		t.Errorf("plain gateway: %d %q", resp.StatusCode, body)
 	}
 	resp, body = get(t, c, "http://127.0.0.1:"+dead+"/")

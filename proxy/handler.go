@@ -309,8 +309,15 @@ func refusalBody(d Decision) []byte {
 	if d.Host != "" {
 		b.Host = joinHostPort(d.Host, d.Port)
 	}
-	if d.Code == "sign_in_required" {
+	switch {
+	case d.Code == "sign_in_required":
 		b.Hint = "run gatepass login --profile " + d.Profile
+	case d.Code == "token_unavailable":
+		b.Hint = "run gatepass status --profile " + d.Profile + " to see its sign-in; gatepass login --profile " + d.Profile + " signs in again"
+	case d.Code == "upstream_unreachable" && d.Status == http.StatusGatewayTimeout:
+		b.Hint = "the upstream did not answer in time: check the host and port, and the network or VPN to it, then retry"
+	case d.Code == "upstream_unreachable":
+		b.Hint = "check that the upstream is running and reachable from this machine at that host and port, then retry"
 	}
 	out, _ := json.Marshal(b)
 	return append(out, '\n')

@@ -102,9 +102,14 @@ func TestLeakSuite(t *testing.T) {
 	do("GET", e.otherHTTPURL()+"/other")                 // non-gateway HTTP
 	do("GET", e.otherTLSURL()+"/other")                  // non-gateway TLS tunnel
 	do("GET", "http://"+tlsHost+"/plain-to-tls-gateway") // gateway not in plain_http: refused
-	do("GET", e.otherHTTPURL()+"/x", "Host", tlsHost)    // Host header names the gateway
 	raw("GET http://" + tlsHost + "@" + otherHTTPHost + "/userinfo HTTP/1.1\r\nHost: " + tlsHost + "\r\nConnection: close\r\n\r\n")
 	raw("GET http://" + otherHTTPHost + "/abs HTTP/1.1\r\nHost: " + tlsHost + "\r\nConnection: close\r\n\r\n")
+	// Absolute-form to a gateway with a Host header naming another host (raw: Go's
+	// client never sends Header["Host"]). The URL's authority decides (RFC 9112
+	// §3.2.2): the gateway gets the token, with the URL's authority as its Host.
+	raw("GET " + e.plainGWURL() + "/host-steer-other HTTP/1.1\r\nHost: " + otherHTTPHost + "\r\nConnection: close\r\n\r\n")       // fast path
+	raw("GET " + e.plainGWURL() + "/host-steer-evil HTTP/1.1\r\nHost: evil.example\r\nTe: trailers\r\nConnection: close\r\n\r\n") // net/http path (the fast path declines TE)
+	raw("GET " + e.tlsGWURL() + "/host-steer-tls HTTP/1.1\r\nHost: " + otherTLSHost + "\r\nConnection: close\r\n\r\n")            // https absolute-form in the clear
 	raw("GET /origin-form HTTP/1.1\r\nHost: " + tlsHost + "\r\nConnection: close\r\n\r\n")
 	rawHead("GET http://localhost:" + e.plainGW.port() + "/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	rawHead("GET http://" + otherHTTPHost + "/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
@@ -132,6 +137,33 @@ func TestLeakSuite(t *testing.T) {
 	}
 	if got := e.plainGW.requests(); len(got) == 0 || !strings.Contains(got[0].String(), "Bearer "+token) {
 		t.Errorf("the plain_http gateway did not receive the token")
+	}
+	// The Host header did not steer the absolute-form requests: each reached the
+	// gateway its URL names, with that authority as Host and the token.
+	for _, hs := range []struct {
+		up        *upstream
+		uri, host string
+	}{
+		{e.plainGW, "/host-steer-other", "localhost:" + e.plainGW.port()},
+		{e.plainGW, "/host-steer-evil", "localhost:" + e.plainGW.port()},
+		{e.tlsGW, "/host-steer-tls", tlsHost},
+	} {
+		n := 0
+		for _, r := range hs.up.requests() {
+			if r.URI != hs.uri {
+				continue
+			}
+			n++
+			if r.Host != hs.host {
+				t.Errorf("%s reached %s with Host %q, want the URL's %q", hs.uri, hs.up.name, r.Host, hs.host)
+			}
+			if got := r.Header.Get("Authorization"); got != "Bearer "+token {
+				t.Errorf("%s reached %s with Authorization %q, want the token", hs.uri, hs.up.name, got)
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s reached the gateway %s %d times, want once", hs.uri, hs.up.name, n)
+		}
 	}
 	// Non-gateways never saw a canary.
 	for _, u := range []*upstream{e.otherHTTP, e.otherTLS} {

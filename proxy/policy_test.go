@@ -53,6 +53,9 @@ func policyCases() map[string]policyCase {
 	connect := func(target string) RequestInfo {
 		return RequestInfo{Method: http.MethodConnect, Target: target, HostHeader: target, ProxyPort: pp}
 	}
+	connectHost := func(target, host string) RequestInfo {
+		return RequestInfo{Method: http.MethodConnect, Target: target, HostHeader: host, ProxyPort: pp}
+	}
 	abs := func(scheme, target, host string) RequestInfo {
 		return RequestInfo{Method: http.MethodGet, Scheme: scheme, Target: target, HostHeader: host, ProxyPort: pp}
 	}
@@ -117,6 +120,17 @@ func policyCases() map[string]policyCase {
 		"connect the proxy itself":            {connect("127.0.0.1:8787"), refused(508)},
 		"connect the proxy itself, localhost": {connect("localhost:8787"), refused(508)},
 		"connect the proxy itself, IPv6":      {connect("[::1]:8787"), refused(508)},
+		// The CONNECT target decides; the Host header is never looked at.
+		"connect gateway, Host non-gateway":         {connectHost("api.team.example:443", "example.com:443"), intercept("api.team.example", "443", "work")},
+		"connect gateway, Host other gateway":       {connectHost("api.team.example:443", "localhost:9443"), intercept("api.team.example", "443", "work")},
+		"connect gateway, Host the proxy":           {connectHost("localhost:9443", "127.0.0.1:8787"), intercept("localhost", "9443", "local")},
+		"connect gateway, no Host":                  {connectHost("api.team.example:443", ""), intercept("api.team.example", "443", "work")},
+		"connect gateway, Host garbage":             {connectHost("api.team.example:443", "evil@x/y"), intercept("api.team.example", "443", "work")},
+		"connect non-gateway, Host gateway":         {connectHost("example.com:443", "api.team.example:443"), tunnel("example.com", "443")},
+		"connect non-gateway, Host gateway no port": {connectHost("example.com:443", "api.team.example"), tunnel("example.com", "443")},
+		"connect non-gateway, Host the proxy":       {connectHost("example.com:443", "127.0.0.1:8787"), tunnel("example.com", "443")},
+		"connect the proxy, Host gateway":           {connectHost("127.0.0.1:8787", "api.team.example:443"), refused(508)},
+		"connect bad target, Host gateway":          {connectHost("api.team.example", "api.team.example:443"), refused(400)},
 
 		// Absolute-form (RFC 9112 §3.2.2: the Host header is ignored)
 		"http to gateway not in plain_http":      {abs("http", "api.team.example", "api.team.example"), refusedFor(403, "api.team.example", "80", "work")},
