@@ -243,8 +243,15 @@ func isHex(c byte) bool {
 }
 
 // fastValue trims a field value and checks it holds only visible ASCII, SP and HTAB.
+// (The trim is by hand: bytes.Trim builds a set from its cutset on every call, which
+// was 1.5% of the proxy's CPU.)
 func fastValue(v []byte) ([]byte, bool) {
-	v = bytes.Trim(v, " \t")
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
 	for _, c := range v {
 		if (c < ' ' && c != '\t') || c >= 0x7f {
 			return nil, false

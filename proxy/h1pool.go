@@ -318,6 +318,9 @@ func (p *h1Pool) send(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchan
 		}
 	}
 	x, err := p.write(ctx, c, req)
+	if err == nil {
+		return x, nil // (the errors.As target below would be allocated on every request)
+	}
 	var stale staleConnError
 	if errors.As(err, &stale) && req.idempotent() && ctx.Err() == nil {
 		if c, err = p.get(ctx, req.Scheme, req.Addr, true); err != nil {
