@@ -753,9 +753,18 @@ func TestLogout(t *testing.T) {
 			want:    LogoutResult{WasSignedIn: true, Revoked: false},
 			wantErr: true,
 		},
+		// Google answers 400 invalid_token for a token it already revoked (RFC 7009
+		// wants 200): the sign-out is complete, not a failure to report.
 		"token already revoked at the issuer": {
-			signIn:  true,
-			setup:   func(e *testEnv) { e.idp.RevokeAll() },
+			signIn: true,
+			setup:  func(e *testEnv) { e.idp.RevokeAll() },
+			want:   LogoutResult{WasSignedIn: true, Revoked: true, AlreadyInvalid: true},
+		},
+		"revoke endpoint answers 400 with another error": {
+			signIn: true,
+			setup: func(e *testEnv) {
+				e.idp.FailNext("revoke", http.StatusBadRequest, "application/json", `{"error":"invalid_request"}`)
+			},
 			want:    LogoutResult{WasSignedIn: true, Revoked: false},
 			wantErr: true,
 		},

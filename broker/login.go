@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -265,8 +266,15 @@ func randomString() string {
 // LogoutResult says what Logout did.
 type LogoutResult struct {
 	WasSignedIn bool
-	Revoked     bool
+	Revoked     bool // the refresh token is no longer valid at the issuer
+	// AlreadyInvalid: the issuer answered that the token was already invalid
+	// (Google's 400 invalid_token after a revocation, an expiry or an invalid_grant).
+	AlreadyInvalid bool
 }
+
+// errAlreadyInvalid is the revocation endpoint saying the token it was given is
+// no longer valid: for a sign-out, that is as good as revoking it.
+var errAlreadyInvalid = errors.New("the issuer says the refresh token is already invalid")
 
 // RevokeError means the local sign-in was removed but the issuer could
 // not be told to revoke the refresh token (RFC 7009).
@@ -319,6 +327,9 @@ func (b *Broker) Logout(ctx context.Context, profile string) (LogoutResult, erro
 	s.signOut()
 	b.publish(s.status())
 	res := LogoutResult{WasSignedIn: true, Revoked: revokeErr == nil}
+	if errors.Is(revokeErr, errAlreadyInvalid) {
+		res.Revoked, res.AlreadyInvalid, revokeErr = true, true, nil
+	}
 	if revokeErr != nil {
 		return res, &RevokeError{Profile: s.p.Name, Err: revokeErr}
 	}
@@ -355,9 +366,17 @@ func (b *Broker) revoke(ctx context.Context, s *session, token string) error {
 		return fmt.Errorf("revocation request: %w", err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("revocation endpoint answered HTTP %d", resp.StatusCode)
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusOK {
+		return nil
 	}
-	return nil
+	// RFC 7009 §2.2 wants 200 for a token that is already invalid; Google answers
+	// 400 {"error": "invalid_token"} instead.
+	var oe struct {
+		Error string `json:"error"`
+	}
+	if resp.StatusCode == http.StatusBadRequest && json.Unmarshal(raw, &oe) == nil && oe.Error == "invalid_token" {
+		return errAlreadyInvalid
+	}
+	return fmt.Errorf("revocation endpoint answered HTTP %d", resp.StatusCode)
 }

@@ -224,6 +224,8 @@ func cmdLogout(ctx context.Context, e *env, args []string) error {
 		return err
 	case !res.WasSignedIn:
 		fmt.Fprintf(e.stderr, "Profile %q was not signed in; nothing to do.\n", p.Name)
+	case res.AlreadyInvalid:
+		fmt.Fprintf(e.stderr, "Signed out of profile %q: the issuer had already revoked the refresh token (expired, revoked or replaced); it is removed from the keychain.\n", p.Name)
 	default:
 		fmt.Fprintf(e.stderr, "Signed out of profile %q: the refresh token was revoked at the issuer and removed from the keychain.\n", p.Name)
 	}

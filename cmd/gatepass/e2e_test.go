@@ -216,6 +216,11 @@ func TestE2ESignInRequiredAfterRevocation(t *testing.T) {
 	if !strings.Contains(stderr, "gatepass login --profile "+profile) {
 		t.Errorf("stderr lacks the fix: %s", stderr)
 	}
+	// Signing out of a session the issuer already ended is a clean sign-out.
+	_, stderr, code = runGatepass(t, nil, "--config", cfg, "logout")
+	if code != 0 || !strings.Contains(stderr, "the issuer had already revoked the refresh token") {
+		t.Errorf("logout after the issuer revoked: exit %d, stderr %s", code, stderr)
+	}
 }
 
 func TestE2ELoginFailures(t *testing.T) {
