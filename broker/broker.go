@@ -263,7 +263,13 @@ func (b *Broker) token(ctx context.Context, profile string, kind TokenKind, minT
 	}
 	tok, ok := s.current(kind, b.deps.Clock.Now(), minTTL, capped)
 	if !ok {
-		return Token{}, s.missing(kind, minTTL, capped)
+		issuers, err := s.missing(kind, minTTL, capped)
+		if issuers {
+			// Refreshing again now would bring the same answer: back off, as
+			// after a failed refresh, instead of spending one per request.
+			s.fail(err, b.deps.Clock.Now())
+		}
+		return Token{}, err
 	}
 	return tok, nil
 }

@@ -976,3 +976,42 @@ func TestTokenForHostShortLivedTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshWithoutNewIDToken: an issuer may leave the ID token out of a refresh
+// answer (OpenID Connect Core §12.2; Google "usually" sends one). When the ID token
+// held is then too old, the caller is told why and what to do, and the broker backs
+// off instead of spending a refresh on every request.
+func TestRefreshWithoutNewIDToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{NoIDTokenOnRefresh: true})
+	e.cfg.Profiles[0].Gateways = mustPatterns(t, "api.team.example")
+	ctx := context.Background()
+	e.login()
+	e.clock.Advance(time.Hour - 30*time.Second) // both tokens have 30 s left
+	_, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
+	assertContains(t, err, "returned no new ID token", "gatepass login --profile "+testProfile, `inject = "access_token"`)
+	if n := e.idp.Stats().Refreshes; n != 1 {
+		t.Fatalf("refreshes = %d, want 1", n)
+	}
+	for range 5 {
+		_, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
+		assertContains(t, err, "returned no new ID token", "next retry in")
+	}
+	if n := e.idp.Stats().Refreshes; n != 1 {
+		t.Fatalf("refreshes = %d after 5 more requests, want still 1 (backing off)", n)
+	}
+	// The access token of that refresh is fine.
+	if acc, err := e.b.Token(ctx, testProfile, AccessToken, time.Minute); err != nil || !acc.Expiry.After(e.clock.Now().Add(50*time.Minute)) {
+		t.Errorf("access token after the refresh: expiry %v, %v", acc.Expiry, err)
+	}
+	st, _ := e.b.Status(testProfile)
+	if st.State != StateSignedIn || !strings.Contains(st.Reason, "no new ID token") {
+		t.Errorf("status %s %q, want signed in with the reason", st.State, st.Reason)
+	}
+	e.clock.Advance(10 * time.Second) // past the first backoff
+	_, _, err = e.b.TokenForHost(ctx, "api.team.example", "443")
+	assertContains(t, err, "returned no new ID token")
+	if n := e.idp.Stats().Refreshes; n != 2 {
+		t.Errorf("refreshes = %d after the backoff, want 2", n)
+	}
+}

@@ -113,26 +113,31 @@ func (s *session) current(kind TokenKind, now time.Time, minTTL time.Duration, c
 	return t, true
 }
 
-// missing explains why no token of kind is available after a refresh.
-func (s *session) missing(kind TokenKind, minTTL time.Duration, capped bool) error {
+// missing explains why no token of kind is available after a refresh, and whether
+// it is the issuer's answer (not the caller's minTTL) that falls short.
+func (s *session) missing(kind TokenKind, minTTL time.Duration, capped bool) (issuers bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.access
 	if kind == IDToken {
 		t = s.id
 	}
-	if t.Value == "" {
-		if kind == IDToken {
-			return fmt.Errorf("profile %s: the issuer returned no ID token; add the \"openid\" scope or use inject = \"access_token\"", s.p.Name)
-		}
-		return fmt.Errorf("profile %s: the issuer returned no access token", s.p.Name)
-	}
-	if capped {
+	switch {
+	case t.Value == "" && kind == IDToken:
+		return true, fmt.Errorf("profile %s: the issuer returned no ID token; add the \"openid\" scope or use inject = \"access_token\"", s.p.Name)
+	case t.Value == "":
+		return true, fmt.Errorf("profile %s: the issuer returned no access token", s.p.Name)
+	case kind == IDToken && s.idAt.Before(s.accessAt):
+		// The refresh brought an access token only; the ID token is the old one.
+		return true, fmt.Errorf("profile %s: the issuer's refresh returned no new ID token, and the one held expires %s; "+
+			"run gatepass login --profile %s for a new one, or use inject = \"access_token\"",
+			s.p.Name, t.Expiry.Format(time.RFC3339), s.p.Name)
+	case capped:
 		// Even a quarter of its lifetime is not left: it came expired or nearly so.
-		return fmt.Errorf("profile %s: the issuer's new %s is already expired or about to be (it lives until %s): check this machine's clock",
+		return true, fmt.Errorf("profile %s: the issuer's new %s is already expired or about to be (it lives until %s): check this machine's clock",
 			s.p.Name, kind, t.Expiry.Format(time.RFC3339))
 	}
-	return fmt.Errorf("profile %s: the issuer's %s lives until %s, shorter than the %s asked for; ask for a smaller --min-ttl",
+	return false, fmt.Errorf("profile %s: the issuer's %s lives until %s, shorter than the %s asked for; ask for a smaller --min-ttl",
 		s.p.Name, kind, t.Expiry.Format(time.RFC3339), minTTL)
 }
 

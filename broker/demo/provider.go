@@ -54,6 +54,10 @@ type Options struct {
 	// DetectReuse, with rotation, revokes the whole token family when an
 	// already-rotated refresh token is presented again (RFC 9700 §4.14.2).
 	DetectReuse bool
+	// NoIDTokenOnRefresh leaves the ID token out of refresh answers. Google
+	// "usually" sends one on refresh, and OpenID Connect Core §12.2 lets any
+	// issuer leave it out.
+	NoIDTokenOnRefresh bool
 	// AutoApprove makes GET /authorize redirect straight back with a code,
 	// skipping the consent page.
 	AutoApprove bool
@@ -862,7 +866,11 @@ func (p *Provider) refreshGrant(form url.Values) (*tokenResponse, *oauthError) {
 	if p.opts.RotateRefreshTokens {
 		e.rotated = true
 	}
-	return p.issueLocked(e.grant, scope, p.opts.RotateRefreshTokens, "", aud)
+	resp, oerr := p.issueLocked(e.grant, scope, p.opts.RotateRefreshTokens, "", aud)
+	if resp != nil && p.opts.NoIDTokenOnRefresh {
+		resp.IDToken = ""
+	}
+	return resp, oerr
 }
 
 // issueLocked issues an access token, an ID token when openid was granted, and
