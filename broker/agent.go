@@ -74,6 +74,14 @@ func ServeControl(ctx context.Context, b *Broker, path string) error {
 	return nil
 }
 
+// controlPing is the wire form of a ping answer; Proxy is where the agent's proxy
+// listens, empty when it does not.
+type controlPing struct {
+	Agent string `json:"agent"`
+	PID   int    `json:"pid"`
+	Proxy string `json:"proxy,omitempty"`
+}
+
 // controlToken is the wire form of a token answer.
 type controlToken struct {
 	Kind   TokenKind `json:"kind"`
@@ -91,7 +99,11 @@ type controlError struct {
 func controlHandler(b *Broker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
-		writeControl(w, http.StatusOK, map[string]any{"agent": "gatepass", "pid": os.Getpid()})
+		ping := controlPing{Agent: "gatepass", PID: os.Getpid()}
+		if f := b.proxyAddr.Load(); f != nil {
+			ping.Proxy = (*f)()
+		}
+		writeControl(w, http.StatusOK, ping)
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeControl(w, http.StatusOK, b.Statuses())
@@ -213,6 +225,18 @@ func (c AgentClient) Alive(ctx context.Context) bool {
 	defer cancel()
 	var v map[string]any
 	return c.do(ctx, http.MethodGet, "/v1/ping", nil, &v) == nil
+}
+
+// ProxyAddr asks the agent where its proxy listens; ok is false when no agent
+// answers or its proxy is not running.
+func (c AgentClient) ProxyAddr(ctx context.Context) (addr string, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var p controlPing
+	if c.do(ctx, http.MethodGet, "/v1/ping", nil, &p) != nil || p.Proxy == "" {
+		return "", false
+	}
+	return p.Proxy, true
 }
 
 // Token asks the agent for a token; ErrNoAgent when none runs.

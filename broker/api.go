@@ -31,7 +31,7 @@ func ParseTokenKind(s string) (TokenKind, error) {
 	case "access_token", "access":
 		return AccessToken, nil
 	}
-	return "", fmt.Errorf("unknown token type %q: use id_token or access_token", s)
+	return "", fmt.Errorf("unknown token type %q: use id or access (in the config: id_token or access_token)", s)
 }
 
 // Token is one usable credential held in memory only.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -42,7 +43,14 @@ type Broker struct {
 	sessions map[string]*session
 	subs     map[int]chan Event
 	nextSub  int
+
+	proxyAddr atomic.Pointer[func() string] // SetProxyAddr
 }
+
+// SetProxyAddr tells the control API where this agent's proxy listens (addr returns
+// "" while it does not), so that `gatepass status` and `doctor` look there and not
+// only at the config's listen.
+func (b *Broker) SetProxyAddr(addr func() string) { b.proxyAddr.Store(&addr) }
 
 // New builds a Broker for cfg. It touches neither the network nor the
 // keychain until a method needs them.

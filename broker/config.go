@@ -651,6 +651,15 @@ func validScope(s string) bool {
 	return true
 }
 
+// CheckListen is the config's rule for a proxy address (the listen key), for an
+// address given another way, such as `gatepass proxy --listen`.
+func CheckListen(s string) error {
+	if msg := checkListen(s); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
 // checkListen requires a loopback address with a port: the proxy hands out
 // tokens, so it must not be reachable from other machines.
 func checkListen(s string) string {

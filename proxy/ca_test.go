@@ -322,7 +322,7 @@ func TestNewRefusesNonLoopbackListen(t *testing.T) {
 			t.Errorf("New(listen %q) succeeded", l)
 		}
 	}
-	for _, l := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0", "127.0.0.2:8787"} {
+	for _, l := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0", "LocalHost:0", "127.0.0.2:8787"} {
 		if _, err := New(Options{Listen: l, Tokens: newFakeSource()}); err != nil {
 			t.Errorf("New(listen %q): %v", l, err)
 		}

@@ -203,12 +203,12 @@ func checkLoopbackListen(listen string) error {
 	if _, err := parsePortOrZero(port); err != nil {
 		return fmt.Errorf("listen address %q: %w", listen, err)
 	}
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") { // as the config's listen check
 		return nil
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil || !a.Unmap().IsLoopback() {
-		return fmt.Errorf("listen address %q is not loopback: the proxy must listen on 127.0.0.1 or [::1] only", listen)
+		return fmt.Errorf("listen address %q is not loopback: the proxy must listen on 127.0.0.1, [::1] or localhost only", listen)
 	}
 	return nil
 }

@@ -167,6 +167,11 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	if err := e.parse("proxy", fs, args, "proxy [--listen 127.0.0.1:8787]"); err != nil {
 		return err
 	}
+	if *listen != "" {
+		if err := broker.CheckListen(*listen); err != nil {
+			return usagef("--listen %v", err)
+		}
+	}
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
@@ -187,6 +192,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	b.SetProxyAddr(srv.Addr)
 	fmt.Fprintf(e.stderr, "gatepass proxy listening on %s (CA certificate: %s). Ctrl-C stops it.\n", srv.Addr(), caCertPath(cfg))
 	for _, st := range b.Statuses() {
 		if st.State != broker.StateSignedIn {

@@ -19,13 +19,15 @@ import (
 // a second agent for the same config is refused.
 func TestE2EAgentControlSocket(t *testing.T) {
 	p, _, profile := demoSetup(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	// The agent's proxy listens on --listen, not on the config's listen: status and
+	// doctor learn where from the agent.
 	listen := freePort(t)
-	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen)) // a private proxy port
+	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", freePort(t))) // private proxy ports
 	login(t, cfg)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	agent := exec.CommandContext(ctx, gatepassBin, "--config", cfg, "proxy")
+	agent := exec.CommandContext(ctx, gatepassBin, "--config", cfg, "proxy", "--listen", listen)
 	agent.Env = testEnv(t)
 	var agentLog syncBuffer
 	agent.Stdout, agent.Stderr = &agentLog, &agentLog
@@ -43,7 +45,10 @@ func TestE2EAgentControlSocket(t *testing.T) {
 			State  string
 			Expiry time.Time
 		}
-		Proxy struct{ Running bool }
+		Proxy struct {
+			Running bool
+			Address string
+		}
 	}
 	for i := 0; i < 50; i++ {
 		out, _, _ := runGatepass(t, nil, "--config", cfg, "status", "--json")
@@ -53,8 +58,12 @@ func TestE2EAgentControlSocket(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if len(status.Profiles) != 1 || status.Profiles[0].State != "signed-in" || status.Profiles[0].Expiry.IsZero() || !status.Proxy.Running {
-		t.Fatalf("status while the agent runs = %+v\nagent log:\n%s", status, agentLog.String())
+	if len(status.Profiles) != 1 || status.Profiles[0].State != "signed-in" || status.Profiles[0].Expiry.IsZero() ||
+		!status.Proxy.Running || status.Proxy.Address != listen {
+		t.Fatalf("status while the agent runs on %s = %+v\nagent log:\n%s", listen, status, agentLog.String())
+	}
+	if out, _, _ := runGatepass(t, nil, "--config", cfg, "doctor"); !strings.Contains(out, "a gatepass proxy answers on "+listen) {
+		t.Errorf("doctor does not find the agent's proxy on %s:\n%s", listen, out)
 	}
 
 	before := p.Stats().Refreshes

@@ -29,11 +29,15 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	p, err := cfg.Profile(e.profile)
+	if err != nil {
+		return usagef("%v", err)
+	}
 	b, err := e.newBroker(cfg, broker.ChooseBrowser(*browserCmd))
 	if err != nil {
 		return err
 	}
-	st, err := b.Login(ctx, e.profile, broker.LoginOptions{
+	st, err := b.Login(ctx, p.Name, broker.LoginOptions{
 		NoBrowser:    *noBrowser,
 		Prompt:       e.stderr,
 		Timeout:      *timeout,
@@ -91,6 +95,13 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	if *minTTL < 0 {
 		return usagef("--min-ttl must not be negative")
 	}
+	var kind broker.TokenKind
+	if *typ != "" {
+		var err error
+		if kind, err = broker.ParseTokenKind(*typ); err != nil {
+			return usagef("--type: %v", err)
+		}
+	}
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
@@ -99,11 +110,8 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	kind := p.Inject
-	if *typ != "" {
-		if kind, err = broker.ParseTokenKind(*typ); err != nil {
-			return usagef("--type: %v", err)
-		}
+	if kind == "" {
+		kind = p.Inject
 	}
 	// A running agent owns the tokens: ask it rather than spending the
 	// refresh token here (DESIGN §1; no keychain read, no refresh).
@@ -174,7 +182,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	agent := probeAgent(ctx, cfg.Listen)
+	agent := probeAgent(ctx, e.proxyAddr(ctx, cfg))
 	if *asJSON {
 		return writeJSON(e, map[string]any{"profiles": statuses, "proxy": agent})
 	}

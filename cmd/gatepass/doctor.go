@@ -22,6 +22,17 @@ type agentInfo struct {
 	Running bool   `json:"running"`
 }
 
+// proxyAddr is where this config's proxy listens: what the running agent reports,
+// else the config's listen.
+func (e *env) proxyAddr(ctx context.Context, cfg *broker.Config) string {
+	if c, ok := e.agent(ctx, cfg); ok {
+		if addr, ok := c.ProxyAddr(ctx); ok {
+			return addr
+		}
+	}
+	return cfg.Listen
+}
+
 // probeAgent asks the listen address whether a gatepass proxy answers
 // there. It sends an origin-form request, which the proxy answers with
 // its status page and never with a token.
@@ -63,7 +74,8 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		check("config", err, "")
-		return fmt.Errorf("%d check(s) failed", failed)
+		// The config's error, so that the exit code is a config error's (2).
+		return fmt.Errorf("%d check(s) failed: %w", failed, err)
 	}
 	check("config", nil, cfg.Path)
 
@@ -80,8 +92,8 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	}
 	check("loopback", lerr, "can listen on 127.0.0.1 for the sign-in redirect")
 
-	if probeAgent(ctx, cfg.Listen).Running {
-		check("proxy", nil, "a gatepass proxy answers on "+cfg.Listen)
+	if addr := e.proxyAddr(ctx, cfg); probeAgent(ctx, addr).Running {
+		check("proxy", nil, "a gatepass proxy answers on "+addr)
 	} else if l, err := net.Listen("tcp", cfg.Listen); err != nil {
 		check("proxy", fmt.Errorf("%s is taken by another program: %v; change `listen` in the config", cfg.Listen, err), "")
 	} else {

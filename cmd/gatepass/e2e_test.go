@@ -295,26 +295,37 @@ func TestE2ELoginFailures(t *testing.T) {
 
 func TestCLIUsageAndConfigErrors(t *testing.T) {
 	bad := writeConfig(t, "listen = \"0.0.0.0:8787\"\n[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\n")
+	good := writeConfig(t, "[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\ngateways = [\"api.team.example\"]\n")
+	twoProfiles := writeConfig(t, "[profiles.a]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\n[profiles.b]\nissuer = \"https://accounts.google.com\"\nclient_id = \"y\"\n")
 	cases := map[string]struct {
 		args []string
 		code int
 		want string
 	}{
-		"unknown command":       {[]string{"frobnicate"}, exitUsage, "unknown command"},
-		"bad format":            {[]string{"--config", bad, "token", "--format", "xml"}, exitUsage, "--format"},
-		"non-loopback listen":   {[]string{"--config", bad, "status"}, exitUsage, bad + ":1"},
-		"missing config file":   {[]string{"--config", "/nonexistent/gatepass.toml", "token"}, exitUsage, "/nonexistent/gatepass.toml"},
-		"version":               {[]string{"version"}, exitOK, ""},
-		"stray argument":        {[]string{"status", "extra"}, exitUsage, "unexpected argument"},
-		"bad callback port":     {[]string{"--config", bad, "login", "--callback-port", "70000"}, exitUsage, "--callback-port"},
-		"unknown login flag":    {[]string{"login", "--frob"}, exitUsage, "frob"},
-		"profile not in config": {[]string{"--config", writeConfig(t, "[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\n"), "--profile", "nope", "token"}, exitUsage, "nope"},
+		"unknown command":              {[]string{"frobnicate"}, exitUsage, "unknown command"},
+		"bad format":                   {[]string{"--config", bad, "token", "--format", "xml"}, exitUsage, "--format"},
+		"non-loopback listen":          {[]string{"--config", bad, "status"}, exitUsage, bad + ":1"},
+		"missing config file":          {[]string{"--config", "/nonexistent/gatepass.toml", "token"}, exitUsage, "/nonexistent/gatepass.toml"},
+		"version":                      {[]string{"version"}, exitOK, ""},
+		"stray argument":               {[]string{"status", "extra"}, exitUsage, "unexpected argument"},
+		"bad callback port":            {[]string{"--config", bad, "login", "--callback-port", "70000"}, exitUsage, "--callback-port"},
+		"unknown login flag":           {[]string{"login", "--frob"}, exitUsage, "frob"},
+		"profile not in config":        {[]string{"--config", writeConfig(t, "[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\n"), "--profile", "nope", "token"}, exitUsage, "nope"},
+		"login: profile not in config": {[]string{"--config", good, "--profile", "nope", "login", "--no-browser"}, exitUsage, `unknown profile "nope"`},
+		"login: no default profile":    {[]string{"--config", twoProfiles, "login", "--no-browser"}, exitUsage, "default"},
+		"proxy --listen not loopback":  {[]string{"--config", good, "proxy", "--listen", "0.0.0.0:9999"}, exitUsage, "every network interface"},
+		"proxy --listen bad port":      {[]string{"--config", good, "proxy", "--listen", "127.0.0.1:99999"}, exitUsage, "99999"},
+		"doctor without a config":      {[]string{"--config", "/nonexistent/gatepass.toml", "doctor"}, exitUsage, "/nonexistent/gatepass.toml"},
+		"token --type unknown":         {[]string{"--config", "/nonexistent/gatepass.toml", "token", "--type", "foo"}, exitUsage, "use id or access"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, stderr, code := runGatepass(t, nil, tc.args...)
 			if code != tc.code || !strings.Contains(stderr, tc.want) {
 				t.Errorf("exit %d (want %d); stderr %q lacks %q", code, tc.code, stderr, tc.want)
+			}
+			if strings.Count(stderr, "no config file") > 1 {
+				t.Errorf("the message repeats itself: %q", stderr)
 			}
 		})
 	}

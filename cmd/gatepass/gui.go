@@ -182,6 +182,12 @@ func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.B
 		o.onRequest = onRequest
 		return newProxy(b, cfg, o)
 	})
+	b.SetProxyAddr(func() string {
+		if px.Running() {
+			return px.Addr()
+		}
+		return ""
+	})
 	if err := px.SetRunning(true); err != nil {
 		fmt.Fprintf(e.stderr, "gatepass: the proxy did not start: %v\n", err)
 	}

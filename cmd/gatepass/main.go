@@ -196,6 +196,14 @@ func (e *env) agentLogger() (log *slog.Logger, stop func()) {
 
 var errConfigMissing = errors.New("no config file")
 
+// configMissingError is LoadConfig's error for a missing file, which errors.Is
+// matches to errConfigMissing (exit code 2) without repeating its words.
+type configMissingError struct{ err error }
+
+func (e configMissingError) Error() string        { return e.err.Error() }
+func (e configMissingError) Unwrap() error        { return e.err }
+func (e configMissingError) Is(target error) bool { return target == errConfigMissing }
+
 // loadConfig finds and loads the config (DESIGN §3 order).
 func (e *env) loadConfig() (*broker.Config, error) {
 	path, err := broker.ResolveConfigPath(e.configFlag)
@@ -205,7 +213,7 @@ func (e *env) loadConfig() (*broker.Config, error) {
 	cfg, err := broker.LoadConfig(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %v", errConfigMissing, err)
+			return nil, configMissingError{err} // the message already says "no config file at …"
 		}
 		return nil, err
 	}
