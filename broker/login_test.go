@@ -543,3 +543,23 @@ func TestLoginContextCancelled(t *testing.T) {
 		t.Fatalf("Login after a cancelled one: %v", err)
 	}
 }
+
+// TestLoginGoogleWithoutSecret: Google refuses the code without the client secret,
+// even with PKCE; the sign-in says so before it opens a browser or calls Google.
+func TestLoginGoogleWithoutSecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.cfg.Profiles[0].Issuer, e.cfg.Profiles[0].ClientSecret = "https://accounts.google.com", ""
+	never := &urlBrowser{urls: make(chan string, 1)}
+	_, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: never, Timeout: 5 * time.Second})
+	assertContains(t, err, "client_secret is missing", "Desktop app", "Credentials")
+	if len(never.urls) != 0 {
+		t.Error("a browser was opened")
+	}
+	if n := len(e.tr.hits); n != 0 {
+		t.Errorf("%d requests went out", n)
+	}
+	if st, _ := e.b.Status(testProfile); st.State != StateSignedOut {
+		t.Errorf("state %s after the refused sign-in", st.State)
+	}
+}
