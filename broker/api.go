@@ -136,5 +136,9 @@ type Clock interface {
 // SystemClock is the real wall clock.
 type SystemClock struct{}
 
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() }
+// Now returns time.Now() without its monotonic reading. Go compares two times that
+// both carry one by the monotonic clock, which on Linux stops while the machine
+// sleeps: after a night with the lid closed a token would look an hour younger
+// than it is, and the refresh it is due would not happen. Tokens expire by the
+// wall clock, so the broker computes with the wall clock only.
+func (SystemClock) Now() time.Time { return time.Now().Round(0) }

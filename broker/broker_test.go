@@ -1014,4 +1014,51 @@ func TestRefreshWithoutNewIDToken(t *testing.T) {
 	if n := e.idp.Stats().Refreshes; n != 2 {
 		t.Errorf("refreshes = %d after the backoff, want 2", n)
 	}
+	// The agent's schedule follows the new access token, not the expired ID token:
+	// ticks for the next ten minutes refresh nothing.
+	for range 20 {
+		e.clock.Advance(30 * time.Second)
+		e.b.Tick(ctx)
+	}
+	if n := e.idp.Stats().Refreshes; n != 2 {
+		t.Errorf("refreshes = %d after 10 minutes of ticks, want still 2", n)
+	}
+}
+
+// TestSystemClockIsWallClockOnly: with the real clock, the expiries and the refresh
+// schedule carry no monotonic reading, so a suspend (which stops Linux's monotonic
+// clock) cannot make a token look younger than it is. A time with a monotonic
+// reading prints it as "m=±…".
+func TestSystemClockIsWallClockOnly(t *testing.T) {
+	t.Parallel()
+	if s := (SystemClock{}).Now().String(); strings.Contains(s, " m=") {
+		t.Fatalf("SystemClock.Now() = %s: carries a monotonic reading", s)
+	}
+	idp, err := demo.Start("127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	e := &testEnv{t: t, idp: idp, kc: &FakeKeychain{}, lockDir: t.TempDir(), cfg: &Config{Listen: DefaultListen, Profiles: []*Profile{{
+		Name: testProfile, Issuer: idp.Issuer(), ClientID: idp.ClientID(), ClientSecret: idp.ClientSecret(),
+		Scopes: []string{"openid", "email"}, Inject: IDToken,
+	}}}}
+	if e.b, err = New(e.cfg, Deps{Keychain: e.kc, LockDir: e.lockDir}); err != nil {
+		t.Fatal(err)
+	}
+	e.login()
+	ctx := context.Background()
+	for _, kind := range []TokenKind{IDToken, AccessToken} {
+		tok, err := e.b.Token(ctx, testProfile, kind, time.Minute)
+		if err != nil || strings.Contains(tok.Expiry.String(), " m=") {
+			t.Errorf("%s expiry %s, %v: want a wall-clock time", kind, tok.Expiry, err)
+		}
+	}
+	s, _ := e.b.session(testProfile)
+	s.mu.Lock()
+	due := s.due
+	s.mu.Unlock()
+	if due.IsZero() || strings.Contains(due.String(), " m=") {
+		t.Errorf("refresh due %s: want a wall-clock time", due)
+	}
 }

@@ -251,7 +251,10 @@ func (s *session) install(tok *oauth2.Token, id *verifiedID, now time.Time, jitt
 		}
 	}
 	expiry := s.access.Expiry
-	if s.id.Value != "" && s.id.Expiry.Before(expiry) {
+	// Only an ID token this answer brought: an older one (the issuer may leave it
+	// out of a refresh) may be expired already, and would bring the next refresh
+	// forward to now, again and again.
+	if id != nil && s.id.Expiry.Before(expiry) {
 		expiry = s.id.Expiry
 	}
 	s.due = nextRefresh(now, expiry, jitter)
