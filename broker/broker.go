@@ -328,6 +328,9 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: "not signed in"}
 	}
 	if err != nil {
+		// A locked or unreachable keychain: back off like a failed refresh, or
+		// every request and tick would read (and prompt) again.
+		b.noteFailure(s, err)
 		return nil, err
 	}
 	if entry.Issuer != s.p.Issuer || entry.ClientID != s.p.ClientID {
@@ -366,7 +369,12 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 	s.setState(StateRefreshing, "")
 	b.publish(s.status())
 
-	octx := context.WithValue(ctx, oauth2.HTTPClient, b.deps.HTTPClient)
+	// Once sent, the grant runs to its end even if the caller stops waiting: with
+	// rotation the issuer has spent the old refresh token as soon as it answers,
+	// and an answer dropped half-read would lose the new one (sign-in required).
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshGrantTimeout)
+	defer cancel()
+	octx := context.WithValue(gctx, oauth2.HTTPClient, b.deps.HTTPClient)
 	tok, err := prov.oauth.TokenSource(octx, &oauth2.Token{RefreshToken: entry.RefreshToken}).Token()
 	if err != nil {
 		if code := retrieveErrorCode(err); code == "invalid_grant" || code == "invalid_rapt" {
@@ -398,7 +406,7 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 		s.setUnsaved(nil, "")
 		s.setEntry(&next)
 	}
-	id, err := b.verify(ctx, prov, s, tok, "")
+	id, err := b.verify(gctx, prov, s, tok, "") // (its keys too: the answer is already spent)
 	if err != nil {
 		b.noteFailure(s, err)
 		return nil, err
@@ -408,6 +416,9 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 	b.deps.Log.Debug("refreshed", "profile", s.p.Name, "expiry", s.status().Expiry.Format(time.RFC3339))
 	return tok, nil
 }
+
+// refreshGrantTimeout bounds a refresh grant, which the caller's context does not.
+const refreshGrantTimeout = 30 * time.Second
 
 func (b *Broker) noteFailure(s *session, err error) {
 	s.fail(err, b.deps.Clock.Now())

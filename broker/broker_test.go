@@ -1062,3 +1062,103 @@ func TestSystemClockIsWallClockOnly(t *testing.T) {
 		t.Errorf("refresh due %s: want a wall-clock time", due)
 	}
 }
+
+// slowTokenAnswers lets the issuer answer a token request (and rotate), then holds
+// the answer for 300 ms unless the request's context ends first: a slow network.
+type slowTokenAnswers struct{ base http.RoundTripper }
+
+func (s slowTokenAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(r)
+	if err != nil || !strings.HasSuffix(r.URL.Path, "/token") {
+		return resp, err
+	}
+	select {
+	case <-time.After(300 * time.Millisecond):
+		return resp, nil
+	case <-r.Context().Done():
+		resp.Body.Close()
+		return nil, r.Context().Err()
+	}
+}
+
+// TestRefreshOutlivesAnImpatientCaller: with rotation, a caller that stops waiting
+// (a proxied client hanging up) must not drop the issuer's answer, which carries the
+// only valid refresh token; the next caller still gets a token.
+func TestRefreshOutlivesAnImpatientCaller(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	e.login()
+	e.client.Transport = slowTokenAnswers{e.tr}
+	e.b = e.newBroker()
+	e.clock.Advance(2 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, _ = e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	cancel()
+	tok, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute)
+	if err != nil || tok.Value == "" {
+		t.Fatalf("the next caller: %v (issuer's invalid_grants: %d)", err, e.idp.Stats().InvalidGrants)
+	}
+	if n := e.idp.Stats().InvalidGrants; n != 0 {
+		t.Errorf("invalid_grants = %d, want 0", n)
+	}
+}
+
+// lockingKeychain fails every read while locked, as a locked gnome-keyring or macOS
+// keychain does (on a desktop each read may also prompt to unlock).
+type lockingKeychain struct {
+	*FakeKeychain
+	mu     sync.Mutex
+	locked bool
+	gets   int
+}
+
+func (k *lockingKeychain) Get(s, a string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.locked {
+		k.gets++
+		return "", &KeychainError{Op: "read", Account: a, Kind: KeychainLocked}
+	}
+	return k.FakeKeychain.Get(s, a)
+}
+
+// TestLockedKeychainBacksOff: while the keychain is locked, the broker backs off
+// as after a failed refresh instead of reading it for every tick and request.
+func TestLockedKeychainBacksOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	kc := &lockingKeychain{FakeKeychain: e.kc}
+	b, err := New(e.cfg, Deps{Keychain: kc, Clock: e.clock, HTTPClient: e.client, LockDir: e.lockDir, Jitter: func() float64 { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b = b
+	e.login()
+	ctx := context.Background()
+	kc.mu.Lock()
+	kc.locked = true
+	kc.mu.Unlock()
+	e.clock.Advance(2 * time.Hour) // the tokens expired meanwhile
+	var last error
+	for range 12 { // a minute of ticks, 5 s apart, with requests in between
+		b.Tick(ctx)
+		for range 5 {
+			_, last = b.Token(ctx, testProfile, IDToken, time.Minute)
+		}
+		e.clock.Advance(5 * time.Second)
+	}
+	kc.mu.Lock()
+	gets := kc.gets
+	kc.mu.Unlock()
+	if gets > 4 { // backoff 5 s, 10 s, 20 s, 40 s
+		t.Errorf("the locked keychain was read %d times in a minute, want at most 4", gets)
+	}
+	assertContains(t, last, "locked")
+	kc.mu.Lock()
+	kc.locked = false
+	kc.mu.Unlock()
+	e.clock.Advance(5 * time.Minute)
+	if _, err := b.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Errorf("after unlocking: %v", err)
+	}
+}
