@@ -99,11 +99,7 @@ type controlError struct {
 func controlHandler(b *Broker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
-		ping := controlPing{Agent: "gatepass", PID: os.Getpid()}
-		if f := b.proxyAddr.Load(); f != nil {
-			ping.Proxy = (*f)()
-		}
-		writeControl(w, http.StatusOK, ping)
+		writeControl(w, http.StatusOK, controlPing{Agent: "gatepass", PID: os.Getpid(), Proxy: b.ownProxyAddr()})
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeControl(w, http.StatusOK, b.Statuses())

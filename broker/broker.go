@@ -52,6 +52,14 @@ type Broker struct {
 // only at the config's listen.
 func (b *Broker) SetProxyAddr(addr func() string) { b.proxyAddr.Store(&addr) }
 
+// ownProxyAddr is where this agent's proxy listens, "" when it does not or is unknown.
+func (b *Broker) ownProxyAddr() string {
+	if f := b.proxyAddr.Load(); f != nil {
+		return (*f)()
+	}
+	return ""
+}
+
 // New builds a Broker for cfg. It touches neither the network nor the
 // keychain until a method needs them.
 func New(cfg *Config, deps Deps) (*Broker, error) {
@@ -60,9 +68,6 @@ func New(cfg *Config, deps Deps) (*Broker, error) {
 	}
 	if deps.Clock == nil {
 		deps.Clock = SystemClock{}
-	}
-	if deps.HTTPClient == nil {
-		deps.HTTPClient = NewHTTPClient(cfg, 30*time.Second)
 	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
@@ -83,6 +88,10 @@ func New(cfg *Config, deps Deps) (*Broker, error) {
 		store:    Store{Keychain: deps.Keychain},
 		sessions: map[string]*session{},
 		subs:     map[int]chan Event{},
+	}
+	if b.deps.HTTPClient == nil {
+		// Never through this agent's own proxy, wherever it listens (SetProxyAddr).
+		b.deps.HTTPClient = newHTTPClient(cfg, 30*time.Second, b.ownProxyAddr)
 	}
 	for _, p := range cfg.Profiles {
 		b.sessions[p.Name] = &session{p: p, state: StateSignedOut}

@@ -527,6 +527,8 @@ func (c *Config) validate(lines map[string]int, skipCoverage map[string]bool) []
 	if c.UpstreamProxy != "" {
 		if msg := checkUpstreamProxy(c.UpstreamProxy); msg != "" {
 			add("upstream_proxy", "%s", msg)
+		} else if u, _ := url.Parse(c.UpstreamProxy); sameHostPort(hostPortOf(u), cmp.Or(c.Listen, DefaultListen)) {
+			add("upstream_proxy", "upstream_proxy %q is gatepass's own listen address: every request would loop back into it; set your corporate proxy, or remove the key", u.Redacted())
 		}
 	}
 	if len(c.Profiles) == 0 {
@@ -720,6 +722,17 @@ func checkIssuer(s string) string {
 		}
 	}
 	return ""
+}
+
+// hostPortOf is a proxy URL's host:port, with the scheme's default port.
+func hostPortOf(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // checkUpstreamProxy never echoes a password that may sit in the URL.

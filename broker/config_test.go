@@ -2,7 +2,10 @@ package broker
 
 import (
 	"errors"
+	"golang.org/x/net/http/httpproxy"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -586,4 +589,39 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("round trip mismatch (-first +second):\n%s\n%s", diff, out)
 		}
 	})
+}
+
+// TestIdentityProviderTrafficNeverLoopsThroughGatepass: HTTPS_PROXY naming gatepass's
+// own proxy (at the config's listen, or wherever the agent's proxy really listens)
+// is skipped for identity-provider traffic; any other proxy is used; upstream_proxy
+// wins over the environment.
+func TestIdentityProviderTrafficNeverLoopsThroughGatepass(t *testing.T) {
+	saved := envProxy
+	t.Cleanup(func() { envProxy = saved })
+	req, _ := http.NewRequest("GET", "https://oauth2.googleapis.com/token", nil)
+	for _, tc := range []struct {
+		name, env, listen, own, upstream, want string
+	}{
+		{"corporate proxy from the environment", "http://proxy.corp:3128", "127.0.0.1:8787", "", "", "proxy.corp:3128"},
+		{"environment names the config's listen", "http://127.0.0.1:8787", "127.0.0.1:8787", "", "", ""},
+		{"environment names it as localhost", "http://LocalHost:8787", "127.0.0.1:8787", "", "", ""},
+		{"environment names the agent's --listen", "http://127.0.0.1:9999", "127.0.0.1:8787", "127.0.0.1:9999", "", ""},
+		{"agent elsewhere, environment a corporate proxy", "http://proxy.corp:3128", "127.0.0.1:8787", "127.0.0.1:9999", "", "proxy.corp:3128"},
+		{"upstream_proxy wins", "http://127.0.0.1:8787", "127.0.0.1:8787", "", "http://proxy.corp:8080", "proxy.corp:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			envProxy = func(f func(*url.URL) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+				return func(r *http.Request) (*url.URL, error) { return f(r.URL) }
+			}((&httpproxy.Config{HTTPProxy: tc.env, HTTPSProxy: tc.env}).ProxyFunc())
+			own := func() string { return tc.own }
+			u, err := idpProxy(&Config{Listen: tc.listen, UpstreamProxy: tc.upstream}, own)(req)
+			got := ""
+			if u != nil {
+				got = u.Host
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("proxy for the issuer = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
 }

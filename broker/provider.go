@@ -144,12 +144,21 @@ func isNetError(err error) bool {
 // environment — unless that points at gatepass's own listen address, which
 // would loop every IdP request into ourselves.
 func NewHTTPClient(cfg *Config, timeout time.Duration) *http.Client {
+	return newHTTPClient(cfg, timeout, nil)
+}
+
+// newHTTPClient is NewHTTPClient that also goes direct when the environment's
+// proxy is own() (the agent's proxy, which may listen elsewhere than cfg.Listen).
+func newHTTPClient(cfg *Config, timeout time.Duration, own func() string) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = idpProxy(cfg)
+	tr.Proxy = idpProxy(cfg, own)
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
-func idpProxy(cfg *Config) func(*http.Request) (*url.URL, error) {
+// envProxy is HTTP(S)_PROXY and NO_PROXY (read once per process); tests replace it.
+var envProxy = http.ProxyFromEnvironment
+
+func idpProxy(cfg *Config, own func() string) func(*http.Request) (*url.URL, error) {
 	if cfg != nil && cfg.UpstreamProxy != "" {
 		u, err := url.Parse(cfg.UpstreamProxy)
 		if err == nil {
@@ -157,12 +166,17 @@ func idpProxy(cfg *Config) func(*http.Request) (*url.URL, error) {
 		}
 	}
 	return func(r *http.Request) (*url.URL, error) {
-		u, err := http.ProxyFromEnvironment(r)
+		u, err := envProxy(r)
 		if err != nil || u == nil || cfg == nil {
 			return u, err
 		}
 		if sameHostPort(u.Host, cfg.Listen) {
 			return nil, nil // our own proxy: go direct
+		}
+		if own != nil {
+			if addr := own(); addr != "" && sameHostPort(u.Host, addr) {
+				return nil, nil
+			}
 		}
 		return u, nil
 	}
@@ -175,7 +189,7 @@ func sameHostPort(a, b string) bool {
 		return false
 	}
 	loop := func(h string) bool {
-		if h == "localhost" {
+		if strings.EqualFold(h, "localhost") {
 			return true
 		}
 		ip := net.ParseIP(h)
