@@ -1162,3 +1162,26 @@ func TestLockedKeychainBacksOff(t *testing.T) {
 		t.Errorf("after unlocking: %v", err)
 	}
 }
+
+// TestLogoutCorruptEntry: a half-written or foreign keychain entry is deleted; the
+// message says the token could not be revoked and where to revoke it, and does not
+// send the user back to `gatepass logout`.
+func TestLogoutCorruptEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	if err := e.kc.Set(KeychainService, testProfile, "{half-written"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.b.Logout(context.Background(), testProfile)
+	if _, ok := e.kc.Peek(KeychainService, testProfile); ok {
+		t.Error("the corrupt entry is still there")
+	}
+	var re *RevokeError
+	if !errors.As(err, &re) || res != (LogoutResult{WasSignedIn: true}) {
+		t.Fatalf("Logout = %+v, %v; want a RevokeError", res, err)
+	}
+	assertContains(t, err, "signed out locally", "unreadable", "security settings")
+	if strings.Contains(err.Error(), "gatepass logout") {
+		t.Errorf("the message sends the user back to logout: %v", err)
+	}
+}

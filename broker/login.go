@@ -319,8 +319,12 @@ func (b *Broker) Logout(ctx context.Context, profile string) (LogoutResult, erro
 		return LogoutResult{}, nil
 	}
 	var revokeErr error
-	if err != nil {
-		// Corrupt entry: nothing to revoke with; delete it anyway.
+	var corrupt *CorruptEntryError
+	if errors.As(err, &corrupt) {
+		// Nothing to revoke with: delete it, and say what cannot be done (not the
+		// entry's own advice, which is to run this very logout).
+		revokeErr = fmt.Errorf("the keychain entry was unreadable (%s), so its refresh token could not be sent to the issuer", corrupt.Reason)
+	} else if err != nil {
 		revokeErr = err
 	} else {
 		// After an unsaved rotation the live token is the one in memory.

@@ -81,6 +81,12 @@ func (k keychainCA) SaveCA(certPEM, keyPEM []byte) error {
 	if err != nil {
 		return err
 	}
+	// The same limit as a sign-in's entry, on every OS, so that a config that
+	// works here works on Windows and macOS too (broker.MaxEntryBytes).
+	if len(b) > broker.MaxEntryBytes {
+		return fmt.Errorf("the local CA for these gateway names needs %d bytes in the keychain, over the %d that Windows and macOS keychains hold: "+
+			"cover hosts with fewer patterns (one \"*.gw.example.com\" instead of many hosts under it)", len(b), broker.MaxEntryBytes)
+	}
 	return k.kc.Set(caService, k.account, string(b))
 }
 
