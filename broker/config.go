@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/pelletier/go-toml/v2"
@@ -45,6 +46,10 @@ type Profile struct {
 	Inject       TokenKind // key inject: id_token (default) or access_token
 	PlainHTTP    []Pattern // key plain_http: loopback hosts, each covered by Gateways
 }
+
+// googleRulesIssuers are issuers that tests treat as Google's (the demo provider
+// with GoogleRules), so that Google's code path runs against it; see IsGoogle.
+var googleRulesIssuers sync.Map
 
 // ConfigError is a problem in a config file, located by file, line and key
 // (for example profiles.work.gateways[1]). Line is 0 when unknown, as for a
@@ -795,6 +800,9 @@ func (c *Config) Lookup(host, port string) (*Profile, bool) {
 // IsGoogle reports whether the issuer is Google's, which needs
 // access_type=offline and prompt=consent instead of the offline_access scope.
 func (p *Profile) IsGoogle() bool {
+	if _, ok := googleRulesIssuers.Load(p.Issuer); ok {
+		return true
+	}
 	return p.Issuer == "https://accounts.google.com" || p.Issuer == "accounts.google.com"
 }
 

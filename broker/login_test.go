@@ -563,3 +563,42 @@ func TestLoginGoogleWithoutSecret(t *testing.T) {
 		t.Errorf("state %s after the refused sign-in", st.State)
 	}
 }
+
+// TestLoginGoogleRules runs Google's code path (the default issuer's) against the demo
+// with Google's rules for refresh tokens: only access_type=offline gets one, and after
+// the first consent only with prompt=consent; offline_access is not Google's. The
+// sign-in must ask for both, get a refresh token every time, and keep it working.
+func TestLoginGoogleRules(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{GoogleRules: true})
+	googleRulesIssuers.Store(e.idp.Issuer(), true)
+	t.Cleanup(func() { googleRulesIssuers.Delete(e.idp.Issuer()) })
+	for i := range 2 { // the second sign-in is after the first consent
+		e.login()
+		q := e.idp.Stats().LastAuthParams
+		if q.Get("access_type") != "offline" || q.Get("prompt") != "consent" || strings.Contains(q.Get("scope"), "offline_access") {
+			t.Fatalf("sign-in %d asked for access_type=%q prompt=%q scope=%q; want offline, consent and no offline_access",
+				i+1, q.Get("access_type"), q.Get("prompt"), q.Get("scope"))
+		}
+		if en, ok := e.entry(); !ok || en.RefreshToken == "" {
+			t.Fatalf("sign-in %d stored no refresh token", i+1)
+		}
+	}
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("refresh with the stored token: %v", err)
+	}
+}
+
+// TestLoginWithoutRefreshToken: an issuer that gives no refresh token (here the demo
+// with Google's rules, asked the way a non-Google issuer is) fails the sign-in with
+// what to do, and stores nothing.
+func TestLoginWithoutRefreshToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{GoogleRules: true})
+	_, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second})
+	assertContains(t, err, "no refresh token", "offline access")
+	if _, ok := e.entry(); ok {
+		t.Error("a sign-in without a refresh token was stored")
+	}
+}

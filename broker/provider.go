@@ -56,8 +56,8 @@ func discover(ctx context.Context, p *Profile, client *http.Client, clock Clock)
 	}
 	var params []oauth2.AuthCodeOption
 	if p.IsGoogle() {
+		// (Google's discovery names google.Endpoint.TokenURL itself.)
 		endpoint.AuthStyle = google.Endpoint.AuthStyle
-		endpoint.TokenURL = google.Endpoint.TokenURL
 		params = append(params,
 			oauth2.AccessTypeOffline,
 			oauth2.SetAuthURLParam("prompt", "consent"))

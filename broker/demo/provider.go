@@ -54,6 +54,10 @@ type Options struct {
 	// DetectReuse, with rotation, revokes the whole token family when an
 	// already-rotated refresh token is presented again (RFC 9700 §4.14.2).
 	DetectReuse bool
+	// GoogleRules gives refresh tokens as Google does: only for
+	// access_type=offline, and only at the first consent or with
+	// prompt=consent; the offline_access scope is neither listed nor honoured.
+	GoogleRules bool
 	// NoIDTokenOnRefresh leaves the ID token out of refresh answers. Google
 	// "usually" sends one on refresh, and OpenID Connect Core §12.2 lets any
 	// issuer leave it out.
@@ -136,6 +140,18 @@ type Provider struct {
 	tamper   Tamper
 	stats    Stats
 	nextGrnt int
+	// consented: the user has consented once (GoogleRules: later sign-ins get a
+	// refresh token only with prompt=consent).
+	consented bool
+}
+
+// scopesSupported is the discovery document's list: Google's does not list
+// offline_access.
+func (p *Provider) scopesSupported() []string {
+	if p.opts.GoogleRules {
+		return []string{"openid", "email", "profile"}
+	}
+	return []string{"openid", "email", "profile", "offline_access"}
 }
 
 // authRequest is a validated authorization request.
@@ -428,7 +444,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"scopes_supported":                      []string{"openid", "email", "profile", "offline_access"},
+		"scopes_supported":                      p.scopesSupported(),
 		"claims_supported":                      []string{"aud", "azp", "email", "email_verified", "exp", "iat", "iss", "name", "nonce", "sub", "at_hash"},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
@@ -513,6 +529,12 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		nonce:       q.Get("nonce"),
 		challenge:   challenge,
 		offline:     q.Get("access_type") == "offline" || slices.Contains(scope, "offline_access"),
+	}
+	if p.opts.GoogleRules {
+		p.mu.Lock()
+		first := !p.consented
+		p.mu.Unlock()
+		req.offline = q.Get("access_type") == "offline" && (first || slices.Contains(strings.Fields(q.Get("prompt")), "consent"))
 	}
 	if p.opts.AutoApprove {
 		http.Redirect(w, r, p.approve(req), http.StatusFound)
@@ -824,6 +846,7 @@ func (p *Provider) exchangeCode(form url.Values) (*tokenResponse, *oauthError) {
 	g := &grant{id: p.nextGrnt, scope: c.req.scope}
 	p.grants = append(p.grants, g)
 	c.grant = g
+	p.consented = true
 	return p.issueLocked(g, c.req.scope, c.req.offline, c.req.nonce, p.opts.ClientID)
 }
 

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -868,5 +869,53 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if ok != 1 {
 		t.Errorf("%d of %d concurrent refreshes of one rotating token succeeded, want 1", ok, n)
+	}
+}
+
+// TestGoogleRulesRefreshTokens: with GoogleRules the demo gives a refresh token as
+// Google does: for access_type=offline at the first consent, afterwards only with
+// prompt=consent, never for the offline_access scope, which discovery does not list.
+func TestGoogleRulesRefreshTokens(t *testing.T) {
+	p := startProvider(t, Options{GoogleRules: true, AutoApprove: true})
+	resp, err := http.Get(p.Issuer() + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Scopes []string `json:"scopes_supported"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil || slices.Contains(doc.Scopes, "offline_access") {
+		t.Errorf("scopes_supported = %v, %v; want no offline_access", doc.Scopes, err)
+	}
+	for _, tc := range []struct {
+		name, scope, accessType, prompt string
+		want                            bool
+	}{
+		{"first consent, access_type=offline", "openid email", "offline", "", true},
+		{"again, access_type=offline only", "openid email", "offline", "", false},
+		{"again, with prompt=consent", "openid email", "offline", "consent", true},
+		{"offline_access scope instead", "openid email offline_access", "", "consent", false},
+	} {
+		cb := newCallback(t)
+		v := oauth2.GenerateVerifier()
+		q := authParams(p, cb.URL(), v)
+		q.Set("scope", tc.scope)
+		q.Set("access_type", tc.accessType)
+		if tc.prompt != "" {
+			q.Set("prompt", tc.prompt)
+		}
+		code := codeFrom(t, authorize(t, p, q))
+		resp, body := postForm(t, p.Issuer()+"/token", url.Values{
+			"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {cb.URL()},
+			"code_verifier": {v}, "client_id": {p.ClientID()}, "client_secret": {p.ClientSecret()},
+		}, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: token = %d %v", tc.name, resp.StatusCode, body)
+		}
+		if _, got := body["refresh_token"]; got != tc.want {
+			t.Errorf("%s: refresh_token present = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
