@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -387,7 +388,7 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 	tok, err := prov.oauth.TokenSource(octx, &oauth2.Token{RefreshToken: entry.RefreshToken}).Token()
 	if err != nil {
 		if code := retrieveErrorCode(err); code == "invalid_grant" || code == "invalid_rapt" {
-			reason := "the issuer no longer accepts the refresh token (expired or revoked)"
+			reason := signInRequiredReason(s.p, err)
 			s.requireSignIn(reason)
 			b.publish(s.status())
 			b.deps.Log.Info("sign-in required", "profile", s.p.Name)
@@ -482,6 +483,39 @@ func (e *RefreshError) Error() string {
 }
 
 func (e *RefreshError) Unwrap() error { return e.Err }
+
+// signInRequiredReason says why the issuer refused the refresh token (invalid_grant
+// or invalid_rapt), with the issuer's own description and, for Google, the two
+// causes a user can do something about.
+func signInRequiredReason(p *Profile, err error) string {
+	var re *oauth2.RetrieveError
+	errors.As(err, &re)
+	reason := "the issuer no longer accepts the refresh token (expired or revoked)"
+	if re != nil && re.ErrorCode == "invalid_rapt" {
+		reason = "the issuer asks you to sign in again (invalid_rapt: a reauthentication policy of your organisation)"
+	}
+	if re != nil && re.ErrorDescription != "" {
+		reason += ": " + printable(re.ErrorDescription, 200)
+	}
+	if p.IsGoogle() && (re == nil || re.ErrorCode == "invalid_grant") {
+		reason += "; if the OAuth consent screen of this client is in Testing, Google ends its refresh tokens after 7 days: set it to In production to stay signed in"
+	}
+	return reason
+}
+
+// printable is s without control characters, cut to at most n bytes.
+func printable(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
 
 func retrieveErrorCode(err error) string {
 	var re *oauth2.RetrieveError

@@ -1185,3 +1185,66 @@ func TestLogoutCorruptEntry(t *testing.T) {
 		t.Errorf("the message sends the user back to logout: %v", err)
 	}
 }
+
+// TestRefreshNamesAnotherUser: a refreshed ID token for another user than the stored
+// sign-in is not used, and the message says what to do.
+func TestRefreshNamesAnotherUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	e.idp.Tamper(demo.TamperOtherSubject)
+	e.clock.Advance(2 * time.Hour)
+	tok, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute)
+	assertContains(t, err, "different user", "gatepass logout --profile "+testProfile)
+	if tok.Value != "" {
+		t.Errorf("a token was handed out: %s", Redacted(tok.Value))
+	}
+}
+
+// TestSignInRequiredReasons: the issuer's refusal of the refresh token becomes a
+// sign-in-required state whose reason carries the issuer's description and, for
+// Google, the 7-day rule of apps in Testing; invalid_rapt names reauthentication.
+func TestSignInRequiredReasons(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		google bool
+		body   string
+		want   []string
+		not    string
+	}{
+		"google invalid_grant": {true, `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`,
+			[]string{"Token has been expired or revoked.", "Testing", "7 days", "In production"}, ""},
+		"google invalid_rapt": {true, `{"error":"invalid_rapt","error_description":"reauth related error (invalid_rapt)"}`,
+			[]string{"reauthentication", "reauth related error"}, "7 days"},
+		"other issuer invalid_grant": {false, `{"error":"invalid_grant","error_description":"Refresh token expired\u0007"}`,
+			[]string{"expired or revoked", "Refresh token expired"}, "7 days"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, demo.Options{GoogleRules: tc.google})
+			if tc.google {
+				googleRulesIssuers.Store(e.idp.Issuer(), true)
+				t.Cleanup(func() { googleRulesIssuers.Delete(e.idp.Issuer()) })
+			}
+			e.login()
+			e.idp.FailNext("token", http.StatusBadRequest, "application/json", tc.body)
+			e.clock.Advance(2 * time.Hour)
+			_, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute)
+			if !errors.Is(err, ErrSignInRequired) {
+				t.Fatalf("err = %v, want sign-in required", err)
+			}
+			st, _ := e.b.Status(testProfile)
+			for _, w := range tc.want {
+				if !strings.Contains(st.Reason, w) {
+					t.Errorf("reason %q lacks %q", st.Reason, w)
+				}
+			}
+			if tc.not != "" && strings.Contains(st.Reason, tc.not) {
+				t.Errorf("reason %q says %q", st.Reason, tc.not)
+			}
+			if strings.ContainsRune(st.Reason, '\a') {
+				t.Errorf("reason %q keeps a control character", st.Reason)
+			}
+		})
+	}
+}

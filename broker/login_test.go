@@ -306,6 +306,11 @@ func TestLoginFailures(t *testing.T) {
 			as:    isErr[*IssuerError],
 			want:  []string{"ID token verification", "issuer"},
 		},
+		"ID token with another nonce": {
+			setup: func(_ *testing.T, e *testEnv, _ *LoginOptions) { e.idp.Tamper(demo.TamperWrongNonce) },
+			as:    isErr[*IssuerError],
+			want:  []string{"ID token verification", "nonce does not match", "sign in again"},
+		},
 		"token endpoint 400": {
 			setup: func(_ *testing.T, e *testEnv, _ *LoginOptions) {
 				e.idp.FailNext("token", http.StatusBadRequest, "application/json", `{"error":"invalid_request","error_description":"client_secret is missing."}`)

@@ -89,6 +89,8 @@ const (
 	TamperWrongAudience        // aud is another client's ID
 	TamperExpired              // exp is in the past
 	TamperWrongIssuer          // iss is another issuer
+	TamperWrongNonce           // nonce is not the one the sign-in sent
+	TamperOtherSubject         // sub is another user's
 )
 
 // tamperAudience and tamperIssuer are what TamperWrongAudience and
@@ -970,6 +972,10 @@ func (p *Provider) signIDTokenLocked(now time.Time, scope []string, nonce, aud, 
 		c.Expiry = now.Add(-p.opts.IDTokenTTL).Unix()
 	case TamperWrongIssuer:
 		c.Issuer = tamperIssuer
+	case TamperWrongNonce:
+		c.Nonce = "not-the-nonce-that-was-sent"
+	case TamperOtherSubject:
+		c.Subject = "2000002"
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
