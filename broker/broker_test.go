@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1246,5 +1247,43 @@ func TestSignInRequiredReasons(t *testing.T) {
 				t.Errorf("reason %q keeps a control character", st.Reason)
 			}
 		})
+	}
+}
+
+// countingBrowser counts the URLs it is asked to open.
+type countingBrowser struct{ n atomic.Int32 }
+
+func (b *countingBrowser) Open(string) error { b.n.Add(1); return nil }
+
+// TestBackgroundRequestsNeverOpenABrowser: when the issuer ends the sign-in, the
+// token lookups of the proxy and the CLI answer sign-in required at once, and no
+// browser opens (LESSONS: browser-tab explosions); only `login` opens one.
+func TestBackgroundRequestsNeverOpenABrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.cfg.Profiles[0].Gateways = mustPatterns(t, "api.team.example")
+	e.login()
+	br := &countingBrowser{}
+	b, err := New(e.cfg, Deps{Keychain: e.kc, Clock: e.clock, HTTPClient: e.client, LockDir: e.lockDir, Browser: br})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.idp.RevokeAll()
+	e.clock.Advance(2 * time.Hour)
+	ctx := context.Background()
+	for range 20 {
+		if _, _, err := b.TokenForHost(ctx, "api.team.example", "443"); !errors.Is(err, ErrSignInRequired) {
+			t.Fatalf("TokenForHost: %v, want sign-in required", err)
+		}
+		if _, err := b.Token(ctx, testProfile, AccessToken, time.Minute); !errors.Is(err, ErrSignInRequired) {
+			t.Fatalf("Token: %v, want sign-in required", err)
+		}
+		b.Tick(ctx)
+	}
+	if n := br.n.Load(); n != 0 {
+		t.Errorf("%d browser windows opened for background requests", n)
+	}
+	if n := e.idp.Stats().Refreshes; n > 1 {
+		t.Errorf("the dead refresh token was sent %d times, want once", n)
 	}
 }

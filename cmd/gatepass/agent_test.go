@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,5 +36,36 @@ func TestKeychainCAEntrySize(t *testing.T) {
 	raw, ok := kc.Peek(caService, "ca-test")
 	if !ok || len(raw) > broker.MaxEntryBytes {
 		t.Errorf("the CA entry for 5 names: stored %v, %d bytes", ok, len(raw))
+	}
+}
+
+// TestWriteConfigFile: the app's config is written whole and readable by the user
+// only, also over a file that was more open.
+func TestWriteConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "config.toml")
+	cfg, err := broker.ParseConfig(path, []byte("[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\nclient_secret = \"GOCSPX-secret\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeConfigFile(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	data, _ := os.ReadFile(path)
+	if back, err := broker.ParseConfig(path, data); err != nil || back.Profiles[0].ClientSecret != "GOCSPX-secret" {
+		t.Errorf("the written config does not read back: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".config-*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }

@@ -208,18 +208,9 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	opts := app.Options{
-		ConfigPath: path,
-		Version:    version,
-		WriteConfig: func(cfg *broker.Config) error {
-			data, err := broker.EncodeConfig(cfg)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-				return err
-			}
-			return os.WriteFile(path, data, 0o600)
-		},
+		ConfigPath:  path,
+		Version:     version,
+		WriteConfig: func(cfg *broker.Config) error { return writeConfigFile(path, cfg) },
 		Open: func(ctx context.Context, cfg *broker.Config) (app.Broker, app.Proxy, error) {
 			if cfg.Path == "" {
 				cfg.Path = path
@@ -264,6 +255,39 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%w; for headless use run `gatepass proxy` and `gatepass login --no-browser`", err)
 		}
 		return err
+	}
+	return nil
+}
+
+// writeConfigFile writes cfg to path, readable by the user only (it may hold a
+// client secret), through a temporary file and a rename, so that a crash or a full
+// disk never leaves half a config, and a file that was more open than 0600 is not.
+func writeConfigFile(path string, cfg *broker.Config) error {
+	data, err := broker.EncodeConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".config-*.toml") // created 0600
+	if err != nil {
+		return fmt.Errorf("write the config: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // nothing left to remove after the rename
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write the config %s: %w", path, err)
 	}
 	return nil
 }
