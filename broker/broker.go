@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofrs/flock"
 	"golang.org/x/oauth2"
@@ -512,6 +513,9 @@ func printable(s string, n int) string {
 		return r
 	}, s)
 	if len(s) > n {
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n-- // not inside a character
+		}
 		s = s[:n] + "…"
 	}
 	return s
