@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1285,5 +1287,39 @@ func TestBackgroundRequestsNeverOpenABrowser(t *testing.T) {
 	}
 	if n := e.idp.Stats().Refreshes; n > 1 {
 		t.Errorf("the dead refresh token was sent %d times, want once", n)
+	}
+}
+
+// TestControlSocket: the agent's control socket is the user's only (0600 in a 0700
+// directory), refuses a second agent, and tells clients where the proxy listens.
+func TestControlSocket(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	dir, err := os.MkdirTemp("", "gp-sock") // short: Unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "gatepass", "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := ServeControl(ctx, e.b, path); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{path: 0o600, filepath.Dir(path): 0o700} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, %v; want %v", p, fi.Mode().Perm(), err, want)
+		}
+	}
+	if err := ServeControl(ctx, e.b, path); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("a second agent on the same socket: %v", err)
+	}
+	c := AgentClient{Path: path}
+	if addr, ok := c.ProxyAddr(ctx); ok || addr != "" {
+		t.Errorf("ProxyAddr before the proxy runs = %q, %v", addr, ok)
+	}
+	e.b.SetProxyAddr(func() string { return "127.0.0.1:9999" })
+	if addr, ok := c.ProxyAddr(ctx); !ok || addr != "127.0.0.1:9999" {
+		t.Errorf("ProxyAddr = %q, %v; want 127.0.0.1:9999", addr, ok)
 	}
 }

@@ -389,3 +389,14 @@ func TestE2ELoginNoBrowser(t *testing.T) {
 		t.Errorf("token after login --no-browser: exit %d", code)
 	}
 }
+
+// TestCLIHelp: --help, -h and help print the usage on stdout and exit 0, for the
+// program and for a command.
+func TestCLIHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"token", "--help"}, {"proxy", "-h"}} {
+		stdout, stderr, code := runGatepass(t, nil, args...)
+		if code != exitOK || !strings.Contains(strings.ToLower(stdout), "usage") || stderr != "" {
+			t.Errorf("%v: exit %d, stdout %.60q, stderr %q; want the usage on stdout and exit 0", args, code, stdout, stderr)
+		}
+	}
+}
