@@ -173,6 +173,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	if err := e.parse("proxy", fs, args, "proxy [--listen 127.0.0.1:8787]"); err != nil {
 		return err
 	}
+	if e.profile != "" {
+		return usagef("--profile does not apply to proxy: it serves every profile's gateways")
+	}
 	if *listen != "" {
 		if err := broker.CheckListen(*listen); err != nil {
 			return usagef("--listen %v", err)
@@ -228,6 +231,9 @@ func cmdCA(_ context.Context, e *env, args []string) error {
 	}
 	if err := e.parse("ca "+sub, fs, args, "ca export [--out FILE] | ca path"); err != nil {
 		return err
+	}
+	if e.profile != "" {
+		return usagef("--profile does not apply to ca: the local CA covers every profile's gateways")
 	}
 	cfg, err := e.loadConfig()
 	if err != nil {

@@ -317,6 +317,8 @@ func TestCLIUsageAndConfigErrors(t *testing.T) {
 		"proxy --listen bad port":      {[]string{"--config", good, "proxy", "--listen", "127.0.0.1:99999"}, exitUsage, "99999"},
 		"doctor without a config":      {[]string{"--config", "/nonexistent/gatepass.toml", "doctor"}, exitUsage, "/nonexistent/gatepass.toml"},
 		"token --type unknown":         {[]string{"--config", "/nonexistent/gatepass.toml", "token", "--type", "foo"}, exitUsage, "use id or access"},
+		"proxy --profile":              {[]string{"--config", good, "--profile", "w", "proxy"}, exitUsage, "every profile"},
+		"ca --profile":                 {[]string{"--config", good, "ca", "path", "--profile", "w"}, exitUsage, "every profile"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
