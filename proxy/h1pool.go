@@ -305,12 +305,20 @@ func (p *h1Pool) roundTrip(ctx context.Context, req *h1Request) (*h1Exchange, er
 	return x, nil
 }
 
-// send sends req on c (from get) and waits for the first byte of the answer. On a
-// reused connection that turns out stale, an idempotent request is sent again, once,
-// on a new connection; a request that cannot be retried is never sent on a reused
-// connection the upstream has already closed.
+// send sends req on c (from get) and waits for the first byte of the answer.
+//
+// A reused connection is checked first (connAlive): closed by the upstream, or
+// holding bytes nobody asked for, it is replaced by a new one. Stray bytes that
+// arrived after the last answer was read (a buggy upstream's second response, the
+// rest of a body longer than announced) would otherwise be read as the answer to
+// this request, and every later client on the connection would get the answer
+// meant for the one before. Responses are matched to requests by order only.
+//
+// A reused connection that the upstream closes in the moment between the check and
+// the write still fails: then an idempotent request is sent again, once, on a new
+// connection.
 func (p *h1Pool) send(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchange, error) {
-	if c.reused && !req.idempotent() && !connAlive(c.conn) {
+	if c.reused && !connAlive(c.conn) {
 		c.conn.Close()
 		var err error
 		if c, err = p.get(ctx, req.Scheme, req.Addr, true); err != nil {
