@@ -25,11 +25,11 @@ func connAlive(c net.Conn) bool {
 	}
 	alive := false
 	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		_ = n
+	// Control, not Read: a non-blocking peek needs neither the read lock nor the
+	// poller (it runs before every request on a reused connection).
+	err = rc.Control(func(fd uintptr) {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		alive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
-		return true // never wait for readiness
 	})
 	return err == nil && alive
 }
