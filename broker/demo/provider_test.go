@@ -155,19 +155,7 @@ func TestRefreshTokenOnlyForOfflineAccess(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			p := startProvider(t, Options{AutoApprove: true})
-			cb := newCallback(t)
-			v := oauth2.GenerateVerifier()
-			q := authParams(p, cb.URL(), v)
-			q.Set("scope", tc.scope)
-			q.Set("access_type", tc.accessType)
-			code := codeFrom(t, authorize(t, p, q))
-			resp, body := postForm(t, p.Issuer()+"/token", url.Values{
-				"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {cb.URL()},
-				"code_verifier": {v}, "client_id": {p.ClientID()}, "client_secret": {p.ClientSecret()},
-			}, nil)
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("token = %d %v", resp.StatusCode, body)
-			}
+			body := signInForTokens(t, p, url.Values{"scope": {tc.scope}, "access_type": {tc.accessType}})
 			if _, got := body["refresh_token"]; got != tc.wantRefresh {
 				t.Errorf("refresh_token present = %v, want %v", got, tc.wantRefresh)
 			}
@@ -898,24 +886,35 @@ func TestGoogleRulesRefreshTokens(t *testing.T) {
 		{"again, with prompt=consent", "openid email", "offline", "consent", true},
 		{"offline_access scope instead", "openid email offline_access", "", "consent", false},
 	} {
-		cb := newCallback(t)
-		v := oauth2.GenerateVerifier()
-		q := authParams(p, cb.URL(), v)
-		q.Set("scope", tc.scope)
-		q.Set("access_type", tc.accessType)
-		if tc.prompt != "" {
-			q.Set("prompt", tc.prompt)
-		}
-		code := codeFrom(t, authorize(t, p, q))
-		resp, body := postForm(t, p.Issuer()+"/token", url.Values{
-			"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {cb.URL()},
-			"code_verifier": {v}, "client_id": {p.ClientID()}, "client_secret": {p.ClientSecret()},
-		}, nil)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: token = %d %v", tc.name, resp.StatusCode, body)
-		}
+		body := signInForTokens(t, p, url.Values{"scope": {tc.scope}, "access_type": {tc.accessType}, "prompt": {tc.prompt}})
 		if _, got := body["refresh_token"]; got != tc.want {
 			t.Errorf("%s: refresh_token present = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// signInForTokens runs an auto-approved code flow with the authorization
+// parameters in set (an empty value leaves the parameter out) and returns the
+// token endpoint's JSON answer.
+func signInForTokens(t *testing.T, p *Provider, set url.Values) map[string]any {
+	t.Helper()
+	cb := newCallback(t)
+	v := oauth2.GenerateVerifier()
+	q := authParams(p, cb.URL(), v)
+	for k := range set {
+		if set.Get(k) == "" {
+			q.Del(k)
+		} else {
+			q.Set(k, set.Get(k))
+		}
+	}
+	code := codeFrom(t, authorize(t, p, q))
+	resp, body := postForm(t, p.Issuer()+"/token", url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {cb.URL()},
+		"code_verifier": {v}, "client_id": {p.ClientID()}, "client_secret": {p.ClientSecret()},
+	}, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("token = %d %v", resp.StatusCode, body)
+	}
+	return body
 }
