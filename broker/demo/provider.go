@@ -226,7 +226,13 @@ func Start(addr string, opts Options) (*Provider, error) {
 	}
 	p.ln = ln
 	p.issuer = "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))
-	p.srv = &http.Server{Handler: p.mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every answer is dated by the provider's clock (Options.Now), as a real server
+	// dates its answers by its own: a skewed clock shows in the Date header.
+	dated := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", p.opts.Now().UTC().Format(http.TimeFormat))
+		p.mux.ServeHTTP(w, r)
+	})
+	p.srv = &http.Server{Handler: dated, ReadHeaderTimeout: 10 * time.Second}
 	go p.srv.Serve(ln) //nolint:errcheck // returns http.ErrServerClosed on Close
 	return p, nil
 }

@@ -333,6 +333,16 @@ func TestCLIUsageAndConfigErrors(t *testing.T) {
 	}
 }
 
+// TestE2EDoctorClockSkew: an issuer whose clock (its Date header) is ten minutes
+// ahead fails the issuer check, with the skew and the fix.
+func TestE2EDoctorClockSkew(t *testing.T) {
+	_, cfg, _ := demoSetup(t, demo.Options{Now: func() time.Time { return time.Now().Add(10 * time.Minute) }})
+	out, _, code := runGatepass(t, nil, "--config", cfg, "doctor")
+	if code != exitFailure || !strings.Contains(out, "FAIL  issuer") || !strings.Contains(out, "clock is -10m") || !strings.Contains(out, "sync the clock") {
+		t.Errorf("doctor with a skewed issuer clock: exit %d\n%s", code, out)
+	}
+}
+
 func TestE2EDoctor(t *testing.T) {
 	p, cfg, _ := demoSetup(t, demo.Options{})
 	out, stderr, code := runGatepass(t, nil, "--config", cfg, "doctor")
