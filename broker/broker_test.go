@@ -1323,3 +1323,29 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("ProxyAddr = %q, %v; want 127.0.0.1:9999", addr, ok)
 	}
 }
+
+// TestGoogleTestingAppSevenDays: Google ends the refresh tokens of an app whose
+// consent screen is in Testing after 7 days (the demo's RefreshTTL). The agent,
+// refreshing on schedule all week, then says sign-in required and why.
+func TestGoogleTestingAppSevenDays(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{GoogleRules: true, RefreshTTL: 7 * 24 * time.Hour})
+	googleRulesIssuers.Store(e.idp.Issuer(), true)
+	t.Cleanup(func() { googleRulesIssuers.Delete(e.idp.Issuer()) })
+	e.login()
+	ctx := context.Background()
+	for day := range 8 {
+		e.clock.Advance(24 * time.Hour)
+		_, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+		if day < 6 && err != nil {
+			t.Fatalf("day %d: %v", day+1, err)
+		}
+		if day >= 7 && !errors.Is(err, ErrSignInRequired) {
+			t.Fatalf("day %d: %v, want sign-in required", day+1, err)
+		}
+	}
+	st, _ := e.b.Status(testProfile)
+	if st.State != StateSignInRequired || !strings.Contains(st.Reason, "Testing") || !strings.Contains(st.Reason, "7 days") {
+		t.Errorf("status %s %q, want sign-in required naming the Testing rule", st.State, st.Reason)
+	}
+}

@@ -58,6 +58,10 @@ type Options struct {
 	// access_type=offline, and only at the first consent or with
 	// prompt=consent; the offline_access scope is neither listed nor honoured.
 	GoogleRules bool
+	// RefreshTTL, when set, is how long a refresh token works after it was
+	// issued: Google ends those of apps whose consent screen is in Testing
+	// after 7 days. Zero: until revoked.
+	RefreshTTL time.Duration
 	// NoIDTokenOnRefresh leaves the ID token out of refresh answers. Google
 	// "usually" sends one on refresh, and OpenID Connect Core §12.2 lets any
 	// issuer leave it out.
@@ -193,7 +197,8 @@ type grant struct {
 
 type refreshToken struct {
 	grant   *grant
-	rotated bool // replaced by a newer token of the same family
+	rotated bool      // replaced by a newer token of the same family
+	issued  time.Time // for RefreshTTL
 }
 
 type accessToken struct {
@@ -875,6 +880,8 @@ func (p *Provider) refreshGrant(form url.Values) (*tokenResponse, *oauthError) {
 	switch {
 	case e == nil || e.grant.revoked:
 		return nil, errRevoked()
+	case p.opts.RefreshTTL > 0 && !p.opts.Now().Before(e.issued.Add(p.opts.RefreshTTL)):
+		return nil, errRevoked() // as Google answers for a Testing app's token after 7 days
 	case e.rotated:
 		if p.opts.DetectReuse {
 			e.grant.revoked = true
@@ -925,7 +932,7 @@ func (p *Provider) issueLocked(g *grant, scope []string, withRefresh bool, nonce
 	}
 	if withRefresh {
 		rt := "1//demo-" + rand.Text() + rand.Text()
-		p.refresh[rt] = &refreshToken{grant: g}
+		p.refresh[rt] = &refreshToken{grant: g, issued: now}
 		resp.RefreshToken = rt
 	}
 	return resp, nil
