@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -11,44 +9,24 @@ import (
 	"time"
 )
 
-// strayUpstream is an HTTP/1.1 gateway that answers every request with
-// "answer-for-PATH", except /a, whose answer (head) is followed a moment later by
-// late: bytes nobody asked for, arriving after the proxy has read the answer.
+// strayUpstream is an HTTP/1.1 gateway (rawUpstream) that answers every request
+// with "answer-for-PATH", except /a, whose answer (head) is followed a moment later
+// by late: bytes nobody asked for, arriving after the proxy has read the answer.
 func strayUpstream(t *testing.T, head, late string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					r, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, r.Body)
-					if r.URL.Path == "/a" {
-						io.WriteString(c, head)
-						time.Sleep(30 * time.Millisecond)
-						io.WriteString(c, late)
-						continue
-					}
-					body := "answer-for-" + r.URL.Path
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				}
-			}()
+	u := newRawUpstreamLate(t, func(r *http.Request, _ int) (string, bool) {
+		if r.URL.Path == "/a" {
+			return head, false
 		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+		body := "answer-for-" + r.URL.Path
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body), false
+	}, func(r *http.Request, _ int) string {
+		if r.URL.Path == "/a" {
+			return late
+		}
+		return ""
+	})
+	_, port, _ := net.SplitHostPort(u.addr())
 	return "localhost:" + port
 }
 
@@ -71,8 +49,10 @@ func TestPooledConnectionWithStrayBytesIsNotReused(t *testing.T) {
 		for _, path := range []string{"fast", "net/http"} {
 			t.Run(name+"/"+path, func(t *testing.T) {
 				t.Parallel()
-				e := newEnv(t)
+				// The upstream first: its cleanup waits for its connections, which
+				// the proxy's (registered later, so run first) closes.
 				gw := strayUpstream(t, tc.head, tc.late)
+				e := newEnv(t)
 				e.src.add(gw, Gateway{Profile: "work", PlainHTTP: true})
 				extra := ""
 				if path == "net/http" {

@@ -30,6 +30,9 @@ type rawUpstream struct {
 	// answer returns the raw response for the n-th request on a connection and
 	// whether to close the connection after writing it.
 	answer func(r *http.Request, n int) (resp string, closeAfter bool)
+	// late, if set, returns bytes to write a moment after the answer to the n-th
+	// request: stray bytes that arrive after the proxy has read that answer.
+	late func(r *http.Request, n int) string
 }
 
 type rawRecorded struct {
@@ -43,11 +46,17 @@ type rawRecorded struct {
 
 func newRawUpstream(t testing.TB, answer func(r *http.Request, n int) (string, bool)) *rawUpstream {
 	t.Helper()
+	return newRawUpstreamLate(t, answer, nil)
+}
+
+// newRawUpstreamLate is newRawUpstream with the late bytes of rawUpstream.late.
+func newRawUpstreamLate(t testing.TB, answer func(r *http.Request, n int) (string, bool), late func(r *http.Request, n int) string) *rawUpstream {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &rawUpstream{ln: ln, answer: answer}
+	u := &rawUpstream{ln: ln, answer: answer, late: late}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -85,6 +94,12 @@ func (u *rawUpstream) serve(c net.Conn) {
 		resp, closeAfter := u.answer(r, n)
 		if _, err := io.WriteString(c, resp); err != nil || closeAfter {
 			return
+		}
+		if u.late != nil {
+			if stray := u.late(r, n); stray != "" {
+				time.Sleep(30 * time.Millisecond)
+				io.WriteString(c, stray)
+			}
 		}
 	}
 }
