@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1252,11 +1251,6 @@ func TestSignInRequiredReasons(t *testing.T) {
 	}
 }
 
-// countingBrowser counts the URLs it is asked to open.
-type countingBrowser struct{ n atomic.Int32 }
-
-func (b *countingBrowser) Open(string) error { b.n.Add(1); return nil }
-
 // TestBackgroundRequestsNeverOpenABrowser: when the issuer ends the sign-in, the
 // token lookups of the proxy and the CLI answer sign-in required at once, and no
 // browser opens (LESSONS: browser-tab explosions); only `login` opens one.
@@ -1265,7 +1259,7 @@ func TestBackgroundRequestsNeverOpenABrowser(t *testing.T) {
 	e := newEnv(t, demo.Options{})
 	e.cfg.Profiles[0].Gateways = mustPatterns(t, "api.team.example")
 	e.login()
-	br := &countingBrowser{}
+	br := &urlBrowser{urls: make(chan string, 100)}
 	b, err := New(e.cfg, Deps{Keychain: e.kc, Clock: e.clock, HTTPClient: e.client, LockDir: e.lockDir, Browser: br})
 	if err != nil {
 		t.Fatal(err)
@@ -1282,7 +1276,7 @@ func TestBackgroundRequestsNeverOpenABrowser(t *testing.T) {
 		}
 		b.Tick(ctx)
 	}
-	if n := br.n.Load(); n != 0 {
+	if n := len(br.urls); n != 0 {
 		t.Errorf("%d browser windows opened for background requests", n)
 	}
 	if n := e.idp.Stats().Refreshes; n > 1 {

@@ -25,8 +25,9 @@ type agentInfo struct {
 // proxyAddr is where this config's proxy listens: what the running agent reports,
 // else the config's listen.
 func (e *env) proxyAddr(ctx context.Context, cfg *broker.Config) string {
-	if c, ok := e.agent(ctx, cfg); ok {
-		if addr, ok := c.ProxyAddr(ctx); ok {
+	if path, err := broker.ControlSocketPath(cfg.Path); err == nil {
+		// One ping: ProxyAddr is false when no agent answers.
+		if addr, ok := (broker.AgentClient{Path: path}).ProxyAddr(ctx); ok {
 			return addr
 		}
 	}

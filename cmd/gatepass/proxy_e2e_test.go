@@ -362,12 +362,13 @@ inject = "id_token"
 	check("other HTTP host", otherHTTP, sOtherHTTP.URL, []string{"/curl-other-http", "/go-other-http"}, false)
 
 	// A status-page request to the proxy port never gets a token.
-	resp, err := http.Get("http://" + listen + "/")
-	if err == nil {
+	if resp, err := http.Get("http://" + listen + "/"); err != nil {
+		t.Errorf("status page: %v", err)
+	} else {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if strings.Contains(string(b), idTok) {
-			t.Errorf("status page shows the token")
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(b), idTok) {
+			t.Errorf("status page: %s, shows the token: %v", resp.Status, strings.Contains(string(b), idTok))
 		}
 	}
 
