@@ -149,7 +149,11 @@ run_wrk() { # name url [script]
   local args=(-t2 -c"$CONNS" --latency)
   [ -n "$script" ] && args+=(-s "$script")
   wrk "${args[@]}" -d1s "$url" >/dev/null 2>&1 || true   # warm-up
-  local out; out=$(wrk "${args[@]}" -d"${DUR}s" "$url")
+  local out
+  if ! out=$(wrk "${args[@]}" -d"${DUR}s" "$url" 2>&1) || ! echo "$out" | grep -q "Requests/sec"; then
+    echo "# $name: FAILED, no result this round: $out" >&2   # one path's failure does not end the run
+    return 0
+  fi
   echo "$out" | grep -qE "Non-2xx" && { echo "$name: non-2xx answers:" >&2; echo "$out" >&2; }
   local rps p50 p99
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -160,8 +164,12 @@ run_wrk() { # name url [script]
 }
 run_tls() { # name [proxy]
   local name=$1 proxy=${2:-}
-  "$W/tlsload" -url https://localhost:18443/ -c "$CONNS" -d 1s -cacert "$W/trust.pem" ${proxy:+-proxy "$proxy"} >/dev/null
-  local out; out=$("$W/tlsload" -url https://localhost:18443/ -c "$CONNS" -d "${DUR}s" -cacert "$W/trust.pem" ${proxy:+-proxy "$proxy"})
+  "$W/tlsload" -url https://localhost:18443/ -c "$CONNS" -d 1s -cacert "$W/trust.pem" ${proxy:+-proxy "$proxy"} >/dev/null 2>&1 || true
+  local out
+  if ! out=$("$W/tlsload" -url https://localhost:18443/ -c "$CONNS" -d "${DUR}s" -cacert "$W/trust.pem" ${proxy:+-proxy "$proxy"} 2>&1); then
+    echo "# $name: FAILED, no result this round: $out" >&2
+    return 0
+  fi
   record "$name" "$(echo "$out" | sed -E 's/.*rps=([0-9.]+).*/\1/')" \
     "$(echo "$out" | sed -E 's/.*p50_ms=([0-9.]+).*/\1/')" "$(echo "$out" | sed -E 's/.*p99_ms=([0-9.]+).*/\1/')"
   echo "# $name: $out" >&2
@@ -170,19 +178,28 @@ median() { sort -g "$1" | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else
 
 for r in $(seq "$ROUNDS"); do
   echo "# round $r/$ROUNDS (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  run_wrk direct http://127.0.0.1:18080/
-  run_wrk nginx http://127.0.0.1:18081/
-  run_wrk gatepass http://127.0.0.1:18787/ "$W/forward.lua"
-  run_wrk gatepass-nolog http://127.0.0.1:18789/ "$W/forward.lua"
-  run_wrk goproxy-10-lines http://127.0.0.1:18788/ "$W/forward.lua"
-  run_wrk tinyproxy http://127.0.0.1:18082/ "$W/forward.lua"
-  run_wrk go-bound-raw http://127.0.0.1:18798/ "$W/forward.lua"
-  run_wrk go-bound-std http://127.0.0.1:18799/ "$W/forward.lua"
-  run_wrk go-evloop-raw http://127.0.0.1:18795/ "$W/forward.lua"
-  run_tls direct-tls
-  run_tls gatepass-mitm http://127.0.0.1:18787
-  run_tls go-bound-mitm http://127.0.0.1:18796
-  run_tls go-bound-std-mitm http://127.0.0.1:18797
+  # Odd rounds run the paths in this order, even rounds in the reverse order, so no path
+  # always runs right after the same neighbour (or first, on a machine still busy from the last).
+  runs=(
+    "run_wrk direct http://127.0.0.1:18080/"
+    "run_wrk nginx http://127.0.0.1:18081/"
+    "run_wrk gatepass http://127.0.0.1:18787/ $W/forward.lua"
+    "run_wrk gatepass-nolog http://127.0.0.1:18789/ $W/forward.lua"
+    "run_wrk goproxy-10-lines http://127.0.0.1:18788/ $W/forward.lua"
+    "run_wrk tinyproxy http://127.0.0.1:18082/ $W/forward.lua"
+    "run_wrk go-bound-raw http://127.0.0.1:18798/ $W/forward.lua"
+    "run_wrk go-bound-std http://127.0.0.1:18799/ $W/forward.lua"
+    "run_wrk go-evloop-raw http://127.0.0.1:18795/ $W/forward.lua"
+    "run_tls direct-tls"
+    "run_tls gatepass-mitm http://127.0.0.1:18787"
+    "run_tls go-bound-mitm http://127.0.0.1:18796"
+    "run_tls go-bound-std-mitm http://127.0.0.1:18797"
+  )
+  if (( r % 2 == 0 )); then
+    for (( i=${#runs[@]}-1; i>=0; i-- )); do ${runs[i]}; done
+  else
+    for run in "${runs[@]}"; do $run; done
+  fi
   sleep 2  # let tinyproxy's TIME_WAIT sockets and stragglers settle
 done
 declare -A RPS P50 P99
@@ -191,7 +208,7 @@ for f in "$RES"/*.rps; do
   RPS[$n]=$(median "$RES/$n.rps"); P50[$n]=$(median "$RES/$n.p50"); P99[$n]=$(median "$RES/$n.p99")
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ printf "%.2f", a/b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "" || b == "" || b == 0) printf "n/a"; else printf "%.2f", a/b }'; }
 echo
 echo "Plain HTTP, wrk -t2 -c$CONNS -d${DUR}s, 6-byte body, median of $ROUNDS interleaved rounds, ratios to direct:"
 echo
@@ -214,6 +231,10 @@ for n in go-bound-raw go-bound-std go-evloop-raw; do
   echo "$n vs nginx: rps $(ratio "${RPS[$n]}" "${RPS[nginx]}")x, p99 $(ratio "${P99[$n]}" "${P99[nginx]}")x"
 done
 echo "gatepass vs go-bound-std: rps $(ratio "${RPS[gatepass]}" "${RPS[go-bound-std]}")x; gatepass-mitm vs go-bound-std-mitm: rps $(ratio "${RPS[gatepass-mitm]}" "${RPS[go-bound-std-mitm]}")x"
+for n in direct nginx tinyproxy goproxy-10-lines gatepass gatepass-nolog go-bound-raw go-bound-std go-evloop-raw direct-tls gatepass-mitm go-bound-mitm go-bound-std-mitm; do
+  got=$(cat "$RES/$n.rps" 2>/dev/null | wc -l)
+  [ "$got" = "$ROUNDS" ] || echo "WARNING: $n has results from $got of $ROUNDS rounds (see the FAILED lines above)"
+done
 echo "gatepass wrote $(wc -l < "$W/gatepass.log") log lines; any token in them: $(grep -c bench-token "$W/gatepass.log" || true)"
 
 [ "${STREAM:-1}" = 1 ] || exit 0

@@ -47,6 +47,8 @@ type Broker struct {
 	nextSub  int
 
 	proxyAddr atomic.Pointer[func() string] // SetProxyAddr
+
+	grantTimeout time.Duration // bounds a refresh grant: refreshGrantTimeout, shorter in tests
 }
 
 // SetProxyAddr tells the control API where this agent's proxy listens (addr returns
@@ -90,6 +92,8 @@ func New(cfg *Config, deps Deps) (*Broker, error) {
 		store:    Store{Keychain: deps.Keychain},
 		sessions: map[string]*session{},
 		subs:     map[int]chan Event{},
+
+		grantTimeout: refreshGrantTimeout,
 	}
 	if b.deps.HTTPClient == nil {
 		// Never through this agent's own proxy, wherever it listens (SetProxyAddr).
@@ -383,7 +387,7 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 	// Once sent, the grant runs to its end even if the caller stops waiting: with
 	// rotation the issuer has spent the old refresh token as soon as it answers,
 	// and an answer dropped half-read would lose the new one (sign-in required).
-	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshGrantTimeout)
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.grantTimeout)
 	defer cancel()
 	octx := context.WithValue(gctx, oauth2.HTTPClient, b.deps.HTTPClient)
 	tok, err := prov.oauth.TokenSource(octx, &oauth2.Token{RefreshToken: entry.RefreshToken}).Token()

@@ -1105,6 +1105,76 @@ func TestRefreshOutlivesAnImpatientCaller(t *testing.T) {
 	}
 }
 
+// heldTokenAnswers holds every token answer until the request's context ends: an
+// issuer (or a network) that never finishes answering.
+type heldTokenAnswers struct{ base http.RoundTripper }
+
+func (h heldTokenAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(r.URL.Path, "/token") {
+		return h.base.RoundTrip(r)
+	}
+	<-r.Context().Done()
+	return nil, r.Context().Err()
+}
+
+// TestRefreshGrantIsBounded: the grant outlives its caller (above), so it needs a
+// bound of its own. Against an issuer that never answers, with an HTTP client that
+// has no timeout either, the refresh ends with an error that says what to check,
+// the broker backs off, and once the issuer answers again the next refresh works.
+func TestRefreshGrantIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	e.client.Transport = heldTokenAnswers{e.tr}
+	e.client.Timeout = 0
+	e.b = e.newBroker()
+	e.b.grantTimeout = 200 * time.Millisecond
+	e.clock.Advance(2 * time.Hour)
+
+	type result struct {
+		tok Token
+		err error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		tok, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+		done <- result{tok, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Token still waits on an issuer that never answers: the refresh grant has no bound")
+	}
+	var re *RefreshError
+	if !errors.As(r.err, &re) || !errors.Is(r.err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a *RefreshError for the deadline", r.err)
+	}
+	if msg := r.err.Error(); !strings.Contains(msg, "is the issuer reachable?") {
+		t.Errorf("message %q does not say what to check", msg)
+	}
+	if st, _ := e.b.Status(testProfile); st.State != StateSignedIn || st.Reason == "" {
+		t.Errorf("status after the timeout: state %v, reason %q; want signed in, with the error", st.State, st.Reason)
+	}
+
+	// While the backoff runs, callers get the same error without asking the issuer.
+	before := e.tr.count("/token")
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err == nil {
+		t.Fatal("a caller during the backoff got a token from an issuer that never answered")
+	}
+	if n := e.tr.count("/token") - before; n != 0 {
+		t.Errorf("%d token requests during the backoff, want 0", n)
+	}
+
+	e.client.Transport = e.tr
+	e.clock.Advance(10 * time.Minute)
+	if tok, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err != nil || tok.Value == "" {
+		t.Fatalf("after the issuer answers again: %v", err)
+	}
+}
+
 // lockingKeychain fails every read while locked, as a locked gnome-keyring or macOS
 // keychain does (on a desktop each read may also prompt to unlock).
 type lockingKeychain struct {

@@ -72,7 +72,13 @@ func (p *proxy) OnClose(c gnet.Conn, _ error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *client:
 		if x.up != nil {
-			x.up.Close() // an answer nobody will read
+			// An answer nobody will read: gnet closes x.up later, and its bytes may
+			// arrive first, so it must no longer point here (gnet clears a closed
+			// connection's context).
+			if u, ok := x.up.Context().(*upstream); ok {
+				u.cl = nil
+			}
+			x.up.Close()
 		}
 	case *upstream:
 		if x.cl != nil {
@@ -91,9 +97,12 @@ func (p *proxy) OnClose(c gnet.Conn, _ error) gnet.Action {
 
 func (p *proxy) release(up gnet.Conn) {
 	pl := p.pool(up)
-	if len(pl.wait) > 0 {
+	for len(pl.wait) > 0 {
 		w := pl.wait[0]
 		pl.wait = pl.wait[1:]
+		if _, open := w.cl.Context().(*client); !open {
+			continue // the client hung up while its connection was dialled
+		}
 		p.send(up, w.cl, w.req)
 		return
 	}
@@ -170,8 +179,10 @@ func (p *proxy) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.None
 		}
 		if x.cl != nil {
-			x.cl.Write(buf[:total])
-			x.cl.Context().(*client).up = nil
+			if cl, open := x.cl.Context().(*client); open {
+				x.cl.Write(buf[:total])
+				cl.up = nil
+			}
 			x.cl = nil
 		}
 		c.Discard(total)
