@@ -20,7 +20,7 @@ import (
 // the client sent is checked field by field and copied upstream (hop-by-hop fields
 // dropped, the token added), and the upstream's head is copied back the same way.
 // On this 2-core VM net/http's two parsers and their allocations were the largest
-// cost left that was ours (bench/README.md).
+// cost left that was ours (bench/HISTORY.md).
 //
 // It takes only heads in a strict subset of HTTP/1.1, which net/http reads the same
 // way (FuzzFastHead checks that against http.ReadRequest): a method from a fixed

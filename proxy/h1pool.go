@@ -21,7 +21,7 @@ import (
 // connections per upstream, driven entirely by the calling goroutine. http.Transport
 // hands each request between the caller and two goroutines per connection (writeLoop,
 // readLoop); on a 2-core machine under load those hand-offs cost more than the
-// socket I/O itself (see bench/README.md). Here the handler writes the request head
+// socket I/O itself (see bench/HISTORY.md). Here the handler writes the request head
 // through a bufio.Writer and reads the response with http.ReadResponse on the
 // connection's bufio.Reader, in its own goroutine. A request body is the one thing
 // written concurrently (by a second goroutine), so an upstream that answers before

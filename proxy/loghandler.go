@@ -14,7 +14,7 @@ const requestMsg = "proxy request"
 // NewLogHandler returns slog's TextHandler over w, except that the proxy writes its
 // per-request lines through it directly (Server.logRequest), byte for byte as the
 // TextHandler would, without building a slog.Record (slog's formatting was 5–7% of
-// the proxy's CPU under load, see bench/README.md). A line it cannot vouch for (a
+// the proxy's CPU under load, see bench/HISTORY.md). A line it cannot vouch for (a
 // value the TextHandler would quote, a handler from With, a ReplaceAttr or AddSource
 // option) goes through slog. Writes to w are serialised, as the TextHandler's are.
 func NewLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {

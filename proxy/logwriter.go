@@ -10,7 +10,7 @@ import (
 // LogWriter buffers log output and writes it out from its own goroutine. The proxy
 // logs one line per request; written straight to a terminal or file, each line
 // costs a write(2), measured at 30-45% of the proxy's throughput on 2 cores
-// (bench/README.md). Through a LogWriter a line costs a memory copy: the buffer is
+// (bench/HISTORY.md). Through a LogWriter a line costs a memory copy: the buffer is
 // written every interval, or sooner once it holds 64 KiB, and never by the goroutine
 // that logs. A stuck output (a paused terminal, a full pipe) therefore never holds up
 // a request: once 4 MiB wait, further lines are dropped and counted, and a line

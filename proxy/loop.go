@@ -26,7 +26,7 @@ import (
 // server starts a goroutine
 // that reads ahead on the connection (to notice a client that leaves) and stops it
 // again with two deadline changes; on a 2-core machine that hand-off and its extra
-// read(2) cost more than parsing (bench/README.md). Here nothing runs beside the
+// read(2) cost more than parsing (bench/HISTORY.md). Here nothing runs beside the
 // exchange unless the upstream takes longer than watchAfter to answer.
 //
 // The loop reads the head without consuming it, parses it with net/http's own
