@@ -979,6 +979,40 @@ func TestTokenForHostShortLivedTokens(t *testing.T) {
 	}
 }
 
+// TestRefreshBringsExpiredAccessToken: an issuer whose answer's expires_in is wrong
+// (negative here) hands over an access token that is expired on arrival. The proxy's
+// caller is told that the answer, not this machine's clock, is at fault and what to do,
+// and the broker backs off instead of refreshing for every request.
+func TestRefreshBringsExpiredAccessToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.cfg.Profiles[0].Gateways = mustPatterns(t, "api.team.example")
+	e.cfg.Profiles[0].Inject = AccessToken
+	ctx := context.Background()
+	e.login()
+	e.clock.Advance(2 * time.Hour)
+	e.idp.Tamper(demo.TamperAccessExpired)
+	_, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
+	assertContains(t, err, "access token came already expired", "expires_in", `inject = "id_token"`)
+	if strings.Contains(err.Error(), "clock") {
+		t.Errorf("message blames a clock: %v", err)
+	}
+	if n := e.idp.Stats().Refreshes; n != 1 {
+		t.Fatalf("refreshes = %d, want 1", n)
+	}
+	for range 5 {
+		_, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
+		assertContains(t, err, "access token came already expired", "next retry in")
+	}
+	if n := e.idp.Stats().Refreshes; n != 1 {
+		t.Fatalf("refreshes = %d during the backoff, want 1", n)
+	}
+	e.clock.Advance(time.Minute) // past the backoff; the issuer answers well again
+	if tok, _, err := e.b.TokenForHost(ctx, "api.team.example", "443"); err != nil || tok.Kind != AccessToken {
+		t.Fatalf("after the backoff: %v, %v", tok.Kind, err)
+	}
+}
+
 // TestRefreshWithoutNewIDToken: an issuer may leave the ID token out of a refresh
 // answer (OpenID Connect Core §12.2; Google "usually" sends one). When the ID token
 // held is then too old, the caller is told why and what to do, and the broker backs

@@ -132,8 +132,14 @@ func (s *session) missing(kind TokenKind, minTTL time.Duration, capped bool) (is
 		return true, fmt.Errorf("profile %s: the issuer's refresh returned no new ID token, and the one held expires %s; "+
 			"run gatepass login --profile %s for a new one, or use inject = \"access_token\"",
 			s.p.Name, t.Expiry.Format(time.RFC3339), s.p.Name)
+	case capped && kind == AccessToken:
+		// Even a quarter of its lifetime is not left. An access token's lifetime is
+		// relative (expires_in, RFC 6749 §5.1), so no clock is to blame: the answer is.
+		return true, fmt.Errorf("profile %s: the issuer's new access token came already expired or about to be (it lives until %s): "+
+			"its token answer's expires_in is wrong; tell the issuer's operator, or use inject = \"id_token\"",
+			s.p.Name, t.Expiry.Format(time.RFC3339))
 	case capped:
-		// Even a quarter of its lifetime is not left: it came expired or nearly so.
+		// An ID token's exp is absolute: one that came expired means a clock is off.
 		return true, fmt.Errorf("profile %s: the issuer's new %s is already expired or about to be (it lives until %s): check this machine's clock",
 			s.p.Name, kind, t.Expiry.Format(time.RFC3339))
 	}

@@ -84,7 +84,8 @@ const (
 	pendingTTL = 10 * time.Minute
 )
 
-// Tamper says how the next issued ID token is broken, to test verifiers.
+// Tamper says how the next issued ID token (or, for TamperAccessExpired, the
+// next token answer) is broken, to test verifiers.
 type Tamper int
 
 const (
@@ -95,6 +96,7 @@ const (
 	TamperWrongIssuer          // iss is another issuer
 	TamperWrongNonce           // nonce is not the one the sign-in sent
 	TamperOtherSubject         // sub is another user's
+	TamperAccessExpired        // the answer's expires_in is negative: its access token came expired
 )
 
 // tamperAudience and tamperIssuer are what TamperWrongAudience and
@@ -922,6 +924,10 @@ func (p *Provider) issueLocked(g *grant, scope []string, withRefresh bool, nonce
 		ExpiresIn:   int64(p.opts.AccessTTL / time.Second),
 		TokenType:   "Bearer",
 		Scope:       strings.Join(scope, " "),
+	}
+	if p.tamper == TamperAccessExpired {
+		p.tamper = TamperNone
+		resp.ExpiresIn = -60
 	}
 	if slices.Contains(scope, "openid") {
 		idt, err := p.signIDTokenLocked(now, scope, nonce, aud, at)
