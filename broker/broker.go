@@ -191,7 +191,13 @@ func (b *Broker) loadEntry(s *session) error {
 	switch {
 	case err == nil:
 		s.entry, s.loaded = e, true
-		if s.state == StateSignedOut {
+		switch {
+		case !e.matches(s.p):
+			// The keychain account is the profile's name (DESIGN §4), so another
+			// config's profile of that name may have signed in last: say so now,
+			// not only at the first refresh.
+			s.state, s.reason = StateSignInRequired, otherSignInReason(e)
+		case s.state == StateSignedOut:
 			s.state = StateSignedIn
 		}
 	case errors.Is(err, ErrNotFound):
@@ -203,6 +209,19 @@ func (b *Broker) loadEntry(s *session) error {
 		return err
 	}
 	return nil
+}
+
+// matches reports whether the entry is a sign-in of p's issuer and client.
+func (e *Entry) matches(p *Profile) bool {
+	return e.Issuer == p.Issuer && e.ClientID == p.ClientID
+}
+
+// otherSignInReason says whose sign-in the keychain holds for a profile whose
+// issuer or client ID differs: the config changed, or another config has a profile
+// of the same name.
+func otherSignInReason(e *Entry) string {
+	return fmt.Sprintf("the stored sign-in belongs to another issuer or client ID (%s, client %s): "+
+		"the config changed, or another config has a profile of this name", e.Issuer, e.ClientID)
 }
 
 // Start turns the broker into the agent: it loads every signed-in profile,
@@ -348,10 +367,11 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 		b.noteFailure(s, err)
 		return nil, err
 	}
-	if entry.Issuer != s.p.Issuer || entry.ClientID != s.p.ClientID {
-		s.requireSignIn("the stored sign-in belongs to another issuer or client ID")
+	if !entry.matches(s.p) {
+		reason := otherSignInReason(entry)
+		s.requireSignIn(reason)
 		b.publish(s.status())
-		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: "issuer or client_id changed since sign-in"}
+		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: reason}
 	}
 	// The issuer already refused this very refresh token: say so without
 	// asking again, or every proxied request would spend a dead token

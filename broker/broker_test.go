@@ -1139,6 +1139,32 @@ func TestRefreshOutlivesAnImpatientCaller(t *testing.T) {
 	}
 }
 
+// TestStoredSignInOfAnotherConfig: the keychain account is the profile's name, so a
+// second config with a profile of that name but another issuer finds the first one's
+// sign-in. Its status says so at once (not "signed in" until the first refresh), and
+// its token request names the cause.
+func TestStoredSignInOfAnotherConfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	other := newEnv(t, demo.Options{ClientID: "other-client"})
+	b2, err := New(other.cfg, Deps{Keychain: e.kc, Clock: e.clock, HTTPClient: other.client, LockDir: t.TempDir(), Jitter: func() float64 { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := b2.Status(testProfile)
+	if st.State != StateSignInRequired || !strings.Contains(st.Reason, "another issuer or client ID") || !strings.Contains(st.Reason, e.idp.Issuer()) {
+		t.Errorf("status: %s (%q), want sign-in required naming the stored sign-in's issuer %s", st.State, st.Reason, e.idp.Issuer())
+	}
+	_, err = b2.Token(context.Background(), testProfile, IDToken, time.Minute)
+	if !errors.Is(err, ErrSignInRequired) || !strings.Contains(err.Error(), "another config has a profile of this name") {
+		t.Errorf("Token: %v, want sign-in required with the cause", err)
+	}
+	if n := other.idp.Stats().Refreshes + e.idp.Stats().Refreshes; n != 0 {
+		t.Errorf("%d refreshes with another config's refresh token, want 0", n)
+	}
+}
+
 // heldTokenAnswers holds every token answer until the request's context ends: an
 // issuer (or a network) that never finishes answering.
 type heldTokenAnswers struct{ base http.RoundTripper }

@@ -38,14 +38,17 @@ func TestBadInput(t *testing.T) {
 		"CONNECT port not a number":       {req: "CONNECT localhost:https HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"}, // net/http refuses it before the policy
 		"CONNECT userinfo":                {req: "CONNECT " + gw + "@example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
 		"CONNECT to the proxy itself":     {req: "CONNECT %SELF% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "508", wantBody: "loop_detected"},
+		"CONNECT to a closed port":        {req: "CONNECT %DEAD% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "502", wantBody: "X-Gatepass-Error: upstream_unreachable"},
 		"GET through the proxy to itself": {req: "GET http://%SELF%/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "508"},
 		"oversized headers":               {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*maxHeaderBytes) + "\r\n\r\n", wantStatus: "431"},
 		"bad header line":                 {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", wantStatus: "400"},
 		"status page POST":                {req: "POST / HTTP/1.1\r\nHost: %SELF%\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", wantStatus: "405"},
 	}
+	dead := "127.0.0.1:" + closedPort(t)
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			out := rawRequest(t, e.srv.Addr(), strings.ReplaceAll(tc.req, "%SELF%", e.srv.Addr()))
+			req := strings.NewReplacer("%SELF%", e.srv.Addr(), "%DEAD%", dead).Replace(tc.req)
+			out := rawRequest(t, e.srv.Addr(), req)
 			if !strings.HasPrefix(out, "HTTP/1.1 "+tc.wantStatus) || !strings.Contains(out, tc.wantBody) {
 				t.Errorf("got %q, want status %s with %q", trunc(out), tc.wantStatus, tc.wantBody)
 			}

@@ -166,7 +166,24 @@ func upstreamError(d Decision, err error) Decision {
 	}
 	r := refuse(status, "upstream_unreachable", fmt.Sprintf("upstream %s: %v", d.Addr(), err))
 	r.Host, r.Port, r.Profile = d.Host, d.Port, d.Profile
+	if untrustedCert(err) {
+		r.Hint = "the upstream's TLS certificate did not verify, so nothing was sent to it: if the host is right and " +
+			"it uses a private CA, add that CA to this machine's trust store (or start gatepass with SSL_CERT_FILE " +
+			"naming a bundle that has it), then retry"
+	}
 	return r
+}
+
+// untrustedCert reports whether err is a failed verification of the upstream's
+// certificate, as opposed to a network failure.
+func untrustedCert(err error) bool {
+	var (
+		ve *tls.CertificateVerificationError
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	return errors.As(err, &ve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }
 
 // ServeHTTP is the proxy's entry point. CONNECT to a gateway is intercepted here
@@ -310,6 +327,8 @@ func refusalBody(d Decision) []byte {
 		b.Host = joinHostPort(d.Host, d.Port)
 	}
 	switch {
+	case d.Hint != "":
+		b.Hint = d.Hint
 	case d.Code == "sign_in_required":
 		b.Hint = "run gatepass login --profile " + d.Profile
 	case d.Code == "token_unavailable":
@@ -392,6 +411,17 @@ func newGoproxy(s *Server) *goproxy.ProxyHttpServer {
 	gp.Tr = s.transport
 	gp.ConnectDial = nil // NewProxyHttpServer reads HTTPS_PROXY: never inherit it
 	gp.ConnectDialWithReq = s.dialTunnel
+	gp.ConnectionErrHandler = func(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+		// goproxy calls this for a failed dial, before the tunnel is answered, and for
+		// a copy error inside an established tunnel, whose bytes are the client's own
+		// (TLS): only the first gets an answer, in the shape of every other refusal.
+		var te *tunnelDialError
+		if errors.As(err, &te) {
+			resp := refusalResponse(ctx.Req, te.d)
+			resp.Close = true
+			_ = resp.Write(w)
+		}
+	}
 	gp.KeepAcceptEncoding = true
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unreachable", http.StatusInternalServerError) // ServeHTTP handles these
@@ -436,12 +466,28 @@ func (s *Server) dialTunnel(r *http.Request, network, addr string) (net.Conn, er
 	c, err := s.dialUpstream(ctx, network, addr)
 	e := RequestLog{Time: start, Method: http.MethodConnect, Host: addr, Status: http.StatusOK, Duration: time.Since(start)}
 	if err != nil {
-		e.Status, e.Err = http.StatusBadGateway, err.Error()
-		err = fmt.Errorf("gatepass: upstream %s unreachable: %w", addr, err)
+		host, port, _ := net.SplitHostPort(addr)
+		te := &tunnelDialError{d: upstreamError(Decision{Host: host, Port: port}, err), err: err}
+		e.Status, e.Err = te.d.Status, err.Error()
+		s.logRequest(e)
+		return nil, te
 	}
 	s.logRequest(e)
-	return c, err
+	return c, nil
 }
+
+// tunnelDialError is a blind tunnel's failed dial, with the refusal its client gets
+// (ConnectionErrHandler in newGoproxy).
+type tunnelDialError struct {
+	d   Decision
+	err error
+}
+
+func (e *tunnelDialError) Error() string {
+	return fmt.Sprintf("gatepass: upstream %s unreachable: %v", e.d.Addr(), e.err)
+}
+
+func (e *tunnelDialError) Unwrap() error { return e.err }
 
 func (s *Server) dialUpstream(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}

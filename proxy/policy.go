@@ -82,6 +82,9 @@ type Decision struct {
 	Status int
 	Code   string
 	Reason string
+	// Hint, when set, is what the client should do, for refusals whose code alone
+	// does not say (an upstream whose certificate this machine does not trust).
+	Hint string
 }
 
 // Addr returns Host:Port in dialable form (IPv6 bracketed).

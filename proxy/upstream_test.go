@@ -415,6 +415,9 @@ func TestUpstreamProxyGatewayCertChecked(t *testing.T) {
 			if !strings.Contains(body, "certificate") {
 				t.Errorf("body %s does not name the certificate problem", body)
 			}
+			if !strings.Contains(body, "trust store") || strings.Contains(body, "running and reachable") {
+				t.Errorf("body %s: want the trust hint, not the unreachable one", body)
+			}
 			if n := len(impostor.requests()); n != 0 {
 				t.Errorf("the impostor got %d requests", n)
 			}

@@ -204,8 +204,13 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	b.SetProxyAddr(srv.Addr)
 	fmt.Fprintf(e.stderr, "gatepass proxy listening on %s (CA certificate: %s). Ctrl-C stops it.\n", srv.Addr(), caCertPath(cfg))
 	for _, st := range b.Statuses() {
-		if st.State != broker.StateSignedIn {
-			fmt.Fprintf(e.stderr, "profile %s is %s: run `gatepass login --profile %s`\n", st.Profile, st.State, st.Profile)
+		// Only states a sign-in fixes: right after start a profile may still be
+		// refreshing, which is not a reason to sign in.
+		switch st.State {
+		case broker.StateSignedOut:
+			fmt.Fprintf(e.stderr, "profile %s is not signed in: run `gatepass login --profile %s`\n", st.Profile, st.Profile)
+		case broker.StateSignInRequired:
+			fmt.Fprintf(e.stderr, "profile %s needs a new sign-in (%s): run `gatepass login --profile %s`\n", st.Profile, st.Reason, st.Profile)
 		}
 	}
 	<-ctx.Done()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,6 +25,9 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	}
 	if *port < 0 || *port > 65535 {
 		return usagef("--callback-port %d is not a port number (1-65535, or 0 for a random one)", *port)
+	}
+	if *timeout <= 0 {
+		return usagef("--timeout %s: give how long to wait for the browser sign-in, for example --timeout 10m", *timeout)
 	}
 	cfg, err := e.loadConfig()
 	if err != nil {
@@ -45,6 +49,9 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 		LoginHint:    *hint,
 	})
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return fmt.Errorf("profile %s: sign-in cancelled; nothing was stored", p.Name)
+		}
 		return err
 	}
 	fmt.Fprintf(e.stderr, "Signed in to profile %q as %s; the refresh token is in the OS keychain.\n", st.Profile, who(st))
@@ -182,17 +189,15 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	agent := probeAgent(ctx, e.proxyAddr(ctx, cfg))
+	agent := e.proxyStatus(ctx, cfg)
 	if *asJSON {
 		return writeJSON(e, map[string]any{"profiles": statuses, "proxy": agent})
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROFILE\tSTATE\tIDENTITY\tISSUER\tNOTE")
+	now := time.Now()
 	for _, st := range statuses {
-		note := st.Reason
-		if !st.Expiry.IsZero() {
-			note = "token expires " + st.Expiry.Local().Format(time.Kitchen)
-		}
+		note := statusNote(st, now)
 		id := st.Email
 		if id == "" {
 			id = "-"
@@ -202,10 +207,35 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	_ = tw.Flush()
 	if agent.Running {
 		fmt.Fprintf(e.stdout, "\nproxy: running at %s\n", agent.Address)
+	} else if agent.Note != "" {
+		fmt.Fprintf(e.stdout, "\nproxy: not running for this config: %s\n", agent.Note)
 	} else {
 		fmt.Fprintf(e.stdout, "\nproxy: not running (start it with `gatepass proxy` or the desktop app)\n")
 	}
 	return nil
+}
+
+// statusNote is the NOTE column: the token's expiry (or that it has expired), then
+// the reason a refresh is failing or sign-in is required, so a failing refresh is
+// not hidden behind an expiry.
+func statusNote(st broker.ProfileStatus, now time.Time) string {
+	var parts []string
+	if !st.Expiry.IsZero() {
+		at := st.Expiry.Local()
+		when := at.Format(time.Kitchen)
+		if y, m, d := at.Date(); y != now.Local().Year() || m != now.Local().Month() || d != now.Local().Day() {
+			when = at.Format("Jan 2 " + time.Kitchen)
+		}
+		if at.After(now) {
+			parts = append(parts, "token expires "+when)
+		} else {
+			parts = append(parts, "token expired "+when)
+		}
+	}
+	if st.Reason != "" {
+		parts = append(parts, st.Reason)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func cmdLogout(ctx context.Context, e *env, args []string) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +32,47 @@ func (d *demoEnv) Close() {
 	defer cancel()
 	_ = d.gateway.Shutdown(ctx)
 	_ = d.Provider.Close()
+}
+
+// demoProfile is the profile name of every demo config; the keychain account of its
+// sign-in (DESIGN §4: account = profile name).
+const demoProfile = "demo"
+
+// forget removes what this demo leaves behind once its issuer is gone: the "demo"
+// sign-in (a refresh token of an issuer that no longer exists), the local CA of its
+// config (one keychain entry per config file), and the config directory when the demo
+// made it. A "demo" sign-in of another issuer is not this demo's and stays.
+func (d *demoEnv) forget(kc broker.Keychain, dir string) {
+	st := broker.Store{Keychain: kc}
+	if e, err := st.Load(demoProfile); err == nil && e.Issuer == d.Provider.Issuer() {
+		_ = st.Delete(demoProfile)
+	}
+	_ = kc.Delete(caService, newKeychainCA(kc, d.Config).account)
+	if dir != "" {
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// forgetStaleDemoSignIn deletes a "demo" sign-in left by an earlier demo that did not
+// end cleanly, so that a new demo does not open with "the stored sign-in belongs to
+// another issuer". It is stale when its issuer was a loopback demo (http://127.0.0.1)
+// and nothing listens there any more; a "demo" profile of a real issuer, or of a
+// demo still running, is left alone.
+func forgetStaleDemoSignIn(kc broker.Keychain, current string) {
+	st := broker.Store{Keychain: kc}
+	e, err := st.Load(demoProfile)
+	if err != nil || e.Issuer == current {
+		return
+	}
+	u, err := url.Parse(e.Issuer)
+	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" {
+		return
+	}
+	if c, err := net.DialTimeout("tcp", u.Host, 300*time.Millisecond); err == nil {
+		_ = c.Close() // something answers there: perhaps that demo still runs
+		return
+	}
+	_ = st.Delete(demoProfile)
 }
 
 // startDemo starts the embedded provider and gateway on loopback and writes
@@ -62,9 +104,9 @@ func startDemo(ctx context.Context, dir, listen string, opts demo.Options) (*dem
 	}
 	cfg := &broker.Config{
 		Listen:         listen,
-		DefaultProfile: "demo",
+		DefaultProfile: demoProfile,
 		Profiles: []*broker.Profile{{
-			Name:         "demo",
+			Name:         demoProfile,
 			Issuer:       p.Issuer(),
 			ClientID:     p.ClientID(),
 			ClientSecret: p.ClientSecret(),
@@ -103,12 +145,13 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err := e.parse("demo", fs, args, "demo [--dir DIR] [--listen ADDR] [--rotate] [--token-ttl 1h] [--auto-approve]"); err != nil {
 		return err
 	}
+	made := "" // the directory to remove at the end, when the demo made it
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "gatepass-demo-")
 		if err != nil {
 			return err
 		}
-		*dir = d
+		*dir, made = d, d
 	}
 	d, err := startDemo(ctx, *dir, *listen, demo.Options{
 		RotateRefreshTokens: *rotate,
@@ -120,7 +163,14 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	kc := broker.SystemKeychain{}
+	defer d.forget(kc, made)
 	defer d.Close()
+	forgetStaleDemoSignIn(kc, d.Provider.Issuer())
+	if _, err := kc.Get(broker.KeychainService, "gatepass-doctor-probe"); err != nil && !errors.Is(err, broker.ErrNotFound) {
+		// Checked now, not after a whole browser round trip in `gatepass login`.
+		fmt.Fprintf(e.stderr, "warning: `gatepass login` will not be able to keep the sign-in: %v\n\n", err)
+	}
 	fmt.Fprintf(e.stdout, `gatepass demo is running (Ctrl-C stops it).
 
   identity provider  %s   (signs in %s; Google-faithful: PKCE, client secret, single-use codes)

@@ -20,18 +20,27 @@ import (
 type agentInfo struct {
 	Address string `json:"address"`
 	Running bool   `json:"running"`
+	// Note says why it is not running when something else holds the address.
+	Note string `json:"note,omitempty"`
 }
 
-// proxyAddr is where this config's proxy listens: what the running agent reports,
-// else the config's listen.
-func (e *env) proxyAddr(ctx context.Context, cfg *broker.Config) string {
-	if path, err := broker.ControlSocketPath(cfg.Path); err == nil {
-		// One ping: ProxyAddr is false when no agent answers.
-		if addr, ok := (broker.AgentClient{Path: path}).ProxyAddr(ctx); ok {
-			return addr
-		}
+// proxyStatus is this config's proxy. Only this config's agent (found by its control
+// socket) can be running it: a gatepass proxy that answers on the config's listen
+// without one is another config's, and forwards this config's gateways without a token.
+func (e *env) proxyStatus(ctx context.Context, cfg *broker.Config) agentInfo {
+	path, err := broker.ControlSocketPath(cfg.Path)
+	if err != nil {
+		return probeAgent(ctx, cfg.Listen) // no control socket here: the listen is all there is
 	}
-	return cfg.Listen
+	if addr, ok := (broker.AgentClient{Path: path}).ProxyAddr(ctx); ok { // one ping
+		return probeAgent(ctx, addr)
+	}
+	info := agentInfo{Address: cfg.Listen}
+	if probeAgent(ctx, cfg.Listen).Running {
+		info.Note = "another gatepass (for a different config) is listening on " + cfg.Listen +
+			"; it does not know this config's gateways: stop it, or set another `listen` in this config"
+	}
+	return info
 }
 
 // probeAgent asks the listen address whether a gatepass proxy answers
@@ -78,6 +87,16 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		// The config's error, so that the exit code is a config error's (2).
 		return fmt.Errorf("%d check(s) failed: %w", failed, err)
 	}
+	profiles := cfg.Profiles
+	if e.profile != "" {
+		// --profile narrows the issuer check to one profile, and a wrong name is the
+		// usage error it is for every other command.
+		p, err := cfg.Profile(e.profile)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		profiles = []*broker.Profile{p}
+	}
 	check("config", nil, cfg.Path)
 
 	kc := broker.SystemKeychain{}
@@ -93,8 +112,10 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	}
 	check("loopback", lerr, "can listen on 127.0.0.1 for the sign-in redirect")
 
-	if addr := e.proxyAddr(ctx, cfg); probeAgent(ctx, addr).Running {
-		check("proxy", nil, "a gatepass proxy answers on "+addr)
+	if px := e.proxyStatus(ctx, cfg); px.Running {
+		check("proxy", nil, "this config's gatepass proxy answers on "+px.Address)
+	} else if px.Note != "" {
+		check("proxy", errors.New(px.Note), "")
 	} else if l, err := net.Listen("tcp", cfg.Listen); err != nil {
 		check("proxy", fmt.Errorf("%s is taken by another program: %v; change `listen` in the config", cfg.Listen, err), "")
 	} else {
@@ -108,7 +129,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	}
 
 	client := broker.NewHTTPClient(cfg, 10*time.Second)
-	for _, p := range cfg.Profiles {
+	for _, p := range profiles {
 		start := time.Now()
 		resp, err := client.Get(strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration")
 		if err == nil {

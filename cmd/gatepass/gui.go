@@ -203,6 +203,17 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	browser := broker.ChooseBrowser(*browserCmd)
+	// What a demo leaves behind is removed when the app ends (or the demo's context
+	// does), before the process exits.
+	var demoMu sync.Mutex
+	var demoEnds []func()
+	defer func() {
+		demoMu.Lock()
+		defer demoMu.Unlock()
+		for _, end := range demoEnds {
+			end()
+		}
+	}()
 	path, err := broker.ResolveConfigPath(e.configFlag)
 	if err != nil {
 		return err
@@ -230,7 +241,13 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			if err != nil {
 				return nil, nil, err
 			}
-			go func() { <-ctx.Done(); d.Close() }()
+			kc := broker.SystemKeychain{}
+			forgetStaleDemoSignIn(kc, d.Provider.Issuer())
+			end := sync.OnceFunc(func() { d.Close(); d.forget(kc, dir) })
+			demoMu.Lock()
+			demoEnds = append(demoEnds, end)
+			demoMu.Unlock()
+			go func() { <-ctx.Done(); end() }()
 			fmt.Fprintf(e.stderr, "gatepass demo: identity provider %s, gateway %s, config %s\n", d.Provider.Issuer(), d.GatewayURL, d.ConfigPath)
 			return openAgent(ctx, e, d.Config, browser, "")
 		},

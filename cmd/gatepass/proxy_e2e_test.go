@@ -419,6 +419,11 @@ waitSlow:
 			t.Errorf("the proxy log contains a token")
 		}
 	}
+	// The profile is signed in: nothing at start-up may tell the user to sign in
+	// (it said so while the first refresh ran).
+	if strings.Contains(string(logText), "gatepass login") {
+		t.Errorf("the proxy told a signed-in user to sign in:\n%s", logText)
+	}
 	perPath := map[string]int{}
 	sc := bufio.NewScanner(strings.NewReader(string(logText)))
 	for sc.Scan() {
