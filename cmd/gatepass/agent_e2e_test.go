@@ -62,8 +62,17 @@ func TestE2EAgentControlSocket(t *testing.T) {
 		!status.Proxy.Running || status.Proxy.Address != listen {
 		t.Fatalf("status while the agent runs on %s = %+v\nagent log:\n%s", listen, status, agentLog.String())
 	}
-	if out, _, _ := runGatepass(t, nil, "--config", cfg, "doctor"); !strings.Contains(out, "a gatepass proxy answers on "+listen) {
+	if out, _, _ := runGatepass(t, nil, "--config", cfg, "doctor"); !strings.Contains(out, "this config's gatepass proxy answers on "+listen) {
 		t.Errorf("doctor does not find the agent's proxy on %s:\n%s", listen, out)
+	}
+	// Another config whose listen is where this agent's proxy runs: that proxy is not
+	// its own (it does not know its gateways), and status and doctor say so.
+	other := demoConfig(t, p, profile+"-other", fmt.Sprintf("listen = %q", listen))
+	if out, _, _ := runGatepass(t, nil, "--config", other, "status"); !strings.Contains(out, "proxy: not running for this config: another gatepass") {
+		t.Errorf("status of another config with the agent's port:\n%s", out)
+	}
+	if out, _, code := runGatepass(t, nil, "--config", other, "doctor"); code != exitFailure || !strings.Contains(out, "FAIL  proxy") || !strings.Contains(out, "another gatepass") {
+		t.Errorf("doctor of another config with the agent's port: exit %d\n%s", code, out)
 	}
 
 	before := p.Stats().Refreshes
