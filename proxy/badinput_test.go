@@ -468,3 +468,34 @@ func TestUnusableToken(t *testing.T) {
 		t.Errorf("%d requests logged as token_unavailable, want %d", refused, want)
 	}
 }
+
+// TestHalfCloseGetsNoMadeUpAnswer: a client that half-closes after its request
+// (`printf … | nc -N`) counts as gone while the upstream is still working, as with
+// nginx. It must then get nothing, never an answer the upstream did not give: net/http
+// answered an HTTP/1.0 request an empty 200 when the handler wrote nothing.
+func TestHalfCloseGetsNoMadeUpAnswer(t *testing.T) {
+	e := newEnv(t)
+	e.otherHTTP.handler = func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(700 * time.Millisecond) // past the proxy's hang-up watch
+		io.WriteString(w, "the late answer")
+	}
+	for _, proto := range []string{"HTTP/1.0", "HTTP/1.1"} {
+		t.Run(proto, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", e.srv.Addr(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "GET %s/slow %s\r\nHost: %s\r\n\r\n", e.otherHTTPURL(), proto, strings.TrimPrefix(e.otherHTTPURL(), "http://"))
+			c.(*net.TCPConn).CloseWrite()
+			out, _ := io.ReadAll(c)
+			if len(out) > 0 && !strings.Contains(string(out), "the late answer") {
+				t.Errorf("got an answer the upstream did not give: %q", out)
+			}
+		})
+	}
+	if resp, body := get(t, e.client(), e.otherHTTPURL()+"/after"); resp.StatusCode != 200 {
+		t.Errorf("proxy stopped serving: %d %q", resp.StatusCode, body)
+	}
+}

@@ -44,7 +44,7 @@ func (s *Server) serveDecided(w http.ResponseWriter, r *http.Request, d Decision
 	defer func() {
 		p := recover()
 		e.Status, e.Injected, e.Err, e.Duration = st.status, st.injected, st.err, time.Since(start)
-		if p != nil {
+		if p != nil && e.Err == "" {
 			e.Err = "aborted mid-body: client or upstream went away"
 		}
 		s.logRequest(e)
@@ -180,7 +180,9 @@ func (s *Server) forwardTransport(w http.ResponseWriter, r *http.Request, st *re
 func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
 	if r.Context().Err() != nil {
 		st.status, st.err = 499, "client went away"
-		return
+		// Abort: a handler that returns having written nothing gets an empty 200 from
+		// net/http, which a client that only half-closed would read as the answer.
+		panic(http.ErrAbortHandler)
 	}
 	d := upstreamError(st.d, err)
 	st.status, st.err = d.Status, d.Reason
