@@ -24,30 +24,33 @@ func TestBadInput(t *testing.T) {
 		wantStatus string
 		wantBody   string
 	}{
-		"garbage request line":            {req: "GARBAGE\r\n\r\n", wantStatus: "400"},
-		"request line without proto":      {req: "GET http://example.com/\r\n\r\n", wantStatus: "400"},
-		"absolute URI unclosed IPv6":      {req: "GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
-		"absolute URI with space":         {req: "GET http://a b/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
-		"absolute URI without host":       {req: "GET http:///path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
-		"absolute URI bad port":           {req: "GET http://example.com:99999/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
-		"absolute URI ftp":                {req: "GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "unsupported URI scheme"},
-		"absolute URI userinfo":           {req: "GET http://" + gw + "@example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "user information"},
-		"CONNECT without port":            {req: "CONNECT " + strings.Split(gw, ":")[0] + " HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "missing port"},
-		"CONNECT port zero":               {req: "CONNECT localhost:0 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "out of range"},
-		"CONNECT port out of range":       {req: "CONNECT localhost:70000 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "out of range"},
-		"CONNECT port not a number":       {req: "CONNECT localhost:https HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"}, // net/http refuses it before the policy
-		"CONNECT userinfo":                {req: "CONNECT " + gw + "@example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
-		"CONNECT to the proxy itself":     {req: "CONNECT %SELF% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "508", wantBody: "loop_detected"},
-		"CONNECT to a closed port":        {req: "CONNECT %DEAD% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "502", wantBody: "X-Gatepass-Error: upstream_unreachable"},
-		"GET through the proxy to itself": {req: "GET http://%SELF%/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "508"},
-		"oversized headers":               {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*maxHeaderBytes) + "\r\n\r\n", wantStatus: "431"},
-		"bad header line":                 {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", wantStatus: "400"},
-		"status page POST":                {req: "POST / HTTP/1.1\r\nHost: %SELF%\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", wantStatus: "405"},
+		"garbage request line":             {req: "GARBAGE\r\n\r\n", wantStatus: "400"},
+		"request line without proto":       {req: "GET http://example.com/\r\n\r\n", wantStatus: "400"},
+		"absolute URI unclosed IPv6":       {req: "GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
+		"absolute URI with space":          {req: "GET http://a b/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
+		"absolute URI without host":        {req: "GET http:///path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
+		"absolute URI bad port":            {req: "GET http://example.com:99999/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
+		"absolute URI ftp":                 {req: "GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "unsupported URI scheme"},
+		"absolute URI userinfo":            {req: "GET http://" + gw + "@example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "user information"},
+		"CONNECT without port":             {req: "CONNECT " + strings.Split(gw, ":")[0] + " HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "missing port"},
+		"CONNECT port zero":                {req: "CONNECT localhost:0 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "out of range"},
+		"CONNECT port out of range":        {req: "CONNECT localhost:70000 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "out of range"},
+		"CONNECT port not a number":        {req: "CONNECT localhost:https HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"}, // net/http refuses it before the policy
+		"CONNECT userinfo":                 {req: "CONNECT " + gw + "@example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
+		"CONNECT to the proxy itself":      {req: "CONNECT %SELF% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "508", wantBody: "loop_detected"},
+		"CONNECT target with a path":       {req: "CONNECT " + gw + "/x HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "bad CONNECT target"},
+		"CONNECT to the proxy via 0.0.0.0": {req: "CONNECT 0.0.0.0:%SELFPORT% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "508", wantBody: "loop_detected"},
+		"CONNECT to a closed port":         {req: "CONNECT %DEAD% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "502", wantBody: "X-Gatepass-Error: upstream_unreachable"},
+		"GET through the proxy to itself":  {req: "GET http://%SELF%/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "508"},
+		"oversized headers":                {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*maxHeaderBytes) + "\r\n\r\n", wantStatus: "431"},
+		"bad header line":                  {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", wantStatus: "400"},
+		"status page POST":                 {req: "POST / HTTP/1.1\r\nHost: %SELF%\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", wantStatus: "405"},
 	}
 	dead := "127.0.0.1:" + closedPort(t)
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			req := strings.NewReplacer("%SELF%", e.srv.Addr(), "%DEAD%", dead).Replace(tc.req)
+			_, selfPort, _ := net.SplitHostPort(e.srv.Addr())
+			req := strings.NewReplacer("%SELF%", e.srv.Addr(), "%SELFPORT%", selfPort, "%DEAD%", dead).Replace(tc.req)
 			out := rawRequest(t, e.srv.Addr(), req)
 			if !strings.HasPrefix(out, "HTTP/1.1 "+tc.wantStatus) || !strings.Contains(out, tc.wantBody) {
 				t.Errorf("got %q, want status %s with %q", trunc(out), tc.wantStatus, tc.wantBody)

@@ -450,7 +450,13 @@ func (s *Server) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Con
 // decideConnect decides a CONNECT; an intercept without a local CA becomes a refusal.
 func (s *Server) decideConnect(r *http.Request) Decision {
 	// net/http parses "CONNECT a@b:443" as user "a", host "b:443": Decide refuses userinfo.
-	d := Decide(RequestInfo{Method: http.MethodConnect, Target: r.URL.Host, Userinfo: r.URL.User != nil, HostHeader: r.Host, ProxyPort: s.port()}, s.tokens.Gateway)
+	// The target as sent: net/http keeps only the authority of "CONNECT host:443/x" in
+	// r.URL.Host, and such a target is not authority-form (RFC 9110 §9.3.6).
+	target := r.RequestURI
+	if target == "" {
+		target = r.URL.Host
+	}
+	d := Decide(RequestInfo{Method: http.MethodConnect, Target: target, Userinfo: r.URL.User != nil, HostHeader: r.Host, ProxyPort: s.port()}, s.tokens.Gateway)
 	if d.Action == Intercept && s.ca == nil {
 		d = refuse(http.StatusServiceUnavailable, "no_local_ca", "no local CA is configured to intercept "+d.Addr())
 	}

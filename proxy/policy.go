@@ -207,8 +207,16 @@ func refuse(status int, code, reason string) Decision {
 	return Decision{Action: Refuse, Status: status, Code: code, Reason: reason}
 }
 
+// isSelf reports whether host:port reaches this proxy: a loopback name, or the
+// unspecified address (0.0.0.0, ::), which a dial on Linux takes to this machine.
 func isSelf(host, port, proxyPort string) bool {
-	return proxyPort != "" && port == proxyPort && isLoopbackName(host)
+	if proxyPort == "" || port != proxyPort {
+		return false
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsUnspecified() {
+		return true
+	}
+	return isLoopbackName(host)
 }
 
 func isLoopbackName(host string) bool {

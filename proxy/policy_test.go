@@ -120,6 +120,10 @@ func policyCases() map[string]policyCase {
 		"connect the proxy itself":            {connect("127.0.0.1:8787"), refused(508)},
 		"connect the proxy itself, localhost": {connect("localhost:8787"), refused(508)},
 		"connect the proxy itself, IPv6":      {connect("[::1]:8787"), refused(508)},
+		"connect the proxy itself, 0.0.0.0":   {connect("0.0.0.0:8787"), refused(508)},
+		"connect the proxy itself, [::]":      {connect("[::]:8787"), refused(508)},
+		"connect target with a path":          {connect("api.team.example:443/x"), refused(400)},
+		"connect target with a query":         {connect("example.com:443?x"), refused(400)},
 		// The CONNECT target decides; the Host header is never looked at.
 		"connect gateway, Host non-gateway":         {connectHost("api.team.example:443", "example.com:443"), intercept("api.team.example", "443", "work")},
 		"connect gateway, Host other gateway":       {connectHost("api.team.example:443", "localhost:9443"), intercept("api.team.example", "443", "work")},
@@ -153,6 +157,7 @@ func policyCases() map[string]policyCase {
 		"absolute-form bad port":                 {abs("http", "example.com:99999", ""), refused(400)},
 		"absolute-form to the proxy itself":      {abs("http", "127.0.0.1:8787", ""), refused(508)},
 		"absolute-form to localhost proxy":       {abs("http", "localhost:8787", ""), refused(508)},
+		"absolute-form to 0.0.0.0 proxy":         {abs("http", "0.0.0.0:8787", ""), refused(508)},
 		"absolute-form trailing dot gateway":     {abs("https", "api.team.example.", ""), inject("api.team.example", "443", "work")},
 		"absolute-form IPv6 gateway":             {abs("https", "[::1]", ""), inject("::1", "443", "v6")},
 		"absolute-form IPv6 non-gateway port":    {abs("https", "[::1]:444", ""), forward("::1", "444")},
