@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,7 +29,9 @@ func TestBadInput(t *testing.T) {
 		"request line without proto":       {req: "GET http://example.com/\r\n\r\n", wantStatus: "400"},
 		"absolute URI unclosed IPv6":       {req: "GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
 		"absolute URI with space":          {req: "GET http://a b/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
-		"absolute URI without host":        {req: "GET http:///path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
+		"absolute URI without host":        {req: "GET http:///path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "has no host"},
+		"absolute URI with one slash":      {req: "GET http:/localhost/path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "has no host"},
+		"absolute URI without slashes":     {req: "GET http:localhost/path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "has no host"},
 		"absolute URI bad port":            {req: "GET http://example.com:99999/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "bad_request"},
 		"absolute URI ftp":                 {req: "GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "unsupported URI scheme"},
 		"absolute URI userinfo":            {req: "GET http://" + gw + "@example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "user information"},
@@ -162,7 +165,13 @@ func TestClientDisconnectMidStream(t *testing.T) {
 		}
 	}
 	e.plainGW.handler, e.tlsGW.handler = stream, stream
-	for _, u := range []string{e.plainGWURL() + "/stream", e.tlsGWURL() + "/stream"} {
+	// With a Content-Length the answer takes the fast path; without, net/http's.
+	sized := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(100001*32<<10))
+		stream(w, r)
+	}
+	e.otherHTTP.handler = sized
+	for _, u := range []string{e.plainGWURL() + "/stream", e.tlsGWURL() + "/stream", e.otherHTTPURL() + "/stream"} {
 		upstreamErr = atomic.Value{}
 		c := e.client()
 		resp, err := c.Get(u)
@@ -174,9 +183,22 @@ func TestClientDisconnectMidStream(t *testing.T) {
 		c.CloseIdleConnections()
 		waitFor(t, func() bool { return upstreamErr.Load() != nil }, "upstream sees the client go away")
 	}
-	e.plainGW.handler, e.tlsGW.handler = nil, nil
+	e.plainGW.handler, e.tlsGW.handler, e.otherHTTP.handler = nil, nil, nil
 	if resp, _ := get(t, e.client(), e.tlsGWURL()+"/after"); resp.StatusCode != 200 {
 		t.Errorf("proxy stopped serving after a client disconnect")
+	}
+	// The log blames the side that left: the client, not the upstream body.
+	n := 0
+	for _, l := range e.entries.all() {
+		if l.Path == "/stream" {
+			n++
+			if l.Err != "client went away mid-body" {
+				t.Errorf("log of %s%s: err %q, want the client's leaving", l.Host, l.Path, l.Err)
+			}
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d log entries for /stream, want 3", n)
 	}
 }
 

@@ -571,7 +571,9 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 			if p != http.ErrAbortHandler {
 				s.log.Error("panic serving a request", "host", addr, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			}
-			e.Err = "aborted mid-body: client or upstream went away"
+			if e.Err == "" { // relaySlow's copy may have said which side it was
+				e.Err = "aborted mid-body: client or upstream went away"
+			}
 		}
 		e.Duration = time.Since(start)
 		s.logRequest(e)
@@ -685,7 +687,7 @@ func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, s
 	if !rh.bodyless(method) && rh.length > 0 {
 		if _, err := io.CopyN(bw, x.c.br, rh.length); err != nil {
 			x.broken = true
-			if tc.ctx.Err() != nil {
+			if tc.ctx.Err() != nil || clientWriteFailed(err) {
 				e.Err = "client went away mid-body"
 			} else {
 				e.Err = "upstream body: " + err.Error()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -215,7 +216,7 @@ func (s *Server) copyResponse(w http.ResponseWriter, r *http.Request, st *reqSta
 	_, err := io.CopyBuffer(dst, resp.Body, buf)
 	s.bufs.Put(buf)
 	if err != nil {
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil || clientWriteFailed(err) {
 			st.err = "client went away mid-body"
 		} else {
 			st.err = "upstream body: " + err.Error()
@@ -242,4 +243,21 @@ func (f flushWriter) Write(p []byte) (int, error) {
 		err = f.rc.Flush()
 	}
 	return n, err
+}
+
+// clientWriteFailed reports whether a copy from the upstream to the client failed on
+// the write, that is on the client's side: io.Copy's error does not say which side it
+// was ("readfrom tcp …: write tcp …: broken pipe" is the client's).
+func clientWriteFailed(err error) bool {
+	for err != nil {
+		var oe *net.OpError
+		if !errors.As(err, &oe) {
+			return false
+		}
+		if oe.Op == "write" {
+			return true
+		}
+		err = oe.Err
+	}
+	return false
 }

@@ -210,10 +210,15 @@ func (s *Server) serveProxied(w http.ResponseWriter, r *http.Request) {
 	scheme := ""
 	if r.URL.Scheme != "" {
 		info.Scheme, info.Target, info.Userinfo = r.URL.Scheme, r.URL.Host, r.URL.User != nil
-		if info.Target == "" {
-			info.Target = "\x00" // absolute-form without a host: let Decide refuse it
-		}
 		scheme = strings.ToLower(r.URL.Scheme)
+		if info.Target == "" {
+			// Absolute-form without a host ("http:///x", "http:/host/x", "http:host/x"):
+			// Decide would read an empty target as origin-form, a request to the proxy.
+			d := refuse(http.StatusBadRequest, "bad_request",
+				fmt.Sprintf("the request URI %q has no host: write it as %s://host[:port]/path", r.RequestURI, scheme))
+			s.serveDecided(w, r, d, scheme, start)
+			return
+		}
 	}
 	s.serveDecided(w, r, Decide(info, s.tokens.Gateway), scheme, start)
 }
