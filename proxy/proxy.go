@@ -242,6 +242,17 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// CheckListen reports whether the proxy could listen on addr now, with the error
+// Start would give (naming the program that holds the port, when it can be found),
+// so that a command can stop before it does anything else, such as creating a CA.
+func CheckListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return listenError(addr, err)
+	}
+	return ln.Close()
+}
+
 func listenError(listen string, err error) error {
 	_, port, _ := net.SplitHostPort(listen)
 	if isAddrInUse(err) {

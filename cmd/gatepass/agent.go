@@ -185,6 +185,14 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	addr := cfg.Listen
+	if *listen != "" {
+		addr = *listen
+	}
+	// A taken port is said before anything is created (the local CA, the agent).
+	if err := proxy.CheckListen(addr); err != nil {
+		return err
+	}
 	log, flush := e.agentLogger()
 	defer flush()
 	opts := agentOptions{listen: *listen, log: log}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatepass-dev/gatepass/broker"
+	"github.com/gatepass-dev/gatepass/proxy"
 )
 
 // agentInfo is what `status` says about a running agent.
@@ -116,10 +117,9 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		check("proxy", nil, "this config's gatepass proxy answers on "+px.Address)
 	} else if px.Note != "" {
 		check("proxy", errors.New(px.Note), "")
-	} else if l, err := net.Listen("tcp", cfg.Listen); err != nil {
-		check("proxy", fmt.Errorf("%s is taken by another program: %v; change `listen` in the config", cfg.Listen, err), "")
+	} else if err := proxy.CheckListen(cfg.Listen); err != nil {
+		check("proxy", err, "") // names the program holding the port when it can
 	} else {
-		_ = l.Close()
 		check("proxy", nil, cfg.Listen+" is free")
 	}
 

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -525,5 +526,31 @@ func TestE2EProxyStartWhileRefreshing(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the start-up lines follow the listen
 	if s := out.String(); !strings.Contains(s, "listening on") || strings.Contains(s, "gatepass login") {
 		t.Errorf("start-up of a signed-in profile:\n%s", s)
+	}
+}
+
+// TestE2EProxyPortTaken: a taken listen port is said first, naming the port (and the
+// program when it can be found), before anything is created: no local CA appears for
+// a proxy that never ran. doctor says the same.
+func TestE2EProxyPortTaken(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	holder, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	_, port, _ := net.SplitHostPort(holder.Addr().String())
+	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", holder.Addr().String()))
+
+	_, stderr, code := runGatepass(t, nil, "--config", cfg, "proxy")
+	if code != exitFailure || !strings.Contains(stderr, "port "+port+" is already in use") || strings.Contains(stderr, "local CA") {
+		t.Errorf("proxy on a taken port: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(cfg), "gatepass-ca.pem")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a local CA was written for a proxy that could not listen (%v)", err)
+	}
+	out, _, code := runGatepass(t, nil, "--config", cfg, "doctor")
+	if code != exitFailure || !strings.Contains(out, "FAIL  proxy") || !strings.Contains(out, "port "+port+" is already in use") {
+		t.Errorf("doctor with the port taken: exit %d\n%s", code, out)
 	}
 }
