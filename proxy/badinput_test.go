@@ -25,10 +25,12 @@ func TestBadInput(t *testing.T) {
 		wantStatus string
 		wantBody   string
 	}{
-		"garbage request line":             {req: "GARBAGE\r\n\r\n", wantStatus: "400"},
-		"request line without proto":       {req: "GET http://example.com/\r\n\r\n", wantStatus: "400"},
-		"absolute URI unclosed IPv6":       {req: "GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
-		"absolute URI with space":          {req: "GET http://a b/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400"},
+		"garbage request line":             {req: "GARBAGE\r\n\r\n", wantStatus: "400", wantBody: `"error":"bad_request","reason":"the request could not be read: malformed HTTP request`},
+		"request line without proto":       {req: "GET http://example.com/\r\n\r\n", wantStatus: "400", wantBody: "X-Gatepass-Error: bad_request"},
+		"absolute URI unclosed IPv6":       {req: "GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "X-Gatepass-Error: bad_request"},
+		"absolute URI with space":          {req: "GET http://a b/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "X-Gatepass-Error: bad_request"},
+		"absolute URI bad port name":       {req: "GET http://localhost:abc/ HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "400", wantBody: "X-Gatepass-Error: bad_request"},
+		"unknown transfer coding":          {req: "POST http://example.com/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", wantStatus: "501", wantBody: "X-Gatepass-Error: bad_request"},
 		"absolute URI without host":        {req: "GET http:///path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "has no host"},
 		"absolute URI with one slash":      {req: "GET http:/localhost/path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "has no host"},
 		"absolute URI without slashes":     {req: "GET http:localhost/path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "400", wantBody: "has no host"},

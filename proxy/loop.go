@@ -196,10 +196,11 @@ func (tc *loopConn) loop() (handedOver bool) {
 		case took > n:
 			return false // past the head: never happens; the head cannot be replayed
 		case err != nil:
-			// Skip what ReadRequest left of the head: the server reads it again
-			// from the replayed copy.
-			tc.br.Discard(n - took)
-			return tc.handOver(true) // the server answers 400
+			// A head net/http cannot read: answered here, in the shape of every
+			// answer the proxy makes up (net/http's own is a bare "400 Bad Request").
+			tc.refuseHead(err)
+			tc.linger = true // let the client read it before the close
+			return false
 		case took != n:
 			return false // a head shorter than the scan found: never happens
 		}
@@ -212,6 +213,25 @@ func (tc *loopConn) loop() (handedOver bool) {
 		wait = loopIdleTimeout
 	}
 	return false
+}
+
+// refuseHead answers a request head that http.ReadRequest refused, with its reason,
+// and the connection closes: what follows the head cannot be told apart. The status
+// is net/http's: 501 for a transfer coding it does not know, 400 otherwise.
+func (tc *loopConn) refuseHead(err error) {
+	status := http.StatusBadRequest
+	if strings.Contains(err.Error(), "unsupported transfer encoding") {
+		status = http.StatusNotImplemented
+	}
+	d := refuse(status, "bad_request", "the request could not be read: "+err.Error())
+	body := refusalBody(d)
+	h := refusalHeader(d, len(body))
+	h.Set("Connection", "close")
+	tc.bw.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
+	writeFields(tc.bw, h)
+	tc.bw.WriteString("\r\n")
+	tc.bw.Write(body)
+	_ = tc.bw.Flush()
 }
 
 // setReadDeadline makes the connection's reads time out at now+d. A deadline is

@@ -190,6 +190,7 @@ func TestLoopHandsOver(t *testing.T) {
 		wantStatus int
 		wantBody   string
 		thenServes bool // the connection stays open for another request
+		here       bool // a head net/http cannot read: the loop answers it (JSON), no hand-over
 	}{
 		"HTTP/1.0": {
 			req:        "GET /ten HTTP/1.0\r\nHost: " + host + "\r\n\r\n",
@@ -213,7 +214,7 @@ func TestLoopHandsOver(t *testing.T) {
 		},
 		"malformed request line": {
 			req:        "GET\r\nHost: " + host + "\r\n\r\n",
-			wantStatus: 400,
+			wantStatus: 400, wantBody: `"error":"bad_request"`, here: true,
 		},
 		"no Host": {
 			req:        "GET /nohost HTTP/1.1\r\n\r\n",
@@ -235,8 +236,8 @@ func TestLoopHandsOver(t *testing.T) {
 			if resp.StatusCode != tc.wantStatus || !strings.Contains(body, tc.wantBody) {
 				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, trunc(body), tc.wantStatus, tc.wantBody)
 			}
-			if n := e.srv.handedOver.Load() - before; n != 1 {
-				t.Errorf("handed over %d connections, want 1", n)
+			if n, want := e.srv.handedOver.Load()-before, map[bool]int64{false: 1, true: 0}[tc.here]; n != want {
+				t.Errorf("handed over %d connections, want %d", n, want)
 			}
 			if tc.thenServes {
 				io.WriteString(conn, "GET /next HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
@@ -405,11 +406,11 @@ func TestListenLoop(t *testing.T) {
 	for name, tc := range map[string]struct {
 		req, want string
 	}{
+		// A head net/http cannot read is answered by the loop itself (below).
 		"status page":          {"GET / HTTP/1.1\r\nHost: " + e.srv.Addr() + "\r\nConnection: close\r\n\r\n", "HTTP/1.1 200"},
 		"HTTP/1.0":             {"GET http://" + other + "/ten HTTP/1.0\r\nHost: " + other + "\r\n\r\n", "hello /ten"},
 		"Expect: 100-continue": {"POST http://" + other + "/echo HTTP/1.1\r\nHost: " + other + "\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", "echo 2: hi"},
 		"no Host field":        {"GET http://" + other + "/nohost HTTP/1.1\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
-		"two Host fields":      {"GET http://" + other + "/twohosts HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
 		"folded Host field":    {"GET http://" + other + "/folded HTTP/1.1\r\nHost: a\r\n b\r\nConnection: close\r\n\r\n", "HTTP/1.1 400"},
 		"CONNECT refused":      {"CONNECT localhost:0 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
 	} {
@@ -423,6 +424,16 @@ func TestListenLoop(t *testing.T) {
 			}
 		})
 	}
+	t.Run("two Host fields", func(t *testing.T) {
+		before := e.srv.handedOverListen.Load()
+		out := rawRequest(t, e.srv.Addr(), "GET http://"+other+"/twohosts HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 400") || !strings.Contains(out, "X-Gatepass-Error: bad_request") || !strings.Contains(out, "too many Host headers") {
+			t.Errorf("got %q, want the loop's 400 with net/http's reason", trunc(out))
+		}
+		if n := e.srv.handedOverListen.Load() - before; n != 0 {
+			t.Errorf("handed over %d connections, want 0", n)
+		}
+	})
 }
 
 // TestLoopKeepsConnectionAfterSmallUnreadUpload: when the upstream answers without
