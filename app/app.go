@@ -32,8 +32,10 @@ type Broker interface {
 	Statuses() []broker.ProfileStatus
 	// Subscribe delivers status changes until cancel is called.
 	Subscribe() (events <-chan broker.Event, cancel func())
-	// Login opens the browser once and waits for the loopback callback.
-	Login(ctx context.Context, profile string) error
+	// Login opens the browser once and waits for the loopback callback. When the
+	// browser cannot be opened it calls browserFailed (from any goroutine) with the
+	// URL to open by hand, and goes on waiting.
+	Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error
 	// Logout revokes the refresh token and deletes it from the keychain.
 	Logout(ctx context.Context, profile string) error
 	// Token returns a token of the kind valid for at least minTTL.

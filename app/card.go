@@ -194,11 +194,25 @@ func (c *card) showProblem(p problem, retry func()) {
 	c.msg.Refresh()
 	c.msg.Show()
 	if p.Retry && retry != nil {
+		c.retry.SetText("Retry")
 		c.retryFn = retry
 		c.retry.Show()
 	} else {
 		c.retry.Hide()
 	}
+	c.relayout()
+}
+
+// showSignInURL says that no browser could be opened and offers the sign-in URL to
+// open by hand, with a button that copies it (the message's button, as for Retry).
+func (c *card) showSignInURL(url string, err error) {
+	c.msg.Importance = widget.WarningImportance
+	setText(c.msg, "Could not open a browser ("+err.Error()+"). Open this address in a browser to sign in:\n"+url)
+	c.msg.Refresh()
+	c.msg.Show()
+	c.retry.SetText("Copy address")
+	c.retryFn = func() { c.u.copyText(url) }
+	c.retry.Show()
 	c.relayout()
 }
 

@@ -49,6 +49,7 @@ type fakeBroker struct {
 	logouts    []string
 	tokenCalls []tokenCall
 	loginErr   error
+	noBrowser  error // Login reports that the browser could not be opened
 	release    chan struct{}
 	token      broker.Token
 	tokenErr   error
@@ -75,11 +76,14 @@ func (b *fakeBroker) Subscribe() (<-chan broker.Event, func()) {
 	}
 }
 
-func (b *fakeBroker) Login(ctx context.Context, profile string) error {
+func (b *fakeBroker) Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error {
 	b.mu.Lock()
 	b.logins = append(b.logins, profile)
-	release, err := b.release, b.loginErr
+	release, err, noBrowser := b.release, b.loginErr, b.noBrowser
 	b.mu.Unlock()
+	if noBrowser != nil {
+		browserFailed("https://idp.example/authorize?client_id=x", noBrowser)
+	}
 	if release != nil {
 		select {
 		case <-release:

@@ -57,9 +57,9 @@ func (b helperBroker) Token(ctx context.Context, profile string, kind broker.Tok
 	return b.fakeBroker.Token(ctx, profile, kind, minTTL)
 }
 
-func (b helperBroker) Login(ctx context.Context, profile string) error {
+func (b helperBroker) Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error {
 	fmt.Printf("login-call %s\n", profile)
-	return b.fakeBroker.Login(ctx, profile)
+	return b.fakeBroker.Login(ctx, profile, browserFailed)
 }
 
 // runTrayHelper is the child: the real app with a fake broker and proxy.

@@ -436,13 +436,22 @@ func (u *ui) signIn(profile string) {
 	u.cards[profile].clearMessage()
 	u.refreshProfile(profile)
 	br := u.br
+	browserFailed := func(url string, err error) {
+		u.do(func() {
+			if _, waiting := u.pending[profile]; waiting {
+				u.cards[profile].showSignInURL(url, err)
+			}
+		})
+	}
 	go func() {
-		err := br.Login(ctx, profile)
+		err := br.Login(ctx, profile, browserFailed)
 		u.do(func() {
 			cancel()
 			delete(u.pending, profile)
 			if p, ok := describeError("sign in", err); ok {
 				u.cards[profile].showProblem(p, func() { u.signIn(profile) })
+			} else {
+				u.cards[profile].clearMessage() // the sign-in URL, if it was shown
 			}
 			u.refreshProfile(profile)
 		})

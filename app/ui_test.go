@@ -102,6 +102,36 @@ func TestCancelSignIn(t *testing.T) {
 	}
 }
 
+// TestSignInWithoutBrowser: when no browser opens, the window (whose user never
+// sees stderr) shows the sign-in address with a button that copies it, until the
+// sign-in ends.
+func TestSignInWithoutBrowser(t *testing.T) {
+	br := newFakeBroker(workStatus(broker.StateSignedOut))
+	br.noBrowser = errors.New("xdg-open: no method available")
+	br.release = make(chan struct{})
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+	test.Tap(c.signIn)
+	waitFor(t, func() bool { l, _, _ := br.calls(); return len(l) == 1 })
+	e.q.run(t)
+	const url = "https://idp.example/authorize?client_id=x"
+	if !c.msg.Visible() || !strings.Contains(c.msg.Text, "Could not open a browser (xdg-open: no method available)") || !strings.Contains(c.msg.Text, url) {
+		t.Fatalf("message shown %v: %q; want the address to open", c.msg.Visible(), c.msg.Text)
+	}
+	if !c.retry.Visible() || c.retry.Text != "Copy address" {
+		t.Fatalf("button shown %v: %q; want Copy address", c.retry.Visible(), c.retry.Text)
+	}
+	test.Tap(c.retry)
+	if got := e.u.app.Clipboard().Content(); got != url {
+		t.Errorf("clipboard %q, want the sign-in address", got)
+	}
+	close(br.release)
+	e.q.run(t) // Login returned
+	if c.msg.Visible() {
+		t.Errorf("the address is still shown after the sign-in: %q", c.msg.Text)
+	}
+}
+
 func TestSignedInCardCountdown(t *testing.T) {
 	br := newFakeBroker(signedIn(9*time.Minute + 10*time.Second))
 	br.token = broker.Token{Kind: broker.IDToken, Value: "eyJhbGciOiJSUzI1NiJ9.payload.SIGNATUREabcd", Expiry: testStart.Add(9 * time.Minute)}

@@ -37,6 +37,9 @@ type LoginOptions struct {
 	CallbackPort int
 	// LoginHint preselects an account at the issuer (OIDC login_hint).
 	LoginHint string
+	// BrowserFailed, when set, hears that the browser could not be opened, with
+	// the URL to open by hand: a desktop app shows it, since nobody reads its stderr.
+	BrowserFailed func(url string, err error)
 }
 
 // ErrLoginInProgress means a sign-in for the profile is already waiting
@@ -198,6 +201,9 @@ func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions, waiti
 		if br != nil {
 			if err := br.Open(authURL); err != nil {
 				fmt.Fprintf(opts.Prompt, "Could not open a browser (%v); open the URL above yourself.\n", err)
+				if opts.BrowserFailed != nil {
+					opts.BrowserFailed(authURL, err)
+				}
 			}
 		}
 	}

@@ -607,3 +607,43 @@ func TestLoginWithoutRefreshToken(t *testing.T) {
 		t.Error("a sign-in without a refresh token was stored")
 	}
 }
+
+// TestLoginBrowserFailed: a browser that cannot be opened is reported to
+// BrowserFailed with the URL, which a user then opens by hand, and the sign-in
+// still completes.
+func TestLoginBrowserFailed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{AutoApprove: true})
+	br := &urlBrowser{urls: make(chan string, 1), err: errors.New("no browser here")}
+	type report struct {
+		url string
+		err error
+	}
+	reports := make(chan report, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.b.Login(context.Background(), testProfile, LoginOptions{
+			Browser: br, Timeout: 10 * time.Second,
+			BrowserFailed: func(url string, err error) { reports <- report{url, err} },
+		})
+		done <- err
+	}()
+	opened := br.next(t)
+	var r report
+	select {
+	case r = <-reports:
+	case <-time.After(10 * time.Second):
+		t.Fatal("BrowserFailed was not called")
+	}
+	if r.url != opened || r.err == nil || r.err.Error() != "no browser here" {
+		t.Fatalf("BrowserFailed(%q, %v), want the URL the browser was given and its error", r.url, r.err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := demo.Browse(ctx, r.url, true); err != nil { // the user opens it by hand
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+}

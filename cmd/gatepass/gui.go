@@ -22,8 +22,8 @@ type appBroker struct {
 	prompt *os.File
 }
 
-func (a appBroker) Login(ctx context.Context, profile string) error {
-	_, err := a.Broker.Login(ctx, profile, broker.LoginOptions{Prompt: a.prompt})
+func (a appBroker) Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error {
+	_, err := a.Broker.Login(ctx, profile, broker.LoginOptions{Prompt: a.prompt, BrowserFailed: browserFailed})
 	return err
 }
 
