@@ -979,6 +979,20 @@ func TestTokenForHostShortLivedTokens(t *testing.T) {
 	}
 }
 
+// assertBacksOff checks that five more requests for api.team.example get the error
+// want, with the time of the next retry, without asking the issuer again: the
+// refreshes stay at the one that failed.
+func assertBacksOff(t *testing.T, e *testEnv, want string) {
+	t.Helper()
+	for range 5 {
+		_, _, err := e.b.TokenForHost(context.Background(), "api.team.example", "443")
+		assertContains(t, err, want, "next retry in")
+	}
+	if n := e.idp.Stats().Refreshes; n != 1 {
+		t.Fatalf("refreshes = %d after 5 more requests, want still 1 (backing off)", n)
+	}
+}
+
 // TestRefreshBringsExpiredAccessToken: an issuer whose answer's expires_in is wrong
 // (negative here) hands over an access token that is expired on arrival. The proxy's
 // caller is told that the answer, not this machine's clock, is at fault and what to do,
@@ -1000,13 +1014,7 @@ func TestRefreshBringsExpiredAccessToken(t *testing.T) {
 	if n := e.idp.Stats().Refreshes; n != 1 {
 		t.Fatalf("refreshes = %d, want 1", n)
 	}
-	for range 5 {
-		_, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
-		assertContains(t, err, "access token came already expired", "next retry in")
-	}
-	if n := e.idp.Stats().Refreshes; n != 1 {
-		t.Fatalf("refreshes = %d during the backoff, want 1", n)
-	}
+	assertBacksOff(t, e, "access token came already expired")
 	e.clock.Advance(time.Minute) // past the backoff; the issuer answers well again
 	if tok, _, err := e.b.TokenForHost(ctx, "api.team.example", "443"); err != nil || tok.Kind != AccessToken {
 		t.Fatalf("after the backoff: %v, %v", tok.Kind, err)
@@ -1029,13 +1037,7 @@ func TestRefreshWithoutNewIDToken(t *testing.T) {
 	if n := e.idp.Stats().Refreshes; n != 1 {
 		t.Fatalf("refreshes = %d, want 1", n)
 	}
-	for range 5 {
-		_, _, err := e.b.TokenForHost(ctx, "api.team.example", "443")
-		assertContains(t, err, "returned no new ID token", "next retry in")
-	}
-	if n := e.idp.Stats().Refreshes; n != 1 {
-		t.Fatalf("refreshes = %d after 5 more requests, want still 1 (backing off)", n)
-	}
+	assertBacksOff(t, e, "returned no new ID token")
 	// The access token of that refresh is fine.
 	if acc, err := e.b.Token(ctx, testProfile, AccessToken, time.Minute); err != nil || !acc.Expiry.After(e.clock.Now().Add(50*time.Minute)) {
 		t.Errorf("access token after the refresh: expiry %v, %v", acc.Expiry, err)

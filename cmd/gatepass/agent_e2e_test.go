@@ -13,6 +13,27 @@ import (
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
 
+// startAgent starts `gatepass --config cfg proxy args…` and returns its output;
+// the agent is stopped (SIGINT) and waited for when the test ends.
+func startAgent(t *testing.T, cfg string, args ...string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, gatepassBin, append([]string{"--config", cfg, "proxy"}, args...)...)
+	cmd.Env = testEnv(t)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		cancel()
+	})
+	return out
+}
+
 // TestE2EAgentControlSocket: while `gatepass proxy` runs, CLI commands get
 // their tokens from it over the control socket instead of spending the
 // refresh token themselves; login and logout in a terminal reach the agent;
@@ -25,19 +46,7 @@ func TestE2EAgentControlSocket(t *testing.T) {
 	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", freePort(t))) // private proxy ports
 	login(t, cfg)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	agent := exec.CommandContext(ctx, gatepassBin, "--config", cfg, "proxy", "--listen", listen)
-	agent.Env = testEnv(t)
-	var agentLog syncBuffer
-	agent.Stdout, agent.Stderr = &agentLog, &agentLog
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = agent.Process.Signal(os.Interrupt)
-		_ = agent.Wait()
-	}()
+	agentLog := startAgent(t, cfg, "--listen", listen)
 	waitListening(t, listen)
 	// The agent refreshes once at start; wait for it to hold a token.
 	var status struct {

@@ -509,19 +509,7 @@ func TestE2EProxyStartWhileRefreshing(t *testing.T) {
 	login(t, cfg)
 	p.SetDelay("token", 3*time.Second) // the start-up refresh is still out when the proxy listens
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gatepassBin, "--config", cfg, "proxy")
-	cmd.Env = testEnv(t)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
+	out := startAgent(t, cfg)
 	waitListening(t, listen)
 	time.Sleep(200 * time.Millisecond) // the start-up lines follow the listen
 	if s := out.String(); !strings.Contains(s, "listening on") || strings.Contains(s, "gatepass login") {
