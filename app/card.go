@@ -207,7 +207,8 @@ func (c *card) showProblem(p problem, retry func()) {
 // open by hand, with a button that copies it (the message's button, as for Retry).
 func (c *card) showSignInURL(url string, err error) {
 	c.msg.Importance = widget.WarningImportance
-	setText(c.msg, "Could not open a browser ("+err.Error()+"). Open this address in a browser to sign in:\n"+url)
+	// The address itself is long and does not wrap: the button copies it.
+	setText(c.msg, "Could not open a browser ("+err.Error()+"). Copy the sign-in address and open it in a browser.")
 	c.msg.Refresh()
 	c.msg.Show()
 	c.retry.SetText("Copy address")

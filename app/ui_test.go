@@ -115,8 +115,8 @@ func TestSignInWithoutBrowser(t *testing.T) {
 	waitFor(t, func() bool { l, _, _ := br.calls(); return len(l) == 1 })
 	e.q.run(t)
 	const url = "https://idp.example/authorize?client_id=x"
-	if !c.msg.Visible() || !strings.Contains(c.msg.Text, "Could not open a browser (xdg-open: no method available)") || !strings.Contains(c.msg.Text, url) {
-		t.Fatalf("message shown %v: %q; want the address to open", c.msg.Visible(), c.msg.Text)
+	if !c.msg.Visible() || !strings.Contains(c.msg.Text, "Could not open a browser (xdg-open: no method available)") || !strings.Contains(c.msg.Text, "Copy the sign-in address") {
+		t.Fatalf("message shown %v: %q; want what to do", c.msg.Visible(), c.msg.Text)
 	}
 	if !c.retry.Visible() || c.retry.Text != "Copy address" {
 		t.Fatalf("button shown %v: %q; want Copy address", c.retry.Visible(), c.retry.Text)

@@ -87,6 +87,45 @@ func absInt(v int) int {
 // user's email back off the window. The last screenshot is kept in
 // docs/screenshot.png when GATEPASS_UPDATE_SCREENSHOT=1.
 func TestGUIRealWindowSignIn(t *testing.T) {
+	listen := freePort(t)
+	w, stderr := startGUI(t, listen, browserCommand("demo-allow"))
+	text := signInThroughWindow(t, w, listen, stderr)
+	if os.Getenv("GATEPASS_UPDATE_SCREENSHOT") == "1" {
+		updateScreenshot(t, w.png, "screenshot.png")
+	}
+	fmt.Fprintln(os.Stderr, "window text:", text)
+}
+
+// TestGUIRealWindowNoBrowser: when the browser cannot be opened, the window itself
+// (not only stderr, which an app started from a menu never shows) says so and offers
+// the sign-in address with a button to copy it.
+func TestGUIRealWindowNoBrowser(t *testing.T) {
+	w, stderr := startGUI(t, freePort(t), browserCommand("fail"))
+	clickButton(t, w, "Sign", "i")
+	var text string
+	for i := 0; i < 15; i++ {
+		// The message as read plainly, its "Copy address" button as read for
+		// buttons (black on white, 2x; tesseract may read "Copy" as "Conv" or "Canw").
+		text = screenText(screenWords(t, w.shoot, w.png, false))
+		words := screenWords(t, w.shoot, w.png, true)
+		button := false
+		for i := 0; i+1 < len(words); i++ {
+			w0 := words[i].text
+			button = button || (len(w0) == 4 && strings.HasPrefix(w0, "C") && words[i+1].text == "address")
+		}
+		if strings.Contains(text, "Could not open a browser") && strings.Contains(text, "address") && button {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("with no browser the window shows: %s\nstderr: %s", text, stderr.String())
+}
+
+// startGUI starts `gatepass gui --demo` on a free proxy port with the given browser
+// command, waits for its window and returns it with the app's stderr. The app is
+// stopped (SIGINT, within 10 s) when the test ends.
+func startGUI(t *testing.T, listen, browser string) (guiWindow, *syncBuffer) {
+	t.Helper()
 	requireKeychain(t)
 	if os.Getenv("DISPLAY") == "" {
 		t.Fatal("no DISPLAY: run under scripts/with-desktop")
@@ -97,17 +136,16 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	listen := freePort(t)
-	cmd := exec.CommandContext(ctx, gatepassBin, "gui", "--demo", "--listen", listen,
-		"--browser-command", browserCommand("demo-allow"))
+	cmd := exec.CommandContext(ctx, gatepassBin, "gui", "--demo", "--listen", listen, "--browser-command", browser)
 	cmd.Env = append(testEnv(t), "LANG=en_US.UTF-8", "XDG_CONFIG_HOME="+filepath.Join(testDir(t), "config"))
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
+		defer cancel()
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -115,9 +153,8 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Error("gatepass gui did not quit within 10s of SIGINT")
-			cancel()
 		}
-	}()
+	})
 
 	// The window exists.
 	var window string
@@ -133,7 +170,7 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 	if window == "" {
 		t.Fatalf("no gatepass window appeared within 60s; stderr:\n%s", stderr.String())
 	}
-	w := guiWindow{
+	return guiWindow{
 		shoot: func(png string) error {
 			if out, err := exec.Command("import", "-window", window, png).CombinedOutput(); err != nil {
 				return fmt.Errorf("import: %v: %s", err, out)
@@ -147,12 +184,7 @@ func TestGUIRealWindowSignIn(t *testing.T) {
 			return nil
 		},
 		png: filepath.Join(testDir(t), "window.png"),
-	}
-	text := signInThroughWindow(t, w, listen, &stderr)
-	if os.Getenv("GATEPASS_UPDATE_SCREENSHOT") == "1" {
-		updateScreenshot(t, w.png, "screenshot.png")
-	}
-	fmt.Fprintln(os.Stderr, "window text:", text)
+	}, stderr
 }
 
 // guiWindow is a real gatepass window on some display: shoot screenshots it
@@ -171,25 +203,10 @@ type guiWindow struct {
 // failure messages.
 func signInThroughWindow(t *testing.T, w guiWindow, listen string, stderr *syncBuffer) string {
 	t.Helper()
-	// Find and click "Sign in".
-	var words []ocrWord
-	var btn ocrWord
-	found := false
-	for i := 0; i < 20 && !found; i++ {
-		words = screenWords(t, w.shoot, w.png, true)
-		btn, found = findButton(words, "Sign", "i")
-		if !found {
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
-	if !found {
-		t.Fatalf("no \"Sign in\" on the window; it shows: %s", screenText(words))
-	}
-	if err := w.click(btn.left+btn.width/2, btn.top+btn.height/2); err != nil {
-		t.Fatal(err)
-	}
+	clickButton(t, w, "Sign", "i")
 
 	// The window shows the signed-in state and who.
+	var words []ocrWord
 	var text string
 	for i := 0; i < 40; i++ {
 		words = screenWords(t, w.shoot, w.png, false)
@@ -225,6 +242,24 @@ func signInThroughWindow(t *testing.T, w guiWindow, listen string, stderr *syncB
 		t.Errorf("the window shows a token")
 	}
 	return text
+}
+
+// clickButton finds the button whose label starts with the words first and a word
+// beginning with next (findButton), waiting up to 10 s for it, and clicks it.
+func clickButton(t *testing.T, w guiWindow, first, next string) {
+	t.Helper()
+	var words []ocrWord
+	for i := 0; i < 20; i++ {
+		words = screenWords(t, w.shoot, w.png, true)
+		if btn, found := findButton(words, first, next); found {
+			if err := w.click(btn.left+btn.width/2, btn.top+btn.height/2); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("no %q button on the window; it shows: %s", first+" "+next+"…", screenText(words))
 }
 
 // updateScreenshot keeps the screenshot png as docs/<name>.
