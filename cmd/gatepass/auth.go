@@ -41,6 +41,12 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The keychain account is the profile's name (DESIGN §4): a sign-in of another
+	// issuer or client under this name (another config's) is replaced. Say so after.
+	var replaced *broker.Entry
+	if old, err := (broker.Store{Keychain: broker.SystemKeychain{}}).Load(p.Name); err == nil && (old.Issuer != p.Issuer || old.ClientID != p.ClientID) {
+		replaced = old
+	}
 	st, err := b.Login(ctx, p.Name, broker.LoginOptions{
 		NoBrowser:    *noBrowser,
 		Prompt:       e.stderr,
@@ -55,6 +61,10 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "Signed in to profile %q as %s; the refresh token is in the OS keychain.\n", st.Profile, who(st))
+	if replaced != nil {
+		fmt.Fprintf(e.stderr, "It replaced the sign-in stored under that name for %s (client %s): another config with a profile %q needs `gatepass login` again.\n",
+			replaced.Issuer, replaced.ClientID, st.Profile)
+	}
 	e.notifyAgent(ctx, cfg, st.Profile)
 	return nil
 }

@@ -416,3 +416,29 @@ func TestCLIHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ETwoConfigsOneProfileName: the keychain account is the profile's name, so
+// two configs with a profile of the same name share one sign-in. Signing in with the
+// second says that it replaced the first's, and the first's status says at once that
+// its sign-in belongs to another issuer (not "signed in" until a refresh fails).
+func TestE2ETwoConfigsOneProfileName(t *testing.T) {
+	p1, cfg1, profile := demoSetup(t, demo.Options{})
+	login(t, cfg1)
+	p2, err := demo.Start("127.0.0.1:0", demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p2.Close() })
+	cfg2 := demoConfig(t, p2, profile, "")
+	_, stderr, code := runGatepass(t, nil, "--config", cfg2, "login", "--browser-command", browserCommand("demo-allow"), "--timeout", "60s")
+	if code != 0 || !strings.Contains(stderr, "It replaced the sign-in stored under that name for "+p1.Issuer()) {
+		t.Fatalf("second login: exit %d, stderr %s", code, stderr)
+	}
+	out, _, _ := runGatepass(t, nil, "--config", cfg1, "status")
+	if !strings.Contains(out, "sign-in-required") || !strings.Contains(out, "belongs to another issuer or client ID ("+p2.Issuer()) {
+		t.Errorf("status of the first config:\n%s", out)
+	}
+	if _, stderr, code := runGatepass(t, nil, "--config", cfg1, "token"); code != exitSignIn || !strings.Contains(stderr, "another config has a profile of this name") {
+		t.Errorf("token of the first config: exit %d, stderr %s", code, stderr)
+	}
+}
