@@ -192,7 +192,7 @@ func (b *Broker) loadEntry(s *session) error {
 	case err == nil:
 		s.entry, s.loaded = e, true
 		switch {
-		case !e.matches(s.p):
+		case !e.Matches(s.p):
 			// The keychain account is the profile's name (DESIGN §4), so another
 			// config's profile of that name may have signed in last: say so now,
 			// not only at the first refresh.
@@ -211,8 +211,8 @@ func (b *Broker) loadEntry(s *session) error {
 	return nil
 }
 
-// matches reports whether the entry is a sign-in of p's issuer and client.
-func (e *Entry) matches(p *Profile) bool {
+// Matches reports whether the entry is a sign-in of p's issuer and client.
+func (e *Entry) Matches(p *Profile) bool {
 	return e.Issuer == p.Issuer && e.ClientID == p.ClientID
 }
 
@@ -367,7 +367,7 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 		b.noteFailure(s, err)
 		return nil, err
 	}
-	if !entry.matches(s.p) {
+	if !entry.Matches(s.p) {
 		reason := otherSignInReason(entry)
 		s.requireSignIn(reason)
 		b.publish(s.status())

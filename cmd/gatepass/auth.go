@@ -44,7 +44,7 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	// The keychain account is the profile's name (DESIGN §4): a sign-in of another
 	// issuer or client under this name (another config's) is replaced. Say so after.
 	var replaced *broker.Entry
-	if old, err := (broker.Store{Keychain: broker.SystemKeychain{}}).Load(p.Name); err == nil && (old.Issuer != p.Issuer || old.ClientID != p.ClientID) {
+	if old, err := (broker.Store{Keychain: broker.SystemKeychain{}}).Load(p.Name); err == nil && !old.Matches(p) {
 		replaced = old
 	}
 	st, err := b.Login(ctx, p.Name, broker.LoginOptions{

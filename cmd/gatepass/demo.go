@@ -167,7 +167,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	defer d.forget(kc, made)
 	defer d.Close()
 	forgetStaleDemoSignIn(kc, d.Provider.Issuer())
-	if _, err := kc.Get(broker.KeychainService, "gatepass-doctor-probe"); err != nil && !errors.Is(err, broker.ErrNotFound) {
+	if err := probeKeychain(kc); err != nil {
 		// Checked now, not after a whole browser round trip in `gatepass login`.
 		fmt.Fprintf(e.stderr, "warning: `gatepass login` will not be able to keep the sign-in: %v\n\n", err)
 	}

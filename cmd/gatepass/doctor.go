@@ -101,11 +101,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	check("config", nil, cfg.Path)
 
 	kc := broker.SystemKeychain{}
-	_, kerr := kc.Get(broker.KeychainService, "gatepass-doctor-probe")
-	if errors.Is(kerr, broker.ErrNotFound) {
-		kerr = nil
-	}
-	check("keychain", kerr, "Secret Service reachable")
+	check("keychain", probeKeychain(kc), "Secret Service reachable")
 
 	ln, lerr := net.Listen("tcp", "127.0.0.1:0")
 	if lerr == nil {
@@ -147,6 +143,15 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d check(s) failed", failed)
+	}
+	return nil
+}
+
+// probeKeychain reads an entry that does not exist: nil when the keychain answers
+// (with "not found"), else why it cannot be used.
+func probeKeychain(kc broker.Keychain) error {
+	if _, err := kc.Get(broker.KeychainService, "gatepass-doctor-probe"); err != nil && !errors.Is(err, broker.ErrNotFound) {
+		return err
 	}
 	return nil
 }
