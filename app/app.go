@@ -38,8 +38,9 @@ type Broker interface {
 	Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error
 	// Logout revokes the refresh token and deletes it from the keychain.
 	Logout(ctx context.Context, profile string) error
-	// Token returns a token of the kind valid for at least minTTL.
-	Token(ctx context.Context, profile string, kind broker.TokenKind, minTTL time.Duration) (broker.Token, error)
+	// FreshToken returns a token of the kind valid for at least margin, or for a
+	// quarter of its lifetime if that is shorter (tokens that live a minute).
+	FreshToken(ctx context.Context, profile string, kind broker.TokenKind, margin time.Duration) (broker.Token, error)
 }
 
 // Proxy is what the app needs from the local forward proxy.

@@ -117,6 +117,9 @@ func (c *card) update(st broker.ProfileStatus, now time.Time) {
 		}
 		setText(c.reason, r)
 		c.reason.Show()
+	} else if st.State == broker.StateUnknown && st.Reason != "" {
+		setText(c.reason, st.Reason)
+		c.reason.Show()
 	} else {
 		c.reason.Hide()
 	}

@@ -101,7 +101,7 @@ func (b *fakeBroker) Logout(_ context.Context, profile string) error {
 	return nil
 }
 
-func (b *fakeBroker) Token(_ context.Context, profile string, kind broker.TokenKind, minTTL time.Duration) (broker.Token, error) {
+func (b *fakeBroker) FreshToken(_ context.Context, profile string, kind broker.TokenKind, minTTL time.Duration) (broker.Token, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.tokenCalls = append(b.tokenCalls, tokenCall{profile, kind, minTTL})

@@ -42,6 +42,8 @@ func stateLabel(s broker.State, pending bool) string {
 		return "Sign-in required"
 	case broker.StateSignedOut:
 		return "Signed out"
+	case broker.StateUnknown:
+		return "Keychain unavailable"
 	}
 	return "Unknown state"
 }
@@ -53,7 +55,7 @@ func stateColor(st broker.ProfileStatus, now time.Time, pending bool) fyne.Theme
 		return theme.ColorNamePrimary
 	case st.State == broker.StateSignInRequired:
 		return theme.ColorNameError
-	case st.State == broker.StateRefreshing:
+	case st.State == broker.StateRefreshing, st.State == broker.StateUnknown:
 		return theme.ColorNameWarning
 	case st.State == broker.StateSignedIn:
 		if isExpiring(st.Expiry, now) {
@@ -187,6 +189,9 @@ func statusLine(st broker.ProfileStatus, now time.Time, pending bool) string {
 			return who + " · token expired"
 		}
 		return who + " · expires " + st.Expiry.Local().Format("15:04")
+	}
+	if st.State == broker.StateUnknown {
+		return st.Profile + ": keychain unavailable"
 	}
 	return st.Profile + ": signed out"
 }

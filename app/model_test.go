@@ -70,6 +70,7 @@ func TestStateLabelAndColor(t *testing.T) {
 		"signed out":          {st(broker.StateSignedOut, 0), false, "Signed out", theme.ColorNameDisabled},
 		"broker signing in":   {st(broker.StateSigningIn, 0), false, "Signing in…", theme.ColorNamePrimary},
 		"click pending":       {st(broker.StateSignedOut, 0), true, "Signing in…", theme.ColorNamePrimary},
+		"keychain unreadable": {st(broker.StateUnknown, 0), false, "Keychain unavailable", theme.ColorNameWarning},
 		"unknown":             {st("weird", 0), false, "Unknown state", theme.ColorNameDisabled},
 	}
 	for name, tc := range tests {

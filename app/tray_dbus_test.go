@@ -52,9 +52,9 @@ func requireDesktop(t *testing.T, tools ...string) {
 // helperBroker reports calls on stdout so the parent test can see them.
 type helperBroker struct{ *fakeBroker }
 
-func (b helperBroker) Token(ctx context.Context, profile string, kind broker.TokenKind, minTTL time.Duration) (broker.Token, error) {
+func (b helperBroker) FreshToken(ctx context.Context, profile string, kind broker.TokenKind, minTTL time.Duration) (broker.Token, error) {
 	fmt.Printf("token-call %s %s %s\n", profile, kind, minTTL)
-	return b.fakeBroker.Token(ctx, profile, kind, minTTL)
+	return b.fakeBroker.FreshToken(ctx, profile, kind, minTTL)
 }
 
 func (b helperBroker) Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error {

@@ -19,8 +19,8 @@ import (
 const (
 	// maxRequests is how many proxied requests the window lists.
 	maxRequests = 200
-	// copyMinTTL is the least lifetime a copied token has left, so a
-	// pasted token does not expire mid-command.
+	// copyMinTTL is the least lifetime a copied token has left, so a pasted
+	// token does not expire mid-command (a quarter of a shorter lifetime).
 	copyMinTTL = 2 * time.Minute
 	// requestBatch is how long the request pump gathers rows before one
 	// list refresh, so a burst of requests costs one redraw.
@@ -500,7 +500,7 @@ func (u *ui) copyToken(profile string) {
 	c := u.cards[profile]
 	c.clearMessage()
 	go func() {
-		tok, err := br.Token(u.ctx, profile, kind, copyMinTTL)
+		tok, err := br.FreshToken(u.ctx, profile, kind, copyMinTTL)
 		u.do(func() {
 			if p, ok := describeError("get a token", err); ok {
 				c.showProblem(p, func() { u.copyToken(profile) })

@@ -116,7 +116,7 @@ func controlHandler(b *Broker) http.Handler {
 			writeControl(w, http.StatusBadRequest, controlError{Error: "min_ttl: " + err.Error()})
 			return
 		}
-		tok, err := b.Token(r.Context(), q.Get("profile"), kind, minTTL)
+		tok, err := b.token(r.Context(), q.Get("profile"), kind, minTTL, q.Get("capped") == "1")
 		if err != nil {
 			var sr *SignInRequiredError
 			ce := controlError{Error: err.Error()}
@@ -235,12 +235,23 @@ func (c AgentClient) ProxyAddr(ctx context.Context) (addr string, ok bool) {
 	return p.Proxy, true
 }
 
-// Token asks the agent for a token; ErrNoAgent when none runs.
+// Token asks the agent for a token (Broker.Token); ErrNoAgent when none runs.
 func (c AgentClient) Token(ctx context.Context, profile string, kind TokenKind, minTTL time.Duration) (Token, error) {
+	return c.token(ctx, profile, kind, minTTL, false)
+}
+
+// FreshToken asks the agent for a token with margin capped (Broker.FreshToken).
+func (c AgentClient) FreshToken(ctx context.Context, profile string, kind TokenKind, margin time.Duration) (Token, error) {
+	return c.token(ctx, profile, kind, margin, true)
+}
+
+func (c AgentClient) token(ctx context.Context, profile string, kind TokenKind, minTTL time.Duration, capped bool) (Token, error) {
+	q := url.Values{"profile": {profile}, "kind": {string(kind)}, "min_ttl": {minTTL.String()}}
+	if capped {
+		q.Set("capped", "1")
+	}
 	var t controlToken
-	err := c.do(ctx, http.MethodGet, "/v1/token", url.Values{
-		"profile": {profile}, "kind": {string(kind)}, "min_ttl": {minTTL.String()},
-	}, &t)
+	err := c.do(ctx, http.MethodGet, "/v1/token", q, &t)
 	return Token{Kind: t.Kind, Value: t.Value, Expiry: t.Expiry}, err
 }
 

@@ -59,6 +59,10 @@ const (
 	StateRefreshing     State = "refreshing"
 	StateSignInRequired State = "sign-in-required"
 	StateSigningIn      State = "signing-in"
+	// StateUnknown: the keychain could not be read (no Secret Service, locked,
+	// access denied), so whether the profile is signed in is not known; Reason
+	// says why. Reading it again, on the next status or request, may end it.
+	StateUnknown State = "unknown"
 )
 
 // ProfileStatus is a snapshot of one profile, safe to hand to a UI: it holds

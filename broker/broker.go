@@ -170,6 +170,9 @@ func (b *Broker) Status(profile string) (ProfileStatus, error) {
 	}
 	if err := b.loadEntry(s); err != nil && !errors.Is(err, ErrNotFound) {
 		st := s.status()
+		if st.State == StateSignedOut {
+			st.State = StateUnknown // not "signed out": the keychain did not say
+		}
 		st.Reason = err.Error()
 		return st, err
 	}
@@ -197,7 +200,10 @@ func (b *Broker) loadEntry(s *session) error {
 			// config's profile of that name may have signed in last: say so now,
 			// not only at the first refresh.
 			s.state, s.reason = StateSignInRequired, otherSignInReason(e)
-		case s.state == StateSignedOut:
+		case e.Refused != "":
+			// The issuer refused this refresh token in an earlier run.
+			s.state, s.reason = StateSignInRequired, e.Refused
+		case s.state == StateSignedOut || s.state == StateUnknown:
 			s.state = StateSignedIn
 		}
 	case errors.Is(err, ErrNotFound):
@@ -234,7 +240,7 @@ func (b *Broker) Start(ctx context.Context) {
 		s, _ := b.session(p.Name)
 		if err := b.loadEntry(s); err != nil {
 			b.deps.Log.Warn("keychain", "profile", p.Name, "err", err)
-			s.setState(StateSignedOut, err.Error())
+			s.setState(StateUnknown, err.Error())
 			b.publish(s.status())
 		}
 	}
@@ -282,6 +288,15 @@ func (b *Broker) Token(ctx context.Context, profile string, kind TokenKind, minT
 	return b.token(ctx, profile, kind, minTTL, false)
 }
 
+// FreshToken is Token with margin as a wish rather than a demand: a token that
+// lives less than four margins needs only a quarter of its lifetime left. It is
+// what callers that set no minimum of their own use (the proxy, `gatepass token`
+// without --min-ttl, the app's Copy token), so an issuer whose tokens live a
+// minute or less does not make every call refresh and fail.
+func (b *Broker) FreshToken(ctx context.Context, profile string, kind TokenKind, margin time.Duration) (Token, error) {
+	return b.token(ctx, profile, kind, margin, true)
+}
+
 // token is Token; with capped, minTTL is at most a quarter of the token's lifetime.
 func (b *Broker) token(ctx context.Context, profile string, kind TokenKind, minTTL time.Duration, capped bool) (Token, error) {
 	s, err := b.session(profile)
@@ -317,7 +332,7 @@ func (b *Broker) token(ctx context.Context, profile string, kind TokenKind, minT
 }
 
 // TokenForHost returns the token the profile owning host:port injects
-// (its `inject` kind), valid for at least proxyMargin. It is what the proxy
+// (its `inject` kind), valid for at least DefaultMargin. It is what the proxy
 // asks for: "the token for this host", so per-gateway audiences can be
 // added without changing callers.
 func (b *Broker) TokenForHost(ctx context.Context, host, port string) (Token, *Profile, error) {
@@ -325,15 +340,16 @@ func (b *Broker) TokenForHost(ctx context.Context, host, port string) (Token, *P
 	if !ok {
 		return Token{}, nil, fmt.Errorf("%s:%s is not a configured gateway", host, port)
 	}
-	tok, err := b.token(ctx, p.Name, p.Inject, proxyMargin, true)
+	tok, err := b.token(ctx, p.Name, p.Inject, DefaultMargin, true)
 	return tok, p, err
 }
 
-// proxyMargin is how long a token must still be valid for the proxy to send it: a
+// DefaultMargin is how long a token must still be valid for the proxy to send it,
+// or `gatepass token` to print it when no --min-ttl is given (FreshToken): a
 // minute, or a quarter of the token's lifetime if that is shorter. A fixed minute
 // would make an issuer whose tokens live a minute or less refresh on every request
 // and still fail it.
-const proxyMargin = time.Minute
+const DefaultMargin = time.Minute
 
 // refresh takes the profile's refresh lock and refreshes.
 func (b *Broker) refresh(ctx context.Context, s *session, force bool) (*oauth2.Token, error) {
@@ -372,6 +388,13 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 		s.requireSignIn(reason)
 		b.publish(s.status())
 		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: reason}
+	}
+	if entry.Refused != "" {
+		// Another process (or an earlier run) was refused this refresh token.
+		s.setEntry(entry)
+		s.requireSignIn(entry.Refused)
+		b.publish(s.status())
+		return nil, &SignInRequiredError{Profile: s.p.Name, Reason: entry.Refused}
 	}
 	// The issuer already refused this very refresh token: say so without
 	// asking again, or every proxied request would spend a dead token
@@ -414,6 +437,7 @@ func (b *Broker) refreshLocked(ctx context.Context, s *session) (*oauth2.Token, 
 	if err != nil {
 		if code := retrieveErrorCode(err); code == "invalid_grant" || code == "invalid_rapt" {
 			reason := signInRequiredReason(s.p, err)
+			b.recordRefusal(s, entry, reason)
 			s.requireSignIn(reason)
 			b.publish(s.status())
 			b.deps.Log.Info("sign-in required", "profile", s.p.Name)
@@ -477,6 +501,21 @@ func (b *Broker) provider(ctx context.Context, s *session) (*provider, error) {
 	s.prov = prov
 	s.mu.Unlock()
 	return prov, nil
+}
+
+// recordRefusal marks the keychain entry whose refresh token the issuer refused
+// (Entry.Refused), so `gatepass status` and the next process know it without
+// spending the dead token again. Callers hold the profile's file lock, so a
+// sign-in cannot land between the refusal and the mark. When the mark cannot be
+// written, this process still knows, and the next one is refused once more.
+func (b *Broker) recordRefusal(s *session, spent *Entry, reason string) {
+	next := *spent
+	next.Refused = printable(reason, 600)
+	if err := b.store.Save(s.p.Name, &next); err != nil {
+		b.deps.Log.Warn("could not record in the keychain that the issuer refused the sign-in", "profile", s.p.Name, "err", err)
+		return
+	}
+	s.setEntry(&next)
 }
 
 // lockFile takes the profile's cross-process lock, waiting up to the

@@ -519,6 +519,21 @@ func TestTokenInvalidGrant(t *testing.T) {
 	if got := e.tr.count("/token"); got != n {
 		t.Fatalf("Token re-sent a refused refresh token (%d -> %d requests)", n, got)
 	}
+	// The refusal is in the keychain: a new process (`gatepass status`, a
+	// token call, an agent started later) knows it without asking the issuer.
+	if stored, _ := e.entry(); stored == nil || !strings.Contains(stored.Refused, "no longer accepts") {
+		t.Fatalf("keychain entry after invalid_grant: %v, want the refusal recorded", stored)
+	}
+	later := e.newBroker()
+	if st, _ := later.Status(testProfile); st.State != StateSignInRequired || !strings.Contains(st.Reason, "no longer accepts") {
+		t.Fatalf("a new process's status after invalid_grant: %s %q, want sign-in-required with the reason", st.State, st.Reason)
+	}
+	if _, err := later.Token(ctx, testProfile, IDToken, time.Minute); !errors.Is(err, ErrSignInRequired) || !strings.Contains(err.Error(), "no longer accepts") {
+		t.Fatalf("a new process's Token after invalid_grant = %v, want sign-in required with the reason", err)
+	}
+	if got := e.tr.count("/token"); got != n {
+		t.Fatalf("a new process re-sent a refused refresh token (%d -> %d requests)", n, got)
+	}
 	// A sign-in by another process stores a new token, which this one uses.
 	other := e.newBroker()
 	if _, err := other.Login(ctx, testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second}); err != nil {
@@ -712,9 +727,16 @@ func TestAgentStartKeychainError(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	agent.Start(ctx)
-	ev := waitEvent(t, ch, StateSignedOut)
+	ev := waitEvent(t, ch, StateUnknown) // not signed-out: the keychain did not say
 	if !strings.Contains(ev.Status.Reason, "keychain is locked") {
 		t.Fatalf("event reason %q, want the keychain error", ev.Status.Reason)
+	}
+	// Once the keychain answers again, the next request reads it and goes on.
+	if _, err := agent.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("Token after the keychain is back: %v", err)
+	}
+	if st, _ := agent.Status(testProfile); st.State != StateSignedIn {
+		t.Errorf("state after the keychain is back: %s %q, want signed-in", st.State, st.Reason)
 	}
 }
 
@@ -971,6 +993,14 @@ func TestTokenForHostShortLivedTokens(t *testing.T) {
 			}
 			if n := e.idp.Stats().Refreshes; n != 1 {
 				t.Fatalf("refreshes = %d, want 1", n)
+			}
+			// FreshToken (`gatepass token` without --min-ttl, Copy token) has the
+			// proxy's capped margin: the token just fetched serves, no refresh.
+			if fresh, err := e.b.FreshToken(ctx, testProfile, IDToken, DefaultMargin); err != nil || fresh.Value != tok.Value || e.idp.Stats().Refreshes != 1 {
+				t.Fatalf("FreshToken with a %s lifetime: %v, refreshes %d, want the current token and still 1", life, err, e.idp.Stats().Refreshes)
+			}
+			if _, err := e.b.Token(ctx, testProfile, IDToken, DefaultMargin); err == nil || !strings.Contains(err.Error(), "--min-ttl") {
+				t.Errorf("Token with the default margin as a demand and a %s lifetime: %v, want the --min-ttl error", life, err)
 			}
 			if _, err := e.b.Token(ctx, testProfile, IDToken, 2*life); err == nil || !strings.Contains(err.Error(), "--min-ttl") {
 				t.Errorf("Token with a min TTL above the lifetime: %v, want the --min-ttl error", err)
@@ -1473,5 +1503,35 @@ func TestGoogleTestingAppSevenDays(t *testing.T) {
 	st, _ := e.b.Status(testProfile)
 	if st.State != StateSignInRequired || !strings.Contains(st.Reason, "Testing") || !strings.Contains(st.Reason, "7 days") {
 		t.Errorf("status %s %q, want sign-in required naming the Testing rule", st.State, st.Reason)
+	}
+}
+
+// TestControlSocketFreshToken: through the agent, FreshToken keeps its capped
+// margin and Token its exact one, as in-process (`gatepass token` asks the agent).
+func TestControlSocketFreshToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{AccessTTL: time.Minute, IDTokenTTL: time.Minute})
+	dir, err := os.MkdirTemp("", "gp-sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := ServeControl(ctx, e.b, path); err != nil {
+		t.Fatal(err)
+	}
+	e.login()
+	c := AgentClient{Path: path}
+	tok, err := c.FreshToken(ctx, testProfile, AccessToken, DefaultMargin)
+	if err != nil || tok.Value == "" {
+		t.Fatalf("agent FreshToken with 1-minute tokens: %v", err)
+	}
+	if again, err := c.FreshToken(ctx, testProfile, AccessToken, DefaultMargin); err != nil || again.Value != tok.Value {
+		t.Fatalf("agent FreshToken again: same token %v, %v", again.Value == tok.Value, err)
+	}
+	if _, err := c.Token(ctx, testProfile, AccessToken, DefaultMargin); err == nil || !strings.Contains(err.Error(), "--min-ttl") {
+		t.Errorf("agent Token with a 1m demand and 1-minute tokens: %v, want the --min-ttl error", err)
 	}
 }

@@ -109,7 +109,19 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("no config file at %s: create one as shown in the README, or run `gatepass demo` to try gatepass against a local demo provider: %w", path, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		// Config errors (exit 2), like a bad key: the fix is the path or the file.
+		if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
+			return nil, &ConfigError{File: path, Msg: "is a directory, not a config file: give --config (or GATEPASS_CONFIG) the path of the config.toml file itself"}
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is already in the message
+		}
+		msg := fmt.Sprintf("cannot read the config file: %v", err)
+		if errors.Is(err, fs.ErrPermission) {
+			msg += ": make it readable by this user (chmod u+r), or point --config at another file"
+		}
+		return nil, &ConfigError{File: path, Msg: msg}
 	}
 	return ParseConfig(path, data)
 }

@@ -31,14 +31,19 @@ type Entry struct {
 	Email        string    `json:"email,omitempty"`
 	Scopes       []string  `json:"scp,omitempty"`
 	SavedAt      time.Time `json:"at"`
+	// Refused is why the issuer refused this refresh token (invalid_grant), kept
+	// so that every later process (status, token, a new agent) says "sign-in
+	// required" without spending the dead token again. A new sign-in replaces
+	// the entry and clears it.
+	Refused string `json:"refused,omitempty"`
 }
 
 // String describes the entry with the refresh token redacted, so an Entry
 // printed with %v never leaks it.
 func (e Entry) String() string {
-	return fmt.Sprintf("{v%d rt:%s iss:%s aud:%s sub:%s email:%s scp:%v at:%s}",
+	return fmt.Sprintf("{v%d rt:%s iss:%s aud:%s sub:%s email:%s scp:%v at:%s refused:%q}",
 		e.Version, Redacted(e.RefreshToken), e.Issuer, e.ClientID, e.Subject, e.Email, e.Scopes,
-		e.SavedAt.Format(time.RFC3339))
+		e.SavedAt.Format(time.RFC3339), e.Refused)
 }
 
 // GoString is String, for %#v.

@@ -219,6 +219,8 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "profile %s is not signed in: run `gatepass login --profile %s`\n", st.Profile, st.Profile)
 		case broker.StateSignInRequired:
 			fmt.Fprintf(e.stderr, "profile %s needs a new sign-in (%s): run `gatepass login --profile %s`\n", st.Profile, st.Reason, st.Profile)
+		case broker.StateUnknown:
+			fmt.Fprintf(e.stderr, "profile %s: %s; requests for its gateways read the keychain again\n", st.Profile, st.Reason)
 		}
 	}
 	<-ctx.Done()

@@ -100,7 +100,7 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	typ := fs.String("type", "", "token type: id or access (default: the profile's inject setting)")
 	format := fs.String("format", "raw", "output: raw, header, json or exec-credential")
-	minTTL := fs.Duration("min-ttl", time.Minute, "refresh first if the token would expire sooner than this")
+	minTTL := fs.Duration("min-ttl", broker.DefaultMargin, "refresh first if the token would expire sooner than this; when not given, a quarter of the token's lifetime is enough if that is shorter")
 	if err := e.parse("token", fs, args, "token [--type id|access] [--format raw|header|json|exec-credential] [--min-ttl 1m]"); err != nil {
 		return err
 	}
@@ -130,10 +130,19 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	if kind == "" {
 		kind = p.Inject
 	}
+	// Without --min-ttl the minute is the default margin, not a demand: tokens
+	// that live a minute or less must not fail every call (FreshToken).
+	capped := true
+	fs.Visit(func(f *flag.Flag) { capped = capped && f.Name != "min-ttl" })
+	get := (*broker.Broker).Token
+	ask := broker.AgentClient.Token
+	if capped {
+		get, ask = (*broker.Broker).FreshToken, broker.AgentClient.FreshToken
+	}
 	// A running agent owns the tokens: ask it rather than spending the
 	// refresh token here (DESIGN §1; no keychain read, no refresh).
 	if c, ok := e.agent(ctx, cfg); ok {
-		tok, err := c.Token(ctx, p.Name, kind, *minTTL)
+		tok, err := ask(c, ctx, p.Name, kind, *minTTL)
 		if !errors.Is(err, broker.ErrNoAgent) {
 			if err != nil {
 				return err
@@ -145,7 +154,7 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := b.Token(ctx, p.Name, kind, *minTTL)
+	tok, err := get(b, ctx, p.Name, kind, *minTTL)
 	if err != nil {
 		return err
 	}

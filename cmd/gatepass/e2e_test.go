@@ -217,10 +217,48 @@ func TestE2ESignInRequiredAfterRevocation(t *testing.T) {
 	if !strings.Contains(stderr, "gatepass login --profile "+profile) {
 		t.Errorf("stderr lacks the fix: %s", stderr)
 	}
+	if strings.Contains(stderr, "level=") {
+		t.Errorf("token's stderr has a log line besides the error:\n%s", stderr)
+	}
+	// The refusal outlives the process: status (no agent) says so, and the
+	// next token call does not spend the dead refresh token again.
+	refreshes := p.Stats().Refreshes
+	out, stderr, code = runGatepass(t, nil, "--config", cfg, "status")
+	if code != 0 || !regexp.MustCompile(`(?m)^`+profile+` +sign-in-required .*no longer accepts the refresh token`).MatchString(out) {
+		t.Errorf("status after the issuer refused the refresh token: exit %d\n%s%s\nwant sign-in-required and why", code, out, stderr)
+	}
+	if _, stderr, code = runGatepass(t, nil, "--config", cfg, "token"); code != exitSignIn || !strings.Contains(stderr, "no longer accepts") {
+		t.Errorf("second token call: exit %d, stderr %s; want 3 and the reason", code, stderr)
+	}
+	if n := p.Stats().Refreshes; n != refreshes {
+		t.Errorf("refresh requests %d -> %d: a later process spent the refused refresh token again", refreshes, n)
+	}
 	// Signing out of a session the issuer already ended is a clean sign-out.
 	_, stderr, code = runGatepass(t, nil, "--config", cfg, "logout")
 	if code != 0 || !strings.Contains(stderr, "the issuer had already revoked the refresh token") {
 		t.Errorf("logout after the issuer revoked: exit %d, stderr %s", code, stderr)
+	}
+}
+
+// TestE2ETokenShortLived: with tokens that live a minute (`gatepass demo
+// --token-ttl 1m`, or an issuer that short), `gatepass token` without --min-ttl
+// prints the token it holds; an explicit --min-ttl 1m is a demand it cannot meet.
+func TestE2ETokenShortLived(t *testing.T) {
+	p, cfg, _ := demoSetup(t, demo.Options{AccessTTL: time.Minute, IDTokenTTL: time.Minute})
+	login(t, cfg)
+	for _, typ := range []string{"id", "access"} {
+		out, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--type", typ)
+		if code != 0 || strings.TrimSpace(out) == "" {
+			t.Errorf("token --type %s with 1-minute tokens: exit %d, %d bytes out, stderr %s; want the token", typ, code, len(out), stderr)
+		}
+	}
+	refreshes := p.Stats().Refreshes
+	_, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--min-ttl", "1m")
+	if code != 1 || !strings.Contains(stderr, "shorter than the 1m0s asked for") {
+		t.Errorf("token --min-ttl 1m with 1-minute tokens: exit %d, stderr %s; want 1 and the --min-ttl message", code, stderr)
+	}
+	if n := p.Stats().Refreshes; n != refreshes+1 {
+		t.Errorf("token --min-ttl 1m: %d refreshes, want one try", n-refreshes)
 	}
 }
 
@@ -323,6 +361,7 @@ func TestCLIUsageAndConfigErrors(t *testing.T) {
 		"doctor: profile not in config": {[]string{"--config", good, "--profile", "wrok", "doctor"}, exitUsage, `unknown profile "wrok"`},
 		"login --timeout 0":             {[]string{"--config", good, "login", "--timeout", "0s"}, exitUsage, "--timeout 0s"},
 		"login --timeout negative":      {[]string{"--config", good, "login", "--timeout", "-1s"}, exitUsage, "--timeout -1s"},
+		"--config is a directory":       {[]string{"--config", t.TempDir(), "status"}, exitUsage, "is a directory, not a config file"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -174,12 +174,20 @@ func (e *env) parse(name string, fs *flag.FlagSet, args []string, usage string) 
 	return nil
 }
 
+// logger is the logger of a one-shot command (token, status, login …): warnings
+// only, or everything with -v. What such a command has to say it says in its own
+// words and exit code; an info line like "sign-in required" before the error that
+// says the same would be noise in a script's stderr.
 func (e *env) logger() *slog.Logger {
-	return e.loggerTo(e.stderr)
+	return e.newLogger(e.stderr, slog.LevelWarn)
 }
 
+// loggerTo is the logger of a long-running agent: info lines too (one a request).
 func (e *env) loggerTo(w io.Writer) *slog.Logger {
-	level := slog.LevelInfo
+	return e.newLogger(w, slog.LevelInfo)
+}
+
+func (e *env) newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	if e.verbose {
 		level = slog.LevelDebug
 	}

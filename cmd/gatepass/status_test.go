@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -29,5 +32,24 @@ func TestStatusNote(t *testing.T) {
 				t.Errorf("statusNote = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestStatusWithoutKeychain: with no Secret Service to ask, status does not claim
+// "signed-out" (it does not know): the state is unknown, with the keychain's
+// error and its fix, in the table and in --json.
+func TestStatusWithoutKeychain(t *testing.T) {
+	cfg := writeConfig(t, "[profiles.w]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\ngateways = [\"api.team.example\"]\n")
+	noBus := []string{"DBUS_SESSION_BUS_ADDRESS=unix:path=" + filepath.Join(t.TempDir(), "no-bus")}
+	out, stderr, code := runGatepass(t, noBus, "--config", cfg, "status")
+	if code != 0 || !regexp.MustCompile(`(?m)^w +unknown +- .*no OS keychain is available.*gnome-keyring`).MatchString(out) {
+		t.Errorf("status without a Secret Service: exit %d\n%s%s\nwant state unknown with the keychain's error and fix", code, out, stderr)
+	}
+	out, _, _ = runGatepass(t, noBus, "--config", cfg, "status", "--json")
+	var doc struct {
+		Profiles []broker.ProfileStatus `json:"profiles"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Profiles) != 1 || doc.Profiles[0].State != broker.StateUnknown || doc.Profiles[0].Reason == "" {
+		t.Errorf("status --json without a Secret Service: %v\n%s", err, out)
 	}
 }
