@@ -193,8 +193,8 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	if err := proxy.CheckListen(addr); err != nil {
 		return err
 	}
-	log, flush := e.agentLogger()
-	defer flush()
+	log, logw := e.agentLogger()
+	defer logw.Close()
 	opts := agentOptions{listen: *listen, log: log}
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -210,6 +210,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	b.SetProxyAddr(srv.Addr)
+	logw.Flush() // the start-up's log lines (a new CA, say) come before what follows
 	fmt.Fprintf(e.stderr, "gatepass proxy listening on %s (CA certificate: %s). Ctrl-C stops it.\n", srv.Addr(), caCertPath(cfg))
 	for _, st := range b.Statuses() {
 		// Only states a sign-in fixes: right after start a profile may still be
@@ -224,6 +225,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	<-ctx.Done()
+	logw.Flush() // requests logged before the signal come before this line
 	fmt.Fprintln(e.stderr, "gatepass proxy: shutting down, draining in-flight requests")
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()

@@ -196,10 +196,12 @@ func (e *env) newLogger(w io.Writer, level slog.Level) *slog.Logger {
 
 // agentLogger is the logger of a long-running agent: the proxy logs one
 // line per request, so lines go through a proxy.LogWriter flushed every
-// 100ms rather than a write(2) each. stop flushes the rest.
-func (e *env) agentLogger() (log *slog.Logger, stop func()) {
-	w := proxy.NewLogWriter(e.stderr, 100*time.Millisecond)
-	return e.loggerTo(w), func() { _ = w.Close() }
+// 100ms rather than a write(2) each; w.Close flushes the rest. The command's
+// own stderr lines go out after a w.Flush, so they keep their place among the
+// log lines.
+func (e *env) agentLogger() (log *slog.Logger, w *proxy.LogWriter) {
+	w = proxy.NewLogWriter(e.stderr, 100*time.Millisecond)
+	return e.loggerTo(w), w
 }
 
 var errConfigMissing = errors.New("no config file")

@@ -420,6 +420,13 @@ waitSlow:
 			t.Errorf("the proxy log contains a token")
 		}
 	}
+	// The command's own lines keep their place among the buffered log lines: the
+	// new CA (start-up) before "listening", the requests before "shutting down".
+	at := func(s string) int { return strings.Index(string(logText), s) }
+	if ca, listening, down := at("generated a new local CA"), at("gatepass proxy listening"), at("shutting down"); ca < 0 || ca > listening || at("path=/go-other-http") > down {
+		t.Errorf("log out of order (new CA at %d, listening at %d, last request before the signal at %d, shutting down at %d):\n%s",
+			ca, listening, at("path=/go-other-http"), down, logText)
+	}
 	perPath := map[string]int{}
 	sc := bufio.NewScanner(strings.NewReader(string(logText)))
 	for sc.Scan() {
