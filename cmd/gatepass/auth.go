@@ -245,7 +245,11 @@ func statusNote(st broker.ProfileStatus, now time.Time) string {
 		if y, m, d := at.Date(); y != now.Local().Year() || m != now.Local().Month() || d != now.Local().Day() {
 			when = at.Format("Jan 2 " + time.Kitchen)
 		}
-		if at.After(now) {
+		if left := at.Sub(now); left > 0 {
+			if left < time.Hour {
+				// A clock time alone hides how soon "9:48PM" is.
+				when += " (in " + shortDuration(left) + ")"
+			}
 			parts = append(parts, "token expires "+when)
 		} else {
 			parts = append(parts, "token expired "+when)
@@ -255,6 +259,14 @@ func statusNote(st broker.ProfileStatus, now time.Time) string {
 		parts = append(parts, st.Reason)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// shortDuration is d rounded for a person: "45s", "12m", "59m".
+func shortDuration(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+	}
+	return fmt.Sprintf("%dm", int(d/time.Minute))
 }
 
 func cmdLogout(ctx context.Context, e *env, args []string) error {

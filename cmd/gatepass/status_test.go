@@ -24,7 +24,9 @@ func TestStatusNote(t *testing.T) {
 		"tomorrow":                    {broker.ProfileStatus{Expiry: now.Add(24 * time.Hour)}, "token expires Dec 3 6:00PM"},
 		"sign-in required":            {broker.ProfileStatus{Reason: "the issuer refused"}, "the issuer refused"},
 		"failing refresh":             {broker.ProfileStatus{Expiry: now.Add(-time.Minute), Reason: "issuer unreachable"}, "token expired 5:59PM; issuer unreachable"},
-		"refresh failed, still valid": {broker.ProfileStatus{Expiry: now.Add(time.Minute), Reason: "issuer unreachable"}, "token expires 6:01PM; issuer unreachable"},
+		"refresh failed, still valid": {broker.ProfileStatus{Expiry: now.Add(time.Minute), Reason: "issuer unreachable"}, "token expires 6:01PM (in 1m); issuer unreachable"},
+		"seconds left":                {broker.ProfileStatus{Expiry: now.Add(28 * time.Second)}, "token expires 6:00PM (in 28s)"},
+		"minutes left":                {broker.ProfileStatus{Expiry: now.Add(59*time.Minute + 59*time.Second)}, "token expires 6:59PM (in 59m)"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
