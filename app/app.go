@@ -76,8 +76,10 @@ type Options struct {
 	// *broker.ConfigError carries them) with a button to the setup form.
 	ConfigErr error
 	// WriteConfig saves a config from the setup form; the form has already
-	// validated it with broker.ParseConfig on the encoded bytes.
-	WriteConfig func(*broker.Config) error
+	// validated it with broker.ParseConfig on the encoded bytes. A file
+	// already at ConfigPath is kept first; backup names that copy ("" when
+	// there was no file), and the form tells the user where it is.
+	WriteConfig func(*broker.Config) (backup string, err error)
 	// Open, when set, starts the broker and proxy for a config the setup
 	// form just wrote, so the window switches to the profile view without
 	// a restart. When nil the window asks the user to restart gatepass.

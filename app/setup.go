@@ -2,6 +2,8 @@ package app
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"fyne.io/fyne/v2"
@@ -216,8 +218,11 @@ func newSetupForm(u *ui) *setupForm {
 	intro := widget.NewLabel("Set up a profile: the OAuth client gatepass signs in with, and the gateway hosts that get its token. " +
 		"Or try gatepass first with the built-in demo identity provider and gateway.")
 	intro.Wrapping = fyne.TextWrapWord
-	where := widget.NewLabel("The configuration is written to " + u.opts.ConfigPath)
+	where := widget.NewLabel(whereText(u.opts.ConfigPath))
 	where.Wrapping = fyne.TextWrapWord
+	if configExists(u.opts.ConfigPath) {
+		where.Importance = widget.WarningImportance
+	}
 	f.body = container.NewVBox(
 		widget.NewLabelWithStyle("Welcome to gatepass", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		intro,
@@ -274,16 +279,21 @@ func (f *setupForm) submit() {
 		f.setStatus("This build cannot write a configuration; save it by hand.", widget.DangerImportance)
 		return
 	}
-	if err := u.opts.WriteConfig(cfg); err != nil {
+	backup, err := u.opts.WriteConfig(cfg)
+	if err != nil {
 		f.setStatus("Could not save the configuration: "+err.Error()+". Check that the folder is writable and try again.", widget.DangerImportance)
 		return
 	}
 	u.notices.set(noticeConfig, nil)
+	saved := "Saved to " + u.opts.ConfigPath + "."
+	if backup != "" {
+		saved += " The previous file is kept as " + backup + "."
+	}
 	if u.opts.Open == nil {
-		f.setStatus("Saved to "+u.opts.ConfigPath+". Quit and start gatepass again to use it.", widget.SuccessImportance)
+		f.setStatus(saved+" Quit and start gatepass again to use it.", widget.SuccessImportance)
 		return
 	}
-	f.setStatus("Saved to "+u.opts.ConfigPath+". Starting…", widget.SuccessImportance)
+	f.setStatus(saved+" Starting…", widget.SuccessImportance)
 	f.save.Disable()
 	open := u.opts.Open
 	go func() {
@@ -316,6 +326,24 @@ func (f *setupForm) startDemo() {
 			u.attach(br, px)
 		})
 	}()
+}
+
+// whereText says where the form writes, and, when a file is there already
+// (one with an error, say), that saving replaces it and keeps a copy.
+func whereText(path string) string {
+	if configExists(path) {
+		return "A configuration already exists at " + path + ". Saving replaces it with this one profile; " +
+			"the current file is kept next to it as a backup (" + filepath.Base(path) + ".bak-…), so nothing in it is lost."
+	}
+	return "The configuration is written to " + path
+}
+
+func configExists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // showSetup switches the window to the setup form.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,9 +267,9 @@ func TestRequestLogKeepsLastN(t *testing.T) {
 func TestSetupFormValidation(t *testing.T) {
 	var written []*broker.Config
 	path := "/home/ada/.config/gatepass/config.toml"
-	e := newTestEnv(t, Options{ConfigPath: path, WriteConfig: func(c *broker.Config) error {
+	e := newTestEnv(t, Options{ConfigPath: path, WriteConfig: func(c *broker.Config) (string, error) {
 		written = append(written, c)
-		return nil
+		return "", nil
 	}, StartDemo: func(context.Context) (Broker, Proxy, error) { return nil, nil, errors.New("unused") }})
 	f := e.u.setup
 	if f == nil || !e.u.inSetup {
@@ -359,6 +360,41 @@ func TestConfigErrorShown(t *testing.T) {
 	}
 	if !e.u.inSetup {
 		t.Error("setup form not offered")
+	}
+}
+
+// TestSetupOverExistingConfig: a config with an error sends the user to the
+// setup form; the form says saving replaces that file and keeps a copy, and
+// after saving it says where the copy is.
+func TestSetupOverExistingConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte("[profiles.a]\n[profiles.b]\nlisten =\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cerr := &broker.ConfigError{File: path, Line: 3, Key: "listen", Msg: "no value"}
+	var wrote int
+	e := newTestEnv(t, Options{ConfigErr: cerr, ConfigPath: path, WriteConfig: func(*broker.Config) (string, error) {
+		wrote++
+		return path + ".bak-20261203-072301", nil
+	}})
+	text := markupText(e.win.Canvas())
+	if !strings.Contains(text, "A configuration already exists at "+path) || !strings.Contains(text, "kept next to it as a backup") {
+		t.Errorf("the form does not warn that saving replaces the file:\n%s", text)
+	}
+	f := e.u.setup
+	f.client.SetText("1234-abc.apps.googleusercontent.com")
+	f.secret.SetText("GOCSPX-secret")
+	f.gws.SetText("api.team.example")
+	test.Tap(f.save)
+	if wrote != 1 {
+		t.Fatalf("not written; errors %v", visibleErrors(f))
+	}
+	if !strings.Contains(f.status.Text, "The previous file is kept as "+path+".bak-20261203-072301") {
+		t.Errorf("status %q does not name the backup", f.status.Text)
+	}
+	// No file: the plain sentence.
+	if got := whereText(filepath.Join(t.TempDir(), "none.toml")); !strings.HasPrefix(got, "The configuration is written to ") {
+		t.Errorf("whereText for a new file: %q", got)
 	}
 }
 

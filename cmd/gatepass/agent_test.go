@@ -40,7 +40,8 @@ func TestKeychainCAEntrySize(t *testing.T) {
 }
 
 // TestWriteConfigFile: the app's config is written whole and readable by the user
-// only, also over a file that was more open.
+// only, also over a file that was more open; the file it replaces is kept whole as
+// a backup (the setup form writes one profile, the old file may have had more).
 func TestWriteConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "config.toml")
@@ -51,11 +52,27 @@ func TestWriteConfigFile(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+	old := "[profiles.other]\nclient_secret = \"keep-me\"\n# a typo that made the app offer the setup form\nlisten = \n"
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeConfigFile(path, cfg); err != nil {
+	backup, err := writeConfigFile(path, cfg)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if kept, err := os.ReadFile(backup); err != nil || string(kept) != old {
+		t.Errorf("backup %q holds %q, %v; want the old file whole", backup, kept, err)
+	}
+	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup mode %v, %v; want 0600 (it may hold a secret)", fi.Mode().Perm(), err)
+	}
+	// A second save keeps the first result too, under another name.
+	backup2, err := writeConfigFile(path, cfg)
+	if err != nil || backup2 == backup || backup2 == "" {
+		t.Fatalf("second save: backup %q (first %q), %v", backup2, backup, err)
+	}
+	if kept, _ := os.ReadFile(backup); string(kept) != old {
+		t.Error("the second save overwrote the first backup")
 	}
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm() != 0o600 {
@@ -67,5 +84,10 @@ func TestWriteConfigFile(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".config-*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+	// No file before: no backup.
+	fresh := filepath.Join(dir, "fresh", "config.toml")
+	if b, err := writeConfigFile(fresh, cfg); err != nil || b != "" {
+		t.Errorf("first write: backup %q, %v; want none", b, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -221,7 +222,7 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	opts := app.Options{
 		ConfigPath:  path,
 		Version:     version,
-		WriteConfig: func(cfg *broker.Config) error { return writeConfigFile(path, cfg) },
+		WriteConfig: func(cfg *broker.Config) (string, error) { return writeConfigFile(path, cfg) },
 		Open: func(ctx context.Context, cfg *broker.Config) (app.Broker, app.Proxy, error) {
 			if cfg.Path == "" {
 				cfg.Path = path
@@ -278,19 +279,70 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 
 // writeConfigFile writes cfg to path, readable by the user only (it may hold a
 // client secret), through a temporary file and a rename, so that a crash or a full
-// disk never leaves half a config, and a file that was more open than 0600 is not.
-func writeConfigFile(path string, cfg *broker.Config) error {
+// disk never leaves half a config. A file already at path is kept first, whole, as
+// path.bak-YYYYMMDD-HHMMSS (its other profiles and secrets may matter; the setup
+// form writes one profile); backup names that copy, "" when there was none.
+func writeConfigFile(path string, cfg *broker.Config) (backup string, err error) {
 	data, err := broker.EncodeConfig(cfg)
 	if err != nil {
-		return err
+		return "", err
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return "", fmt.Errorf("write the config: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".config-*.toml") // created 0600
+	old, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if backup, err = keepBackup(path, old); err != nil {
+			return "", fmt.Errorf("keep a copy of the current config before replacing it: %w; nothing was changed", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("read the current config before replacing it: %w; nothing was changed", err)
+	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return backup, fmt.Errorf("write the config %s: %w", path, err)
+	}
+	return backup, nil
+}
+
+// keepBackup writes data next to path under a new name that no file has yet.
+func keepBackup(path string, data []byte) (string, error) {
+	base := path + ".bak-" + time.Now().Format("20060102-150405")
+	for i := 0; i < 100; i++ {
+		name := base
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(name)
+			return "", err
+		}
+		return name, nil
+	}
+	return "", fmt.Errorf("too many backups named %s*", base)
+}
+
+// writeFileAtomic replaces path with data (mode 0600) through a temporary file
+// in the same folder and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*.toml") // created 0600
 	if err != nil {
-		return fmt.Errorf("write the config: %w", err)
+		return err
 	}
 	defer os.Remove(tmp.Name()) // nothing left to remove after the rename
 	_, err = tmp.Write(data)
@@ -303,8 +355,5 @@ func writeConfigFile(path string, cfg *broker.Config) error {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
-	if err != nil {
-		return fmt.Errorf("write the config %s: %w", path, err)
-	}
-	return nil
+	return err
 }
