@@ -305,6 +305,33 @@ func TestTokenRefreshesOnlyWithinMinTTL(t *testing.T) {
 	}
 }
 
+// TestIssuerWithTrailingSlash: an issuer that names itself with a trailing "/"
+// (Auth0) works though the config keeps it without: discovery, ID-token
+// verification at sign-in and after a refresh, and the keychain entry still
+// matches the profile.
+func TestIssuerWithTrailingSlash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{IssuerTrailingSlash: true})
+	if !strings.HasSuffix(e.idp.Issuer(), "/") {
+		t.Fatalf("demo issuer %q has no trailing slash", e.idp.Issuer())
+	}
+	// As ParseConfig keeps `issuer = "http://127.0.0.1:N/"`.
+	e.cfg.Profiles[0].Issuer = strings.TrimSuffix(e.idp.Issuer(), "/")
+	e.b = e.newBroker()
+	if err := CheckDiscovery(context.Background(), e.cfg.Profiles[0], e.client); err != nil {
+		t.Fatalf("CheckDiscovery: %v", err)
+	}
+	st := e.login()
+	if st.State != StateSignedIn || st.Email != "dev@example.test" {
+		t.Fatalf("after login: %+v", st)
+	}
+	e.clock.Advance(59 * time.Minute)
+	tok, err := e.newBroker().Token(context.Background(), testProfile, IDToken, 5*time.Minute)
+	if err != nil || e.idp.Stats().Refreshes != 1 {
+		t.Fatalf("refresh in a new process: %s, %v (refreshes %d)", Redacted(tok.Value), err, e.idp.Stats().Refreshes)
+	}
+}
+
 func TestTokenMinTTLLongerThanLifetime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})

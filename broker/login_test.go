@@ -389,7 +389,7 @@ func TestLoginFailures(t *testing.T) {
 				e.idp.FailNext("discovery", http.StatusOK, "application/json", `{"issuer":"https://elsewhere.example","authorization_endpoint":"https://elsewhere.example/a","token_endpoint":"https://elsewhere.example/t","jwks_uri":"https://elsewhere.example/j"}`)
 			},
 			as:        isErr[*IssuerError],
-			want:      []string{"discovery", "did not match", "check `issuer`"},
+			want:      []string{"discovery", `names the issuer "https://elsewhere.example"`, "set `issuer` of profile " + testProfile + ` to "https://elsewhere.example" exactly`},
 			noBrowser: true,
 		},
 		"issuer unreachable": {

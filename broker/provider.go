@@ -39,9 +39,14 @@ type discoveryDoc struct {
 // client credentials in the form body, so a failing refresh costs one
 // request, not two) plus access_type=offline and prompt=consent; other
 // issuers get the offline_access scope when discovery lists it.
+//
+// The config keeps an issuer minus one trailing "/", so that
+// "https://login.example/" and "https://login.example" name the same profile;
+// an issuer whose discovery document spells itself with the "/" (Auth0 does)
+// is then discovered as it spells itself, since ID tokens carry that spelling.
 func discover(ctx context.Context, p *Profile, client *http.Client, clock Clock) (*provider, error) {
 	ctx = oidc.ClientContext(ctx, client)
-	op, err := oidc.NewProvider(ctx, p.Issuer)
+	op, err := newOIDCProvider(ctx, p.Issuer)
 	if err != nil {
 		return nil, discoveryError(p, err)
 	}
@@ -86,6 +91,27 @@ func discover(ctx context.Context, p *Profile, client *http.Client, clock Clock)
 	}, nil
 }
 
+// newOIDCProvider is oidc.NewProvider, accepting the one spelling difference
+// the config takes away: a trailing "/".
+func newOIDCProvider(ctx context.Context, issuer string) (*oidc.Provider, error) {
+	op, err := oidc.NewProvider(ctx, issuer)
+	var mm *oidc.IssuerMismatchError
+	if errors.As(err, &mm) {
+		if mm.Discovered == issuer+"/" {
+			return oidc.NewProvider(ctx, mm.Discovered)
+		}
+	}
+	return op, err
+}
+
+// CheckDiscovery runs the same discovery a sign-in does for profile p — the
+// document is fetched, parsed, and names p's issuer — without signing in;
+// `gatepass doctor` reports its error.
+func CheckDiscovery(ctx context.Context, p *Profile, client *http.Client) error {
+	_, err := discover(ctx, p, client, SystemClock{})
+	return err
+}
+
 // authStyle picks how client credentials travel from the methods the issuer
 // lists (RFC 8414 token_endpoint_auth_methods_supported). Without the list
 // x/oauth2 probes, which costs a second request on every failure.
@@ -123,7 +149,11 @@ func (e *IssuerError) Unwrap() error { return e.Err }
 
 func discoveryError(p *Profile, err error) error {
 	hint := "check `issuer` of profile " + p.Name + " in the config"
-	if isNetError(err) {
+	var mm *oidc.IssuerMismatchError
+	if errors.As(err, &mm) {
+		err = fmt.Errorf("the discovery document names the issuer %q", mm.Discovered)
+		hint = fmt.Sprintf("set `issuer` of profile %s to %q exactly (ID tokens carry that name)", p.Name, mm.Discovered)
+	} else if isNetError(err) {
 		hint = "is the issuer reachable from here? check your network or `upstream_proxy`"
 	} else {
 		err = sanitize(err) // go-oidc quotes the whole response body

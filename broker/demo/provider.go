@@ -66,6 +66,10 @@ type Options struct {
 	// "usually" sends one on refresh, and OpenID Connect Core §12.2 lets any
 	// issuer leave it out.
 	NoIDTokenOnRefresh bool
+	// IssuerTrailingSlash makes the provider name itself with a trailing "/"
+	// ("http://127.0.0.1:41234/"), in discovery and in ID tokens' iss, as
+	// Auth0 does; the endpoints stay where they are.
+	IssuerTrailingSlash bool
 	// AutoApprove makes GET /authorize redirect straight back with a code,
 	// skipping the consent page.
 	AutoApprove bool
@@ -315,7 +319,15 @@ func newProvider(opts Options) (*Provider, error) {
 }
 
 // Issuer is the provider's issuer URL, e.g. "http://127.0.0.1:41234".
-func (p *Provider) Issuer() string { return p.issuer }
+func (p *Provider) Issuer() string { return p.name() }
+
+// name is the issuer as the provider spells it in discovery and in tokens.
+func (p *Provider) name() string {
+	if p.opts.IssuerTrailingSlash {
+		return p.issuer + "/"
+	}
+	return p.issuer
+}
 
 // ClientID is the registered client's ID (after defaults).
 func (p *Provider) ClientID() string { return p.opts.ClientID }
@@ -450,7 +462,7 @@ func (p *Provider) handleRoot(w http.ResponseWriter, r *http.Request) {
 // Discovery 1.0 §3, RFC 8414).
 func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                p.issuer,
+		"issuer":                                p.name(),
 		"authorization_endpoint":                p.issuer + "/authorize",
 		"token_endpoint":                        p.issuer + "/token",
 		"jwks_uri":                              p.issuer + "/jwks",
@@ -965,7 +977,7 @@ type idClaims struct {
 func (p *Provider) signIDTokenLocked(now time.Time, scope []string, nonce, aud, accessToken string) (string, error) {
 	sum := sha256.Sum256([]byte(accessToken))
 	c := idClaims{
-		Issuer:        p.issuer,
+		Issuer:        p.name(),
 		Audience:      aud,
 		AuthorizedPty: p.opts.ClientID,
 		Subject:       p.opts.Subject,

@@ -138,6 +138,11 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 					err = fmt.Errorf("this machine's clock is %s off the issuer's; ID tokens will fail verification — sync the clock", skew)
 				}
 			}
+			if err == nil {
+				// What a sign-in does with the document: parse it, and check that
+				// it names this issuer.
+				err = broker.CheckDiscovery(ctx, p, client)
+			}
 		}
 		check("issuer", err, fmt.Sprintf("%s (profile %s) answers discovery in %s", p.Issuer, p.Name, time.Since(start).Round(time.Millisecond)))
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -383,6 +384,37 @@ func TestE2EDoctorClockSkew(t *testing.T) {
 	out, stderr, code := runGatepass(t, nil, "--config", cfg, "doctor")
 	if code != exitFailure || !strings.Contains(out, "FAIL  issuer") || !regexp.MustCompile(`clock is -(9m5\d|10m\d)s off`).MatchString(out) || !strings.Contains(out, "sync the clock") {
 		t.Errorf("doctor with a skewed issuer clock: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// TestE2ETrailingSlashIssuer: `issuer = "http://…/"` for a provider that names
+// itself with the "/" (Auth0): doctor passes and a sign-in and a token work.
+func TestE2ETrailingSlashIssuer(t *testing.T) {
+	_, cfg, _ := demoSetup(t, demo.Options{IssuerTrailingSlash: true})
+	out, stderr, code := runGatepass(t, nil, "--config", cfg, "doctor")
+	if code != 0 || !strings.Contains(out, "ok    issuer") {
+		t.Errorf("doctor: exit %d\n%s%s", code, out, stderr)
+	}
+	login(t, cfg)
+	if tok, stderr, code := runGatepass(t, nil, "--config", cfg, "token"); code != 0 || !strings.HasPrefix(tok, "eyJ") {
+		t.Errorf("token: exit %d, %s", code, stderr)
+	}
+}
+
+// TestE2EDoctorIssuerMismatch: discovery that answers 200 but names another
+// issuer fails doctor's issuer check — as it fails every sign-in — with the
+// name to put in the config.
+func TestE2EDoctorIssuerMismatch(t *testing.T) {
+	requireKeychain(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"issuer":"https://login.elsewhere.example","authorization_endpoint":"https://login.elsewhere.example/a","token_endpoint":"https://login.elsewhere.example/t","jwks_uri":"https://login.elsewhere.example/j"}`)
+	}))
+	defer srv.Close()
+	cfg := writeConfig(t, fmt.Sprintf("[profiles.w]\nissuer = %q\nclient_id = \"x\"\n", srv.URL))
+	out, stderr, code := runGatepass(t, nil, "--config", cfg, "doctor")
+	if code != exitFailure || !strings.Contains(out, "FAIL  issuer") || !strings.Contains(out, "set `issuer` of profile w to \"https://login.elsewhere.example\" exactly") {
+		t.Errorf("doctor with a mismatched issuer: exit %d\n%s%s", code, out, stderr)
 	}
 }
 
