@@ -56,6 +56,10 @@ type Proxy interface {
 	SetAddr(addr string) error
 	// Requests delivers a row per proxied request until cancel is called.
 	Requests() (rows <-chan RequestRow, cancel func())
+	// CACertPath is the file holding the local CA's certificate, which
+	// clients must trust for HTTPS gateways (curl --cacert); "" when no
+	// gateway is reached over HTTPS.
+	CACertPath() string
 }
 
 // RequestRow is one proxied request as the window lists it: the proxy's own

@@ -143,11 +143,11 @@ func (c *card) update(st broker.ProfileStatus, now time.Time) {
 	c.copyTok.SetText("Copy " + tokenKindLabel(st.Inject))
 	setEnabled(c.copyTok, a.copyToken)
 
-	addr := ""
+	addr, caPath := "", ""
 	if c.u.px != nil {
-		addr = c.u.px.Addr()
+		addr, caPath = c.u.px.Addr(), c.u.px.CACertPath()
 	}
-	if line := curlExample(addr, st.Gateways, st.PlainHTTP); line != "" {
+	if line := curlExample(addr, st.Gateways, st.PlainHTTP, caPath); line != "" {
 		setText(c.curl, line)
 		c.curlRow.Show()
 	} else {

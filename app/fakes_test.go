@@ -124,7 +124,10 @@ type fakeProxy struct {
 	taken    map[string]bool
 	setAddrs []string // SetAddr calls
 	rows     chan RequestRow
+	caPath   string
 }
+
+func (p *fakeProxy) CACertPath() string { return p.caPath }
 
 func newFakeProxy() *fakeProxy {
 	return &fakeProxy{addr: "127.0.0.1:8787", running: true, taken: map[string]bool{}, rows: make(chan RequestRow, 64)}

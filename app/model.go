@@ -264,7 +264,7 @@ func needsNotification(prev, next broker.State) bool {
 // curlExample is a ready-to-paste curl line that goes through the proxy to
 // the profile's first gateway. A wildcard pattern gets an "api" label; a
 // gateway listed in plainHTTP gets an http:// URL (it is served without TLS).
-func curlExample(proxyAddr string, gateways, plainHTTP []string) string {
+func curlExample(proxyAddr string, gateways, plainHTTP []string, caPath string) string {
 	if proxyAddr == "" || len(gateways) == 0 {
 		return ""
 	}
@@ -278,11 +278,24 @@ func curlExample(proxyAddr string, gateways, plainHTTP []string) string {
 	if rest, ok := strings.CutPrefix(host, "*."); ok {
 		host = "api." + rest
 	}
-	scheme := "https://"
 	if slices.Contains(plainHTTP, host) {
-		scheme = "http://"
+		return "curl -x http://" + proxyAddr + " http://" + host + "/"
 	}
-	return "curl -x http://" + proxyAddr + " " + scheme + host + "/"
+	// HTTPS to a gateway meets gatepass's local CA: curl must trust it.
+	ca := ""
+	if caPath != "" {
+		ca = "--cacert " + shellQuote(caPath) + " "
+	}
+	return "curl " + ca + "-x http://" + proxyAddr + " https://" + host + "/"
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain
+// path characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%~") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // requestCells renders one proxied request as the log's columns: time,

@@ -208,18 +208,21 @@ func TestCurlExample(t *testing.T) {
 		addr  string
 		gws   []string
 		plain []string
+		ca    string
 		want  string
 	}{
-		"plain-HTTP loopback gateway": {"127.0.0.1:8787", []string{"127.0.0.1:9000"}, []string{"127.0.0.1:9000"}, "curl -x http://127.0.0.1:8787 http://127.0.0.1:9000/"},
-		"host":                        {"127.0.0.1:8787", []string{"api.team.example"}, nil, "curl -x http://127.0.0.1:8787 https://api.team.example/"},
-		"prefers exact":               {"127.0.0.1:8787", []string{"*.gw.team.example", "localhost:9443"}, nil, "curl -x http://127.0.0.1:8787 https://localhost:9443/"},
-		"only wildcard":               {"127.0.0.1:9000", []string{"*.gw.team.example"}, nil, "curl -x http://127.0.0.1:9000 https://api.gw.team.example/"},
-		"no gateways":                 {"127.0.0.1:8787", nil, nil, ""},
-		"no proxy":                    {"", []string{"api.team.example"}, nil, ""},
+		"plain-HTTP loopback gateway": {"127.0.0.1:8787", []string{"127.0.0.1:9000"}, []string{"127.0.0.1:9000"}, "/h/ca.pem", "curl -x http://127.0.0.1:8787 http://127.0.0.1:9000/"},
+		"host":                        {"127.0.0.1:8787", []string{"api.team.example"}, nil, "/home/ada/.config/gatepass/gatepass-ca.pem", "curl --cacert /home/ada/.config/gatepass/gatepass-ca.pem -x http://127.0.0.1:8787 https://api.team.example/"},
+		"CA path with a space":        {"127.0.0.1:8787", []string{"api.team.example"}, nil, "/Users/Ada L/it's/ca.pem", `curl --cacert '/Users/Ada L/it'\''s/ca.pem' -x http://127.0.0.1:8787 https://api.team.example/`},
+		"no CA file":                  {"127.0.0.1:8787", []string{"api.team.example"}, nil, "", "curl -x http://127.0.0.1:8787 https://api.team.example/"},
+		"prefers exact":               {"127.0.0.1:8787", []string{"*.gw.team.example", "localhost:9443"}, nil, "/h/ca.pem", "curl --cacert /h/ca.pem -x http://127.0.0.1:8787 https://localhost:9443/"},
+		"only wildcard":               {"127.0.0.1:9000", []string{"*.gw.team.example"}, nil, "/h/ca.pem", "curl --cacert /h/ca.pem -x http://127.0.0.1:9000 https://api.gw.team.example/"},
+		"no gateways":                 {"127.0.0.1:8787", nil, nil, "/h/ca.pem", ""},
+		"no proxy":                    {"", []string{"api.team.example"}, nil, "/h/ca.pem", ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := curlExample(tc.addr, tc.gws, tc.plain); got != tc.want {
+			if got := curlExample(tc.addr, tc.gws, tc.plain, tc.ca); got != tc.want {
 				t.Errorf("curlExample = %q, want %q", got, tc.want)
 			}
 		})

@@ -48,6 +48,18 @@ func signedIn(expiresIn time.Duration) broker.ProfileStatus {
 	return st
 }
 
+// TestCardCurlTrustsCA: for an HTTPS gateway the card's curl line trusts the
+// local CA (without --cacert curl fails on the proxy's certificate).
+func TestCardCurlTrustsCA(t *testing.T) {
+	px := newFakeProxy()
+	px.caPath = "/home/ada/.config/gatepass/gatepass-ca.pem"
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: px})
+	got := e.u.cards["work"].curl.Text
+	if !strings.HasPrefix(got, "curl --cacert /home/ada/.config/gatepass/gatepass-ca.pem -x http://127.0.0.1:8787 https://") {
+		t.Errorf("curl line %q does not trust the CA", got)
+	}
+}
+
 func TestSignedOutCard(t *testing.T) {
 	br := newFakeBroker(workStatus(broker.StateSignedOut))
 	br.release = make(chan struct{})

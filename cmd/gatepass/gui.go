@@ -41,6 +41,8 @@ type appProxy struct {
 	// build makes a proxy listening on listen; it is newProxy with
 	// agentOptions.listen set to listen.
 	build func(listen string, onRequest func(proxy.RequestLog)) (*proxy.Server, error)
+	// caPath is the CA certificate file clients trust, "" without HTTPS gateways.
+	caPath string
 
 	mu   sync.Mutex // guards addr and srv; held while a server starts or stops
 	addr string     // the listen address the next server binds
@@ -56,6 +58,8 @@ type appProxy struct {
 func newAppProxy(addr string, build func(listen string, onRequest func(proxy.RequestLog)) (*proxy.Server, error)) *appProxy {
 	return &appProxy{build: build, addr: addr, subs: map[chan app.RequestRow]struct{}{}}
 }
+
+func (p *appProxy) CACertPath() string { return p.caPath }
 
 func (p *appProxy) Addr() string {
 	p.mu.Lock()
@@ -183,6 +187,9 @@ func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.B
 		o.onRequest = onRequest
 		return newProxy(b, cfg, o)
 	})
+	if len(caNames(cfg)) > 0 {
+		px.caPath = caCertPath(cfg)
+	}
 	b.SetProxyAddr(func() string {
 		if px.Running() {
 			return px.Addr()
