@@ -67,6 +67,12 @@ type Proxy interface {
 // says whether one was added.
 type RequestRow = proxy.RequestLog
 
+// Demo describes a running embedded demo: where its identity provider and
+// gateway listen and the config file a terminal's gatepass needs to reach it.
+type Demo struct {
+	Issuer, GatewayURL, ConfigPath string
+}
+
 // Options configure Run.
 type Options struct {
 	// Broker and Proxy are nil when gatepass is not configured yet (first
@@ -90,7 +96,10 @@ type Options struct {
 	Open func(ctx context.Context, cfg *broker.Config) (Broker, Proxy, error)
 	// StartDemo starts the embedded demo provider and gateway ("Try the
 	// demo").
-	StartDemo func(ctx context.Context) (Broker, Proxy, error)
+	StartDemo func(ctx context.Context) (Broker, Proxy, *Demo, error)
+	// Demo, with Broker and Proxy, says they are a demo's (gatepass gui
+	// --demo); the window then says how to use it from a terminal.
+	Demo *Demo
 
 	Version string
 }

@@ -58,6 +58,7 @@ func (b *proxyBar) update() {
 // Notice slots, top to bottom.
 const (
 	noticeConfig = iota
+	noticeDemo
 	noticeProxy
 	noticeTray
 	noticeSetup

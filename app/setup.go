@@ -315,7 +315,7 @@ func (f *setupForm) startDemo() {
 	f.setStatus("Starting the demo identity provider and gateway…", widget.MediumImportance)
 	start := u.opts.StartDemo
 	go func() {
-		br, px, err := start(u.ctx)
+		br, px, d, err := start(u.ctx)
 		u.do(func() {
 			f.demo.Enable()
 			if err != nil {
@@ -324,8 +324,32 @@ func (f *setupForm) startDemo() {
 			}
 			f.status.Hide()
 			u.attach(br, px)
+			u.showDemo(d)
 		})
 	}()
+}
+
+// showDemo tells how to reach a running demo from a terminal: the CLI and
+// curl need its config (GATEPASS_CONFIG) and the proxy's address.
+func (u *ui) showDemo(d *Demo) {
+	if d == nil {
+		return
+	}
+	export := "export GATEPASS_CONFIG=" + shellQuote(d.ConfigPath)
+	hint := "From a terminal: " + export + " — then gatepass status, gatepass token"
+	if u.px != nil {
+		hint += ", or curl -x http://" + u.px.Addr() + " " + d.GatewayURL + "/"
+	}
+	hint += " (after signing in). The demo's config and sign-in are removed when gatepass quits."
+	copyExport := widget.NewButtonWithIcon("Copy export line", theme.ContentCopyIcon(), func() {
+		u.app.Clipboard().SetContent(export)
+	})
+	u.notices.set(noticeDemo, &problem{
+		Title:  "Demo running: nothing leaves this machine",
+		Detail: "Identity provider " + d.Issuer + ", gateway " + d.GatewayURL + ", config " + d.ConfigPath + ".",
+		Hint:   hint,
+		Info:   true,
+	}, copyExport)
 }
 
 // whereText says where the form writes, and, when a file is there already

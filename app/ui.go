@@ -151,6 +151,7 @@ func (u *ui) start() {
 	}
 	if u.br != nil {
 		u.attach(u.br, u.px)
+		u.showDemo(u.opts.Demo)
 		return
 	}
 	u.updateTray()

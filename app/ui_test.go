@@ -282,7 +282,7 @@ func TestSetupFormValidation(t *testing.T) {
 	e := newTestEnv(t, Options{ConfigPath: path, WriteConfig: func(c *broker.Config) (string, error) {
 		written = append(written, c)
 		return "", nil
-	}, StartDemo: func(context.Context) (Broker, Proxy, error) { return nil, nil, errors.New("unused") }})
+	}, StartDemo: func(context.Context) (Broker, Proxy, *Demo, error) { return nil, nil, nil, errors.New("unused") }})
 	f := e.u.setup
 	if f == nil || !e.u.inSetup {
 		t.Fatal("first run does not show the setup form")
@@ -343,7 +343,8 @@ func visibleErrors(f *setupForm) map[string]string {
 func TestTryTheDemo(t *testing.T) {
 	br := newFakeBroker(workStatus(broker.StateSignedOut))
 	px := newFakeProxy()
-	e := newTestEnv(t, Options{StartDemo: func(context.Context) (Broker, Proxy, error) { return br, px, nil }})
+	d := &Demo{Issuer: "http://127.0.0.1:41234", GatewayURL: "http://127.0.0.1:41235", ConfigPath: "/tmp/gatepass-demo-1/config.toml"}
+	e := newTestEnv(t, Options{StartDemo: func(context.Context) (Broker, Proxy, *Demo, error) { return br, px, d, nil }})
 	test.Tap(e.u.setup.demo)
 	if !e.u.setup.demo.Disabled() {
 		t.Error("demo button enabled while the demo starts")
@@ -357,6 +358,17 @@ func TestTryTheDemo(t *testing.T) {
 	}
 	if e.tray.item(t, "Sign in").Disabled {
 		t.Error("tray Sign in disabled for the demo profile")
+	}
+	// The window says how to use the demo from a terminal.
+	text := markupText(e.win.Canvas())
+	for _, want := range []string{"export GATEPASS_CONFIG=/tmp/gatepass-demo-1/config.toml", "curl -x http://127.0.0.1:8787 http://127.0.0.1:41235/", "Identity provider http://127.0.0.1:41234"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("window lacks %q:\n%s", want, text)
+		}
+	}
+	test.Tap(findButton(t, e.u.notices.box, "Copy export line"))
+	if got := e.u.app.Clipboard().Content(); got != "export GATEPASS_CONFIG=/tmp/gatepass-demo-1/config.toml" {
+		t.Errorf("clipboard %q", got)
 	}
 }
 

@@ -236,10 +236,10 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			}
 			return openAgent(ctx, e, cfg, browser, *listen)
 		},
-		StartDemo: func(ctx context.Context) (app.Broker, app.Proxy, error) {
+		StartDemo: func(ctx context.Context) (app.Broker, app.Proxy, *app.Demo, error) {
 			dir, err := os.MkdirTemp("", "gatepass-demo-")
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			demoListen := broker.DefaultListen
 			if *listen != "" {
@@ -247,7 +247,7 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			}
 			d, err := startDemo(ctx, dir, demoListen, demo.Options{})
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			kc := broker.SystemKeychain{}
 			forgetStaleDemoSignIn(kc, d.Provider.Issuer())
@@ -257,13 +257,14 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			demoMu.Unlock()
 			go func() { <-ctx.Done(); end() }()
 			fmt.Fprintf(e.stderr, "gatepass demo: identity provider %s, gateway %s, config %s\n", d.Provider.Issuer(), d.GatewayURL, d.ConfigPath)
-			return openAgent(ctx, e, d.Config, browser, "")
+			br, px, err := openAgent(ctx, e, d.Config, browser, "")
+			return br, px, &app.Demo{Issuer: d.Provider.Issuer(), GatewayURL: d.GatewayURL, ConfigPath: d.ConfigPath}, err
 		},
 	}
 	cfg, err := e.loadConfig()
 	switch {
 	case *startWithDemo:
-		if opts.Broker, opts.Proxy, err = opts.StartDemo(ctx); err != nil {
+		if opts.Broker, opts.Proxy, opts.Demo, err = opts.StartDemo(ctx); err != nil {
 			return err
 		}
 	case errors.Is(err, errConfigMissing):
