@@ -284,14 +284,14 @@ func curlExample(proxyAddr string, gateways, plainHTTP []string, caPath string) 
 	// HTTPS to a gateway meets gatepass's local CA: curl must trust it.
 	ca := ""
 	if caPath != "" {
-		ca = "--cacert " + shellQuote(caPath) + " "
+		ca = "--cacert " + ShellQuote(caPath) + " "
 	}
 	return "curl " + ca + "-x http://" + proxyAddr + " https://" + host + "/"
 }
 
-// shellQuote quotes s for a POSIX shell when it holds anything but plain
+// ShellQuote quotes s for a POSIX shell when it holds anything but plain
 // path characters.
-func shellQuote(s string) string {
+func ShellQuote(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%~") == "" {
 		return s
 	}

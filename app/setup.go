@@ -335,7 +335,7 @@ func (u *ui) showDemo(d *Demo) {
 	if d == nil {
 		return
 	}
-	export := "export GATEPASS_CONFIG=" + shellQuote(d.ConfigPath)
+	export := "export GATEPASS_CONFIG=" + ShellQuote(d.ConfigPath)
 	hint := "From a terminal: " + export + " — then gatepass status, gatepass token"
 	if u.px != nil {
 		hint += ", or curl -x http://" + u.px.Addr() + " " + d.GatewayURL + "/"

@@ -233,6 +233,14 @@ func logHost(d Decision, r *http.Request) string {
 	return joinHostPort(d.Host, d.Port)
 }
 
+// command is Options.Command, or "gatepass".
+func (s *Server) command() string {
+	if s.opts.Command != "" {
+		return s.opts.Command
+	}
+	return "gatepass"
+}
+
 // token asks the broker for the gateway's token. A sign-in-required error becomes an
 // immediate 401 naming the profile (no hang, no browser), any other failure a 503.
 func (s *Server) token(ctx context.Context, d Decision) (Token, *Decision) {
@@ -250,10 +258,12 @@ func (s *Server) token(ctx context.Context, d Decision) (Token, *Decision) {
 			}
 			r := refuse(http.StatusUnauthorized, "sign_in_required", "")
 			r.Profile = p
+			r.Hint = "run " + s.command() + " login --profile " + p
 			fail = &r
 		} else {
 			r := refuse(http.StatusServiceUnavailable, "token_unavailable", "no token for "+d.Addr()+": "+err.Error())
 			r.Profile = d.Profile
+			r.Hint = "run " + s.command() + " status --profile " + d.Profile + " to see its sign-in; " + s.command() + " login --profile " + d.Profile + " signs in again"
 			fail = &r
 		}
 	case tok.Value == "" || !httpguts.ValidHeaderFieldValue(tok.Value):

@@ -88,6 +88,10 @@ type Options struct {
 	UpstreamRootCAs *x509.CertPool   // nil = system roots (tests pass their own test CA)
 	Logger          *slog.Logger     // nil = discard
 	OnRequest       func(RequestLog) // optional, called after each request (must not block: the app buffers)
+	// Command is how a shell runs gatepass for this proxy's config, for the
+	// hints in 401/503 answers: "gatepass --config /tmp/demo/config.toml" when
+	// the config is not the default one. Default "gatepass".
+	Command string
 }
 
 const (

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/proxy"
 )
@@ -164,7 +165,17 @@ func newProxy(b *broker.Broker, cfg *broker.Config, opts agentOptions) (*proxy.S
 		UpstreamProxy: upstream,
 		Logger:        opts.log,
 		OnRequest:     opts.onRequest,
+		Command:       shellCommand(cfg),
 	})
+}
+
+// shellCommand is how a user's shell runs gatepass for cfg: with --config
+// unless cfg is the default config (the shell may lack $GATEPASS_CONFIG).
+func shellCommand(cfg *broker.Config) string {
+	if def, err := broker.DefaultConfigPath(); err == nil && def == cfg.Path || cfg.Path == "" {
+		return "gatepass"
+	}
+	return "gatepass --config " + app.ShellQuote(cfg.Path)
 }
 
 func cmdProxy(ctx context.Context, e *env, args []string) error {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -547,5 +548,38 @@ func TestE2EProxyPortTaken(t *testing.T) {
 	out, _, code := runGatepass(t, nil, "--config", cfg, "doctor")
 	if code != exitFailure || !strings.Contains(out, "FAIL  proxy") || !strings.Contains(out, "port "+port+" is already in use") {
 		t.Errorf("doctor with the port taken: exit %d\n%s", code, out)
+	}
+}
+
+// TestE2EProxySignInHintNamesConfig: the 401 of a proxy started on a config
+// that is not the default one tells the command that signs in for that config
+// (a shell without $GATEPASS_CONFIG would otherwise sign in elsewhere).
+func TestE2EProxySignInHintNamesConfig(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	listen := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+listen = %q
+[profiles.%s]
+issuer = %q
+client_id = %q
+client_secret = %q
+gateways = ["127.0.0.1:9"]
+plain_http = ["127.0.0.1:9"]
+`, listen, profile, p.Issuer(), p.ClientID(), p.ClientSecret()))
+	startAgent(t, cfg)
+	waitListening(t, listen)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: listen})}, Timeout: 10 * time.Second}
+	resp, err := client.Get("http://127.0.0.1:9/orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error, Profile, Hint string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	want := "run gatepass --config " + cfg + " login --profile " + profile
+	if resp.StatusCode != http.StatusUnauthorized || body.Error != "sign_in_required" || body.Hint != want {
+		t.Errorf("%d %+v; want 401 with hint %q", resp.StatusCode, body, want)
 	}
 }
