@@ -130,12 +130,24 @@ func Run(ctx context.Context, opts Options) error {
 	// calls from the pumps queue up.
 	u.start()
 	a.Lifecycle().SetOnStarted(func() { go u.tickLoop(ctx) })
+	// ctx ending (SIGINT, the caller) quits the app; once a.Run has returned
+	// (Quit in the tray) there is no event loop to call into, and fyne.Do
+	// would log a thread error on the way out.
+	ran := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		fyne.Do(a.Quit)
+		select {
+		case <-ctx.Done():
+			select {
+			case <-ran:
+			default:
+				fyne.Do(a.Quit)
+			}
+		case <-ran:
+		}
 	}()
 	u.win.Show()
 	a.Run()
+	close(ran)
 	cancel()
 	u.stop()
 	return nil

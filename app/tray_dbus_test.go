@@ -309,6 +309,9 @@ func TestTrayOverDBus(t *testing.T) {
 		if _, ok := out.find("quit"); !ok {
 			t.Error("Run did not return after Quit")
 		}
+		if strings.Contains(stderr.String(), "Error in Fyne call thread") {
+			t.Errorf("Fyne thread error on the way out:\n%s", stderr.String())
+		}
 	case <-time.After(15 * time.Second):
 		t.Error("app still running 15s after Quit")
 	}
