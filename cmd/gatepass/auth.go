@@ -241,13 +241,13 @@ func statusNote(st broker.ProfileStatus, now time.Time) string {
 	var parts []string
 	if !st.Expiry.IsZero() {
 		at := st.Expiry.Local()
-		when := at.Format(time.Kitchen)
+		when := at.Format("15:04")
 		if y, m, d := at.Date(); y != now.Local().Year() || m != now.Local().Month() || d != now.Local().Day() {
-			when = at.Format("Jan 2 " + time.Kitchen)
+			when = at.Format("Jan 2 15:04")
 		}
 		if left := at.Sub(now); left > 0 {
 			if left < time.Hour {
-				// A clock time alone hides how soon "9:48PM" is.
+				// A clock time alone hides how soon "21:48" is.
 				when += " (in " + shortDuration(left) + ")"
 			}
 			parts = append(parts, "token expires "+when)

@@ -171,7 +171,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		// Checked now, not after a whole browser round trip in `gatepass login`.
 		fmt.Fprintf(e.stderr, "warning: `gatepass login` will not be able to keep the sign-in: %v\n\n", err)
 	}
-	fmt.Fprintf(e.stdout, `gatepass demo is running (Ctrl-C stops it).
+	// Instructions for a person: stderr (stdout carries data only, DESIGN §2).
+	fmt.Fprintf(e.stderr, `gatepass demo is running (Ctrl-C stops it).
 
   identity provider  %s   (signs in %s; Google-faithful: PKCE, client secret, single-use codes)
   sample gateway     %s   (accepts only a valid ID token from that provider)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
@@ -90,5 +93,40 @@ func TestDemoForget(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "config.toml")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("own=%v: the demo's directory is still there (%v)", own, err)
 		}
+	}
+}
+
+// TestE2EDemoCommand: `gatepass demo` prints its instructions on stderr (stdout
+// carries data only), with a config that works: status through it answers.
+func TestE2EDemoCommand(t *testing.T) {
+	requireKeychain(t)
+	dir := filepath.Join(testDir(t), "demo")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gatepassBin, "demo", "--dir", dir, "--listen", freePort(t))
+	cmd.Env = testEnv(t)
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	cfg := filepath.Join(dir, "config.toml")
+	want := "export GATEPASS_CONFIG=" + cfg
+	for !strings.Contains(stderr.String(), want) {
+		if ctx.Err() != nil {
+			t.Fatalf("no %q on stderr:\n%s", want, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, _, code := runGatepass(t, nil, "--config", cfg, "status"); code != 0 || !strings.Contains(out, "signed-out") {
+		t.Errorf("status on the demo's config: exit %d\n%s", code, out)
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("demo after Ctrl-C: %v\n%s", err, stderr.String())
+	}
+	if s := stdout.String(); s != "" {
+		t.Errorf("demo wrote to stdout: %q", s)
 	}
 }

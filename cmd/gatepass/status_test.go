@@ -19,14 +19,14 @@ func TestStatusNote(t *testing.T) {
 		want string
 	}{
 		"signed out":                  {broker.ProfileStatus{}, ""},
-		"fresh token":                 {broker.ProfileStatus{Expiry: now.Add(time.Hour)}, "token expires 7:00PM"},
-		"expired token":               {broker.ProfileStatus{Expiry: now.Add(-time.Minute)}, "token expired 5:59PM"},
-		"tomorrow":                    {broker.ProfileStatus{Expiry: now.Add(24 * time.Hour)}, "token expires Dec 3 6:00PM"},
+		"fresh token":                 {broker.ProfileStatus{Expiry: now.Add(time.Hour)}, "token expires 19:00"},
+		"expired token":               {broker.ProfileStatus{Expiry: now.Add(-time.Minute)}, "token expired 17:59"},
+		"tomorrow":                    {broker.ProfileStatus{Expiry: now.Add(24 * time.Hour)}, "token expires Dec 3 18:00"},
 		"sign-in required":            {broker.ProfileStatus{Reason: "the issuer refused"}, "the issuer refused"},
-		"failing refresh":             {broker.ProfileStatus{Expiry: now.Add(-time.Minute), Reason: "issuer unreachable"}, "token expired 5:59PM; issuer unreachable"},
-		"refresh failed, still valid": {broker.ProfileStatus{Expiry: now.Add(time.Minute), Reason: "issuer unreachable"}, "token expires 6:01PM (in 1m); issuer unreachable"},
-		"seconds left":                {broker.ProfileStatus{Expiry: now.Add(28 * time.Second)}, "token expires 6:00PM (in 28s)"},
-		"minutes left":                {broker.ProfileStatus{Expiry: now.Add(59*time.Minute + 59*time.Second)}, "token expires 6:59PM (in 59m)"},
+		"failing refresh":             {broker.ProfileStatus{Expiry: now.Add(-time.Minute), Reason: "issuer unreachable"}, "token expired 17:59; issuer unreachable"},
+		"refresh failed, still valid": {broker.ProfileStatus{Expiry: now.Add(time.Minute), Reason: "issuer unreachable"}, "token expires 18:01 (in 1m); issuer unreachable"},
+		"seconds left":                {broker.ProfileStatus{Expiry: now.Add(28 * time.Second)}, "token expires 18:00 (in 28s)"},
+		"minutes left":                {broker.ProfileStatus{Expiry: now.Add(59*time.Minute + 59*time.Second)}, "token expires 18:59 (in 59m)"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
