@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"sync"
@@ -74,6 +75,28 @@ type ui struct {
 	shownIcon string
 	trayNoted bool
 	inSetup   bool
+	copied    *copiedToken // the last token put on the clipboard, to clear it later
+}
+
+// copiedToken remembers a token the user copied — its hash, not the token —
+// so that the clipboard can be cleared when the token expires, its profile
+// signs out, or gatepass quits, and only if the clipboard still holds it.
+type copiedToken struct {
+	profile string
+	sum     [sha256.Size]byte
+	expiry  time.Time
+}
+
+// clearCopied empties the clipboard if it still holds the copied token.
+func (u *ui) clearCopied() {
+	c := u.copied
+	if c == nil {
+		return
+	}
+	u.copied = nil
+	if cb := u.app.Clipboard(); cb != nil && sha256.Sum256([]byte(cb.Content())) == c.sum {
+		cb.SetContent("")
+	}
 }
 
 func newUI(ctx context.Context, a fyne.App, opts Options, clock broker.Clock) *ui {
@@ -268,6 +291,9 @@ func (u *ui) applyStatus(st broker.ProfileStatus) {
 	}
 	prev := u.lastState[st.Profile]
 	u.lastState[st.Profile] = st.State
+	if c := u.copied; c != nil && c.profile == st.Profile && st.State != broker.StateSignedIn && st.State != broker.StateUnknown {
+		u.clearCopied() // signed out, or the issuer ended the sign-in
+	}
 	if needsNotification(prev, st.State) {
 		body := "Profile " + st.Profile + " needs you to sign in again"
 		if st.Reason != "" {
@@ -310,6 +336,9 @@ func (u *ui) refreshProfile(profile string) {
 // countdown labels (one SetText per changed label, no re-layout) and the
 // tray icon if a token got close to expiry.
 func (u *ui) tick() {
+	if c := u.copied; c != nil && !c.expiry.IsZero() && !u.clock.Now().Before(c.expiry) {
+		u.clearCopied()
+	}
 	if u.visible.Load() {
 		now := u.clock.Now()
 		for _, st := range u.statuses {
@@ -398,6 +427,7 @@ func (u *ui) menuAction(e menuEntry) func() {
 }
 
 func (u *ui) quit() {
+	u.clearCopied()
 	u.stop()
 	u.app.Quit()
 }
@@ -515,11 +545,12 @@ func (u *ui) copyToken(profile string) {
 					u.app.SendNotification(fyne.NewNotification("gatepass: could not copy the token", p.Detail+"."))
 					return
 				}
+				u.copied = &copiedToken{profile: profile, sum: sha256.Sum256([]byte(tok.Value)), expiry: tok.Expiry}
 				msg := "Copied the " + tokenKindLabel(kind) + " to the clipboard"
 				if !tok.Expiry.IsZero() {
 					msg += "; valid until " + tok.Expiry.Local().Format("15:04:05")
 				}
-				c.showInfo(msg + ".")
+				c.showInfo(msg + ". gatepass clears it from the clipboard when it expires, when you sign out, or when gatepass quits.")
 			})
 		})
 	}()

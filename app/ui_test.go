@@ -189,6 +189,54 @@ func TestSignedInCardCountdown(t *testing.T) {
 	}
 }
 
+// TestCopiedTokenLeavesClipboard: a copied token is cleared from the clipboard
+// when its profile signs out and when it expires — but only while the
+// clipboard still holds it: what the user copied since is left alone.
+func TestCopiedTokenLeavesClipboard(t *testing.T) {
+	const value = "eyJhbGciOiJSUzI1NiJ9.payload.SIGNATUREabcd"
+	br := newFakeBroker(signedIn(time.Hour))
+	br.token = broker.Token{Kind: broker.IDToken, Value: value, Expiry: testStart.Add(10 * time.Minute)}
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	cb := e.u.app.Clipboard()
+	copyNow := func() {
+		t.Helper()
+		test.Tap(e.u.cards["work"].copyTok)
+		e.q.run(t)
+		if cb.Content() != value {
+			t.Fatalf("clipboard %q after Copy, want the token", cb.Content())
+		}
+	}
+
+	copyNow()
+	if !strings.Contains(e.u.cards["work"].msg.Text, "clears it from the clipboard") {
+		t.Errorf("copy message %q does not say the token will be cleared", e.u.cards["work"].msg.Text)
+	}
+	e.u.applyStatus(workStatus(broker.StateSignedOut)) // signed out in a terminal
+	if cb.Content() != "" {
+		t.Error("the token stayed on the clipboard after sign-out")
+	}
+
+	e.u.applyStatus(signedIn(time.Hour))
+	copyNow()
+	e.clock.Add(9 * time.Minute)
+	e.u.tick()
+	if cb.Content() != value {
+		t.Fatal("cleared before the token expired")
+	}
+	e.clock.Add(time.Minute)
+	e.u.tick()
+	if cb.Content() != "" {
+		t.Error("the token stayed on the clipboard after it expired")
+	}
+
+	copyNow()
+	cb.SetContent("something the user copied later")
+	e.u.applyStatus(workStatus(broker.StateSignedOut))
+	if cb.Content() != "something the user copied later" {
+		t.Errorf("clipboard %q: gatepass cleared what it had not put there", cb.Content())
+	}
+}
+
 func TestSignInRequiredCard(t *testing.T) {
 	st := workStatus(broker.StateSignInRequired)
 	st.Email = "ada@team.example"
