@@ -359,7 +359,19 @@ func describeError(op string, err error) (problem, bool) {
 	var kc *broker.KeychainError
 	var sr *broker.SignInRequiredError
 	var cfg *broker.ConfigError
+	var az *broker.AuthorizationError
 	switch {
+	// The broker's messages end in CLI advice (run `gatepass login`); the
+	// window says what to press instead.
+	case errors.As(err, &az) && az.Code == "access_denied":
+		return problem{Title: "Sign-in cancelled", Detail: "The sign-in was cancelled or denied in the browser.", Hint: "Press Sign in to try again."}, true
+	case errors.As(err, &az):
+		detail := "The identity provider answered " + az.Code
+		if az.Description != "" {
+			detail += ": " + az.Description
+		}
+		return problem{Title: "The identity provider refused the sign-in", Detail: detail + ".",
+			Hint: "Check client_id, the scopes and the OAuth client's type (Desktop app) in the configuration, then press Sign in."}, true
 	case errors.As(err, &kc):
 		title := "The keychain is unavailable"
 		if kc.Kind == broker.KeychainLocked || kc.Kind == broker.KeychainTimeout {
@@ -367,7 +379,11 @@ func describeError(op string, err error) (problem, bool) {
 		}
 		return problem{Title: title, Detail: err.Error(), Hint: "Unlock your keychain, then press Retry.", Retry: true}, true
 	case errors.As(err, &sr) || errors.Is(err, broker.ErrSignInRequired):
-		return problem{Title: "Sign-in required", Detail: err.Error(), Hint: "Press Sign in to sign in again."}, true
+		detail := "This profile has no usable sign-in."
+		if sr != nil && sr.Reason != "" {
+			detail = "This profile has no usable sign-in: " + sr.Reason + "."
+		}
+		return problem{Title: "Sign-in required", Detail: detail, Hint: "Press Sign in to sign in again."}, true
 	case errors.As(err, &cfg):
 		return problem{Title: "The configuration has an error", Detail: err.Error(), Hint: "Fix the file, or open the setup form to write a new one."}, true
 	case errors.Is(err, context.DeadlineExceeded):

@@ -270,6 +270,9 @@ func TestDescribeError(t *testing.T) {
 		"sentinel":         {fmt.Errorf("token: %w", broker.ErrSignInRequired), true, "Sign-in required", false},
 		"timeout":          {context.DeadlineExceeded, true, "Could not sign in: timed out", true},
 		"other":            {errors.New("browser command failed: exit status 1"), true, "Could not sign in", true},
+		"denied":           {fmt.Errorf("login: %w", &broker.AuthorizationError{Code: "access_denied"}), true, "Sign-in cancelled", false},
+		"refused":          {&broker.AuthorizationError{Code: "invalid_scope", Description: "bad scope"}, true, "The identity provider refused the sign-in", false},
+		"required, reason": {&broker.SignInRequiredError{Profile: "work", Reason: "the issuer refused the refresh token"}, true, "Sign-in required", false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -279,6 +282,11 @@ func TestDescribeError(t *testing.T) {
 			}
 			if shown && p.Hint == "" {
 				t.Error("no hint saying what to do")
+			}
+			// The window's advice is what to press; the CLI's (run `gatepass
+			// login`) is for a terminal.
+			if text := p.Detail + p.Hint; strings.Contains(text, "gatepass login") {
+				t.Errorf("window advice names a CLI command: %+v", p)
 			}
 		})
 	}
