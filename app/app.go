@@ -60,6 +60,10 @@ type Proxy interface {
 	// clients must trust for HTTPS gateways (curl --cacert); "" when no
 	// gateway is reached over HTTPS.
 	CACertPath() string
+	// NewCA says why the local CA was generated in this run ("no CA stored
+	// yet", "gateway names changed …"), so the window can tell the user to
+	// trust it; "" when the stored CA is in use.
+	NewCA() string
 }
 
 // RequestRow is one proxied request as the window lists it: the proxy's own

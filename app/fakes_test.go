@@ -125,9 +125,11 @@ type fakeProxy struct {
 	setAddrs []string // SetAddr calls
 	rows     chan RequestRow
 	caPath   string
+	newCA    string
 }
 
 func (p *fakeProxy) CACertPath() string { return p.caPath }
+func (p *fakeProxy) NewCA() string      { return p.newCA }
 
 func newFakeProxy() *fakeProxy {
 	return &fakeProxy{addr: "127.0.0.1:8787", running: true, taken: map[string]bool{}, rows: make(chan RequestRow, 64)}

@@ -60,6 +60,7 @@ const (
 	noticeConfig = iota
 	noticeDemo
 	noticeProxy
+	noticeCA
 	noticeTray
 	noticeSetup
 	noticeClipboard

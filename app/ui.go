@@ -12,6 +12,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/gatepass-dev/gatepass/broker"
@@ -76,6 +77,7 @@ type ui struct {
 	trayNoted bool
 	inSetup   bool
 	copied    *copiedToken // the last token put on the clipboard, to clear it later
+	caShown   string       // the NewCA reason already shown
 }
 
 // copiedToken remembers a token the user copied — its hash, not the token —
@@ -197,6 +199,7 @@ func (u *ui) attach(br Broker, px Proxy) {
 		u.applyStatus(st)
 	}
 	u.proxyBar.update()
+	u.showNewCA()
 	if px != nil && !px.Running() {
 		// It did not start (port taken?): try again, so the window says
 		// why at once and offers a free port, not only when the switch
@@ -671,7 +674,32 @@ func (u *ui) proxyDone(px Proxy, err error, retry func()) {
 		}
 		u.notices.set(noticeProxy, &p, buttons...)
 	}
+	u.showNewCA()
 	u.proxyBar.update()
+}
+
+// showNewCA says so when this run generated the local CA: until clients trust
+// the new certificate, HTTPS calls to gateways fail on it.
+func (u *ui) showNewCA() {
+	if u.px == nil {
+		return
+	}
+	reason, path := u.px.NewCA(), u.px.CACertPath()
+	if reason == "" || path == "" || u.caShown == reason {
+		return
+	}
+	u.caShown = reason
+	title := "gatepass made a new local CA for your HTTPS gateways"
+	if reason == "no CA stored yet" {
+		title = "gatepass made its local CA for your HTTPS gateways"
+	}
+	u.notices.set(noticeCA, &problem{
+		Info:   true,
+		Title:  title,
+		Detail: "Why: " + reason + ". Its certificate is " + path + "; it can sign only for your gateway hosts.",
+		Hint: "Clients must trust it for HTTPS gateway calls: curl --cacert " + ShellQuote(path) +
+			", Postman: Settings → Certificates → CA certificates, or add it to the OS trust store (see the README).",
+	}, widget.NewButtonWithIcon("Copy path", theme.ContentCopyIcon(), func() { u.copyText(path) }))
 }
 
 func (u *ui) showConfigError(err error) {

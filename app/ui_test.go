@@ -48,6 +48,34 @@ func signedIn(expiresIn time.Duration) broker.ProfileStatus {
 	return st
 }
 
+// TestNewCAShown: a CA generated in this run is announced in the window, with
+// its file and how to trust it; a stored CA is not.
+func TestNewCAShown(t *testing.T) {
+	px := newFakeProxy()
+	px.caPath = "/home/ada/.config/gatepass/gatepass-ca.pem"
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: px})
+	if e.u.notices.shown(noticeCA) {
+		t.Error("CA notice for a stored CA")
+	}
+	px2 := newFakeProxy()
+	px2.caPath = px.caPath
+	px2.newCA = "gateway names changed (CA was for a.example, now b.example)"
+	e2 := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: px2})
+	if !e2.u.notices.shown(noticeCA) {
+		t.Fatal("new CA not announced")
+	}
+	text := markupText(e2.win.Canvas())
+	for _, want := range []string{"gatepass made a new local CA", "gateway names changed", "curl --cacert /home/ada/.config/gatepass/gatepass-ca.pem", "Postman"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("window lacks %q:\n%s", want, text)
+		}
+	}
+	test.Tap(findButton(t, e2.u.notices.box, "Copy path"))
+	if got := e2.u.app.Clipboard().Content(); got != px.caPath {
+		t.Errorf("clipboard %q", got)
+	}
+}
+
 // TestCardCurlTrustsCA: for an HTTPS gateway the card's curl line trusts the
 // local CA (without --cacert curl fails on the proxy's certificate).
 func TestCardCurlTrustsCA(t *testing.T) {

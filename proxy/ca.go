@@ -46,6 +46,9 @@ type CA struct {
 	names   []string
 
 	now func() time.Time
+	// issued is why EnsureCA generated this CA ("no CA stored yet", "stored CA
+	// is corrupt …"); "" when it was loaded from the store.
+	issued string
 
 	mu    sync.Mutex
 	lru   *list.List // of *leafEntry, most recently used first
@@ -64,6 +67,10 @@ func (c *CA) CertPEM() []byte { return slices.Clone(c.certPEM) }
 
 // Certificate returns the parsed CA certificate.
 func (c *CA) Certificate() *x509.Certificate { return c.cert }
+
+// Issued says why EnsureCA generated this CA just now (clients must trust the
+// new certificate), or "" when it was loaded as it was.
+func (c *CA) Issued() string { return c.issued }
 
 // Names returns the normalised name constraints the CA was issued with.
 func (c *CA) Names() []string { return slices.Clone(c.names) }
@@ -131,6 +138,7 @@ func ensureCA(store CAStore, names []string, certPath string, log *slog.Logger, 
 		}
 		log.Warn("generated a new local CA: clients must trust it again (run `gatepass ca export`)",
 			"reason", reason, "names", strings.Join(want, ","), "cert", certPath)
+		ca.issued = reason
 	}
 	ca.now = now
 	if certPath != "" {

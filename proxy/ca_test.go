@@ -199,6 +199,9 @@ func TestEnsureCAReusesStoredCA(t *testing.T) {
 	if n := strings.Count(logs.String(), "generated a new local CA"); n != 1 {
 		t.Errorf("%d regeneration lines, want 1 (first use only):\n%s", n, logs)
 	}
+	if ca1.Issued() != "no CA stored yet" || ca2.Issued() != "" {
+		t.Errorf("Issued: first %q, reused %q; want the reason, then none", ca1.Issued(), ca2.Issued())
+	}
 }
 
 func TestEnsureCARegenerates(t *testing.T) {
@@ -246,6 +249,9 @@ func TestEnsureCARegenerates(t *testing.T) {
 			}
 			if !slices.Equal(ca.Names(), normalized(t, names)) {
 				t.Errorf("names %v", ca.Names())
+			}
+			if !strings.Contains(ca.Issued(), tc.wantReason) {
+				t.Errorf("Issued() = %q, want the reason %q (the window shows it)", ca.Issued(), tc.wantReason)
 			}
 		})
 	}

@@ -102,6 +102,16 @@ const (
 	maxHeaderBytes = 64 << 10
 )
 
+// NewCA says why this server's local CA was generated when the server was
+// made (clients must trust it anew), or "" when the stored CA was used or
+// there is none.
+func (s *Server) NewCA() string {
+	if s.ca == nil {
+		return ""
+	}
+	return s.ca.Issued()
+}
+
 // Server is a running (or ready to run) proxy. Create it with New.
 type Server struct {
 	opts   Options

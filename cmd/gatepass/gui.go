@@ -61,6 +61,16 @@ func newAppProxy(addr string, build func(listen string, onRequest func(proxy.Req
 
 func (p *appProxy) CACertPath() string { return p.caPath }
 
+// NewCA is the running server's (proxy.Server.NewCA); "" while stopped.
+func (p *appProxy) NewCA() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.srv == nil {
+		return ""
+	}
+	return p.srv.NewCA()
+}
+
 func (p *appProxy) Addr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
