@@ -101,6 +101,9 @@ type Options struct {
 	// StartDemo starts the embedded demo provider and gateway ("Try the
 	// demo").
 	StartDemo func(ctx context.Context) (Broker, Proxy, *Demo, error)
+	// ShowRequests brings the window forward on each value: another
+	// gatepass started for the same config asks this one to show itself.
+	ShowRequests <-chan struct{}
 	// Demo, with Broker and Proxy, says they are a demo's (gatepass gui
 	// --demo); the window then says how to use it from a terminal.
 	Demo *Demo
@@ -134,6 +137,7 @@ func Run(ctx context.Context, opts Options) error {
 	// calls from the pumps queue up.
 	u.start()
 	a.Lifecycle().SetOnStarted(func() { go u.tickLoop(ctx) })
+
 	// ctx ending (SIGINT, the caller) quits the app; once a.Run has returned
 	// (Quit in the tray) there is no event loop to call into, and fyne.Do
 	// would log a thread error on the way out.

@@ -166,6 +166,18 @@ func (u *ui) build() {
 // start subscribes to the broker and the proxy and draws the first state.
 // Called on the Fyne goroutine once the app runs.
 func (u *ui) start() {
+	if ch := u.opts.ShowRequests; ch != nil {
+		go func() {
+			for {
+				select {
+				case <-u.ctx.Done():
+					return
+				case <-ch:
+					u.do(u.showWindow)
+				}
+			}
+		}()
+	}
 	if !u.trayHost && !u.trayNoted {
 		u.trayNoted = true
 		u.notices.set(noticeTray, &problem{

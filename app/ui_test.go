@@ -76,6 +76,24 @@ func TestNewCAShown(t *testing.T) {
 	}
 }
 
+// TestShowRequest: another gatepass started for the same config brings the
+// hidden window back.
+func TestShowRequest(t *testing.T) {
+	show := make(chan struct{}, 1)
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: newFakeProxy(), ShowRequests: show})
+	e.u.trayHost = true // closing only hides
+	e.u.closeWindow()
+	if e.u.visible.Load() {
+		t.Fatal("window still visible after close")
+	}
+	show <- struct{}{}
+	waitFor(t, func() bool { return len(e.q) > 0 })
+	e.q.run(t)
+	if !e.u.visible.Load() {
+		t.Error("window not shown on a show request")
+	}
+}
+
 // TestCardCurlTrustsCA: for an HTTPS gateway the card's curl line trusts the
 // local CA (without --cacert curl fails on the proxy's certificate).
 func TestCardCurlTrustsCA(t *testing.T) {

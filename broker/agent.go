@@ -101,6 +101,16 @@ func controlHandler(b *Broker) http.Handler {
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
 		writeControl(w, http.StatusOK, controlPing{Agent: "gatepass", PID: os.Getpid(), Proxy: b.ownProxyAddr()})
 	})
+	mux.HandleFunc("POST /v1/show", func(w http.ResponseWriter, r *http.Request) {
+		show := b.showWindow.Load()
+		if show == nil {
+			writeControl(w, http.StatusConflict, controlError{Error: fmt.Sprintf(
+				"`gatepass proxy` (pid %d) already runs for this config and has no window; stop it to use the app, or keep using it from the terminal", os.Getpid())})
+			return
+		}
+		(*show)()
+		writeControl(w, http.StatusOK, map[string]string{})
+	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeControl(w, http.StatusOK, b.Statuses())
 	})
@@ -260,6 +270,15 @@ func (c AgentClient) Statuses(ctx context.Context) ([]ProfileStatus, error) {
 	var st []ProfileStatus
 	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
+}
+
+// ShowWindow asks the agent to bring its window forward; the error of a
+// headless agent says so. ErrNoAgent when none runs.
+func (c AgentClient) ShowWindow(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var v map[string]string
+	return c.do(ctx, http.MethodPost, "/v1/show", nil, &v)
 }
 
 // Reload tells the agent to re-read a profile's keychain entry.

@@ -46,7 +46,8 @@ type Broker struct {
 	subs     map[int]chan Event
 	nextSub  int
 
-	proxyAddr atomic.Pointer[func() string] // SetProxyAddr
+	proxyAddr  atomic.Pointer[func() string] // SetProxyAddr
+	showWindow atomic.Pointer[func()]        // SetShowWindow
 
 	grantTimeout time.Duration // bounds a refresh grant: refreshGrantTimeout, shorter in tests
 }
@@ -55,6 +56,11 @@ type Broker struct {
 // "" while it does not), so that `gatepass status` and `doctor` look there and not
 // only at the config's listen.
 func (b *Broker) SetProxyAddr(addr func() string) { b.proxyAddr.Store(&addr) }
+
+// SetShowWindow tells the control API how to bring this agent's window forward,
+// so that starting gatepass a second time shows the running one instead of
+// failing. A headless agent (gatepass proxy) has none.
+func (b *Broker) SetShowWindow(show func()) { b.showWindow.Store(&show) }
 
 // ownProxyAddr is where this agent's proxy listens, "" when it does not or is unknown.
 func (b *Broker) ownProxyAddr() string {

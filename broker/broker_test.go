@@ -1505,6 +1505,15 @@ func TestControlSocket(t *testing.T) {
 	if addr, ok := c.ProxyAddr(ctx); !ok || addr != "127.0.0.1:9999" {
 		t.Errorf("ProxyAddr = %q, %v; want 127.0.0.1:9999", addr, ok)
 	}
+	// A second `gatepass` asks for the window: a headless agent says it has none.
+	if err := c.ShowWindow(ctx); err == nil || !strings.Contains(err.Error(), "`gatepass proxy`") || !strings.Contains(err.Error(), "no window") {
+		t.Errorf("ShowWindow on a headless agent: %v", err)
+	}
+	shown := 0
+	e.b.SetShowWindow(func() { shown++ })
+	if err := c.ShowWindow(ctx); err != nil || shown != 1 {
+		t.Errorf("ShowWindow: %v, shown %d times; want once", err, shown)
+	}
 }
 
 // TestGoogleTestingAppSevenDays: Google ends the refresh tokens of an app whose

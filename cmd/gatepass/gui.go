@@ -180,7 +180,10 @@ func (p *appProxy) Requests() (<-chan app.RequestRow, func()) {
 // openAgent starts the broker and the proxy for cfg for the window. A
 // proxy that cannot start (port taken) does not stop the app: the window
 // shows the proxy as off and the switch reports the error.
-func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.Browser, listen string) (app.Broker, app.Proxy, error) {
+//
+// show receives a value when another `gatepass` for the same config asks,
+// over the control socket, for this window.
+func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.Browser, listen string, show chan<- struct{}) (app.Broker, app.Proxy, error) {
 	log, _ := e.agentLogger() // flushes every 100ms until the process exits
 	opts := agentOptions{log: log, browser: browser, listen: listen}
 	b, err := startBroker(ctx, cfg, opts)
@@ -199,6 +202,14 @@ func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.B
 	})
 	if len(caNames(cfg)) > 0 {
 		px.caPath = caCertPath(cfg)
+	}
+	if show != nil {
+		b.SetShowWindow(func() {
+			select {
+			case show <- struct{}{}:
+			default: // one is pending already
+			}
+		})
 	}
 	b.SetProxyAddr(func() string {
 		if px.Running() {
@@ -236,15 +247,17 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	show := make(chan struct{}, 1)
 	opts := app.Options{
-		ConfigPath:  path,
-		Version:     version,
-		WriteConfig: func(cfg *broker.Config) (string, error) { return writeConfigFile(path, cfg) },
+		ShowRequests: show,
+		ConfigPath:   path,
+		Version:      version,
+		WriteConfig:  func(cfg *broker.Config) (string, error) { return writeConfigFile(path, cfg) },
 		Open: func(ctx context.Context, cfg *broker.Config) (app.Broker, app.Proxy, error) {
 			if cfg.Path == "" {
 				cfg.Path = path
 			}
-			return openAgent(ctx, e, cfg, browser, *listen)
+			return openAgent(ctx, e, cfg, browser, *listen, show)
 		},
 		StartDemo: func(ctx context.Context) (app.Broker, app.Proxy, *app.Demo, error) {
 			dir, err := os.MkdirTemp("", "gatepass-demo-")
@@ -267,7 +280,7 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			demoMu.Unlock()
 			go func() { <-ctx.Done(); end() }()
 			fmt.Fprintf(e.stderr, "gatepass demo: identity provider %s, gateway %s, config %s\n", d.Provider.Issuer(), d.GatewayURL, d.ConfigPath)
-			br, px, err := openAgent(ctx, e, d.Config, browser, "")
+			br, px, err := openAgent(ctx, e, d.Config, browser, "", show)
 			return br, px, &app.Demo{Issuer: d.Provider.Issuer(), GatewayURL: d.GatewayURL, ConfigPath: d.ConfigPath}, err
 		},
 	}
@@ -282,7 +295,17 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	case err != nil:
 		opts.ConfigErr = err
 	default:
-		if opts.Broker, opts.Proxy, err = openAgent(ctx, e, cfg, browser, *listen); err != nil {
+		// Started again (a second click in the menu): show the running window.
+		if sock, serr := broker.ControlSocketPath(cfg.Path); serr == nil {
+			if c := (broker.AgentClient{Path: sock}); c.Alive(ctx) {
+				if err := c.ShowWindow(ctx); err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stderr, "gatepass is already running for this config; brought its window forward.")
+				return nil
+			}
+		}
+		if opts.Broker, opts.Proxy, err = openAgent(ctx, e, cfg, browser, *listen, show); err != nil {
 			return err
 		}
 	}

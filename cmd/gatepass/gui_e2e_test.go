@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/gatepass-dev/gatepass/broker/demo"
 	"github.com/gatepass-dev/gatepass/internal/syncbuf"
 	"os"
 	"os/exec"
@@ -126,6 +127,12 @@ func TestGUIRealWindowNoBrowser(t *testing.T) {
 // stopped (SIGINT, within 10 s) when the test ends.
 func startGUI(t *testing.T, listen, browser string) (guiWindow, *syncBuffer) {
 	t.Helper()
+	return startGUIArgs(t, "gui", "--demo", "--listen", listen, "--browser-command", browser)
+}
+
+// startGUIArgs runs gatepass with args and waits for its window.
+func startGUIArgs(t *testing.T, args ...string) (guiWindow, *syncBuffer) {
+	t.Helper()
 	requireKeychain(t)
 	if os.Getenv("DISPLAY") == "" {
 		t.Fatal("no DISPLAY: run under scripts/with-desktop")
@@ -136,7 +143,7 @@ func startGUI(t *testing.T, listen, browser string) (guiWindow, *syncBuffer) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, gatepassBin, "gui", "--demo", "--listen", listen, "--browser-command", browser)
+	cmd := exec.CommandContext(ctx, gatepassBin, args...)
 	cmd.Env = append(testEnv(t), "LANG=en_US.UTF-8", "XDG_CONFIG_HOME="+filepath.Join(testDir(t), "config"))
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
@@ -277,3 +284,37 @@ func updateScreenshot(t *testing.T, png, name string) {
 // syncBuffer collects what another goroutine writes (a child's output, log lines)
 // while the test reads it.
 type syncBuffer = syncbuf.Buffer
+
+// TestGUISecondInstance: starting gatepass again for a config whose app runs
+// brings that window forward and exits 0 (no second agent, no error); with a
+// headless `gatepass proxy` on the config it says so and how to go on.
+func TestGUISecondInstance(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", freePort(t)))
+	startGUIArgs(t, "--config", cfg, "gui")
+	_, stderr, code := runGatepass(t, nil, "--config", cfg, "gui")
+	if code != 0 || !strings.Contains(stderr, "already running for this config; brought its window forward") {
+		t.Errorf("second gatepass: exit %d, stderr %q", code, stderr)
+	}
+
+	cfg2 := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", freePort(t)))
+	startAgent(t, cfg2)
+	waitAgent(t, cfg2)
+	_, stderr, code = runGatepass(t, nil, "--config", cfg2, "gui")
+	if code == 0 || !strings.Contains(stderr, "`gatepass proxy` (pid") || !strings.Contains(stderr, "stop it to use the app") {
+		t.Errorf("gatepass gui beside gatepass proxy: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// waitAgent waits until an agent answers on cfg's control socket.
+func waitAgent(t *testing.T, cfg string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, _, _ := runGatepass(t, nil, "--config", cfg, "status"); strings.Contains(out, "proxy: running") {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("no agent answered within 30s")
+}
