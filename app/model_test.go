@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -399,6 +400,13 @@ func TestValidateSetupFieldMapping(t *testing.T) {
 		"public listen":   {func(in *setupInput) { in.Listen = "0.0.0.0:8787" }, []string{fieldListen}},
 		"bad name":        {func(in *setupInput) { in.Name = "Work Stuff" }, []string{fieldName}},
 		"client and gate": {func(in *setupInput) { in.ClientID, in.Gateways = "", "" }, []string{fieldClient, fieldGateway}},
+		// One round finds everything: the missing client ID does not hide the
+		// issuer's and the listen address's problems until the next save.
+		"all at once":      {func(in *setupInput) { in.ClientID, in.Issuer, in.Listen = "", "http://idp.example", "0.0.0.0:1" }, []string{fieldIssuer, fieldClient, fieldListen}},
+		"space in gateway": {func(in *setupInput) { in.Gateways = "api team.example" }, []string{fieldGateway}},
+		"gateway twice":    {func(in *setupInput) { in.Gateways = "api.team.example\nAPI.team.example" }, []string{fieldGateway}},
+		"space in secret":  {func(in *setupInput) { in.ClientSecret = "GOCSPX-abc def" }, []string{fieldSecret}},
+		"commas and lines": {func(in *setupInput) { in.Gateways = " api.team.example ,\n*.gw.team.example\r\n" }, nil},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -416,6 +424,15 @@ func TestValidateSetupFieldMapping(t *testing.T) {
 			}
 			if (cfg != nil) != (tc.wantFields == nil) {
 				t.Errorf("config returned = %v with errors %v", cfg != nil, errs)
+			}
+			for f, msg := range errs {
+				// The form has no TOML keys or line numbers to point at.
+				if regexp.MustCompile(`line \d|profiles\.`).MatchString(msg) {
+					t.Errorf("error under %s speaks of the file: %q", f, msg)
+				}
+				if strings.Count(msg, ";") > 0 && f == fieldClient {
+					t.Errorf("client ID error said twice: %q", msg)
+				}
 			}
 		})
 	}

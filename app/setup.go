@@ -2,9 +2,13 @@ package app
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"unicode"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -59,37 +63,57 @@ func validateSetup(path string, in setupInput) (*broker.Config, map[string]strin
 	if p.ClientID == "" {
 		add(fieldClient, "enter the OAuth client ID from your identity provider")
 	}
+	if strings.ContainsFunc(p.ClientSecret, unicode.IsSpace) {
+		add(fieldSecret, "the client secret has a space or line break in it; paste it again as the provider shows it")
+	}
 	gws := splitList(in.Gateways)
 	if len(gws) == 0 {
 		add(fieldGateway, "enter at least one gateway host, e.g. api.team.example")
 	}
 	for _, g := range gws {
+		if strings.ContainsFunc(g, unicode.IsSpace) {
+			add(fieldGateway, fmt.Sprintf("%q has a space in it: put one host per line, or separate hosts with commas", g))
+			continue
+		}
 		pat, err := broker.ParsePattern(g)
 		if err != nil {
 			add(fieldGateway, err.Error())
 			continue
 		}
+		if slices.Contains(p.Gateways, pat) {
+			add(fieldGateway, fmt.Sprintf("%s is listed twice; remove one", pat))
+			continue
+		}
 		p.Gateways = append(p.Gateways, pat)
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	// Every other problem is found in the same round: the config's own
+	// checks run on what was usable, and report on the fields not already
+	// marked (a missing client ID is said once, in the form's words).
+	check := *p
+	if check.ClientID == "" {
+		check.ClientID = "placeholder" // said above in the form's words; let the rest be checked
 	}
-	c := &broker.Config{Path: path, Listen: strings.TrimSpace(in.Listen), DefaultProfile: name, Profiles: []*broker.Profile{p}}
+	c := &broker.Config{Path: path, Listen: strings.TrimSpace(in.Listen), DefaultProfile: name, Profiles: []*broker.Profile{&check}}
 	data, err := broker.EncodeConfig(c)
 	if err != nil {
 		add(fieldForm, err.Error())
 		return nil, errs
 	}
 	parsed, err := broker.ParseConfig(path, data)
+	marked := maps.Clone(errs)
 	if err != nil {
 		for _, e := range configErrors(err) {
 			var ce *broker.ConfigError
+			field, msg := fieldForm, e.Error()
 			if errors.As(e, &ce) {
-				add(fieldForKey(ce.Key, name), ce.Msg)
-			} else {
-				add(fieldForm, e.Error())
+				field, msg = fieldForKey(ce.Key, name), ce.Msg
+			}
+			if marked[field] == "" {
+				add(field, msg)
 			}
 		}
+	}
+	if len(errs) > 0 {
 		return nil, errs
 	}
 	return parsed, nil
@@ -130,9 +154,17 @@ func fieldForKey(key, profile string) string {
 	return fieldForm
 }
 
-// splitList splits on commas, spaces and newlines.
+// splitList splits on commas and line breaks and trims each item; a space
+// inside an item stays, for the caller to report ("api team.example" is a
+// typo, not two hosts).
 func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' || r == '\r' })
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // setupForm is the first-run form: one profile, validated like the CLI.
