@@ -89,6 +89,10 @@ type Options struct {
 	// ConfigErr, when set, is shown in the window (with file and line, as
 	// *broker.ConfigError carries them) with a button to the setup form.
 	ConfigErr error
+	// LoadConfig reads the config at ConfigPath again. With ConfigErr, the
+	// window offers Reload and also reloads by itself when the file changes,
+	// so fixing the file in an editor is enough.
+	LoadConfig func() (*broker.Config, error)
 	// WriteConfig saves a config from the setup form; the form has already
 	// validated it with broker.ParseConfig on the encoded bytes. A file
 	// already at ConfigPath is kept first; backup names that copy ("" when

@@ -220,10 +220,12 @@ type menuEntry struct {
 
 // trayMenu computes the tray menu from the snapshot. With several profiles
 // the action labels name the profile.
-func trayMenu(sts []broker.ProfileStatus, now time.Time, pending map[string]bool, configured bool) []menuEntry {
+// unset, when not "", is why there are no profiles to show (not set up yet,
+// a config with an error).
+func trayMenu(sts []broker.ProfileStatus, now time.Time, pending map[string]bool, unset string) []menuEntry {
 	var m []menuEntry
-	if !configured {
-		m = append(m, menuEntry{Label: "gatepass is not set up yet", Disabled: true})
+	if unset != "" {
+		m = append(m, menuEntry{Label: unset, Disabled: true})
 	}
 	for i, st := range sts {
 		if i > 0 {

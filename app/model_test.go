@@ -147,23 +147,23 @@ func TestTrayMenu(t *testing.T) {
 	home.Profile, home.Email = "home", ""
 	tail := []menuEntry{{Separator: true}, {Label: "Open gatepass", Action: actOpen}, {Separator: true}, {Label: "Quit", Action: actQuit}}
 	tests := map[string]struct {
-		sts        []broker.ProfileStatus
-		pending    map[string]bool
-		configured bool
-		want       []menuEntry
+		sts     []broker.ProfileStatus
+		pending map[string]bool
+		unset   string
+		want    []menuEntry
 	}{
-		"not configured": {nil, nil, false, append([]menuEntry{{Label: "gatepass is not set up yet", Disabled: true}}, tail...)},
-		"signed in": {[]broker.ProfileStatus{st(broker.StateSignedIn, time.Hour)}, nil, true, append([]menuEntry{
+		"not configured": {nil, nil, "gatepass is not set up yet", append([]menuEntry{{Label: "gatepass is not set up yet", Disabled: true}}, tail...)},
+		"signed in": {[]broker.ProfileStatus{st(broker.StateSignedIn, time.Hour)}, nil, "", append([]menuEntry{
 			{Label: "ada@team.example · expires 10:00", Disabled: true},
 			{Label: "Sign out", Action: actSignOut, Profile: "work"},
 			{Label: "Copy token", Action: actCopyToken, Profile: "work"},
 		}, tail...)},
-		"signing in: disabled": {[]broker.ProfileStatus{st(broker.StateSignedOut, 0)}, map[string]bool{"work": true}, true, append([]menuEntry{
+		"signing in: disabled": {[]broker.ProfileStatus{st(broker.StateSignedOut, 0)}, map[string]bool{"work": true}, "", append([]menuEntry{
 			{Label: "work: signing in…", Disabled: true},
 			{Label: "Signing in…", Disabled: true, Action: actSignIn, Profile: "work"},
 			{Label: "Copy token", Disabled: true, Action: actCopyToken, Profile: "work"},
 		}, tail...)},
-		"two profiles name them": {[]broker.ProfileStatus{st(broker.StateSignInRequired, 0), home}, nil, true, append([]menuEntry{
+		"two profiles name them": {[]broker.ProfileStatus{st(broker.StateSignInRequired, 0), home}, nil, "", append([]menuEntry{
 			{Label: "work: sign-in required", Disabled: true},
 			{Label: "Sign in (work)", Action: actSignIn, Profile: "work"},
 			{Label: "Copy token (work)", Disabled: true, Action: actCopyToken, Profile: "work"},
@@ -175,7 +175,7 @@ func TestTrayMenu(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := trayMenu(tc.sts, now, tc.pending, tc.configured)
+			got := trayMenu(tc.sts, now, tc.pending, tc.unset)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("trayMenu (-want +got):\n%s", diff)
 			}

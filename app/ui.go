@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,11 @@ type ui struct {
 	inSetup   bool
 	copied    *copiedToken // the last token put on the clipboard, to clear it later
 	caShown   string       // the NewCA reason already shown
+	// A config that failed to load: its error and file stamp, to reload it
+	// when the file changes; reloading while a reload runs.
+	configErr   error
+	configStamp string
+	reloading   bool
 }
 
 // copiedToken remembers a token the user copied — its hash, not the token —
@@ -351,6 +357,7 @@ func (u *ui) refreshProfile(profile string) {
 // countdown labels (one SetText per changed label, no re-layout) and the
 // tray icon if a token got close to expiry.
 func (u *ui) tick() {
+	u.checkConfigFile()
 	if c := u.copied; c != nil && !c.expiry.IsZero() && !u.clock.Now().Before(c.expiry) {
 		u.clearCopied()
 	}
@@ -391,7 +398,15 @@ func (u *ui) updateTray() {
 		u.shownIcon = icon
 		u.tray.SetSystemTrayIcon(trayIcons[icon])
 	}
-	entries := trayMenu(u.statuses, now, pending, u.br != nil)
+	note := ""
+	switch {
+	case u.br != nil:
+	case u.configErr != nil || u.opts.ConfigErr != nil:
+		note = "The configuration has an error"
+	default:
+		note = "gatepass is not set up yet"
+	}
+	entries := trayMenu(u.statuses, now, pending, note)
 	if slices.Equal(entries, u.shownMenu) {
 		return
 	}
@@ -717,8 +732,61 @@ func (u *ui) showNewCA() {
 func (u *ui) showConfigError(err error) {
 	p, _ := describeError("load the config", err)
 	var buttons []fyne.CanvasObject
+	if u.br == nil && u.opts.LoadConfig != nil && u.opts.Open != nil {
+		p.Hint = "Fix the file (gatepass reloads it when it changes), or write a new one with the setup form."
+		buttons = append(buttons, widget.NewButtonWithIcon("Reload", theme.ViewRefreshIcon(), u.reloadConfig))
+		u.configErr, u.configStamp = err, fileStamp(u.opts.ConfigPath)
+	}
 	if u.br != nil {
 		buttons = append(buttons, widget.NewButton("Open setup form", u.showSetup))
 	}
 	u.notices.set(noticeConfig, &p, buttons...)
+}
+
+// reloadConfig reads the config again after an error and, when it is good
+// now, starts with it as if the setup form had written it.
+func (u *ui) reloadConfig() {
+	if u.br != nil || u.reloading || u.opts.LoadConfig == nil || u.opts.Open == nil {
+		return
+	}
+	u.reloading = true
+	load, open := u.opts.LoadConfig, u.opts.Open
+	go func() {
+		cfg, err := load()
+		var br Broker
+		var px Proxy
+		if err == nil {
+			br, px, err = open(u.ctx, cfg)
+		}
+		u.do(func() {
+			u.reloading = false
+			if err != nil {
+				u.showConfigError(err)
+				return
+			}
+			u.configErr = nil
+			u.notices.set(noticeConfig, nil)
+			u.attach(br, px)
+		})
+	}()
+}
+
+// checkConfigFile reloads a config that had an error once the file changes.
+func (u *ui) checkConfigFile() {
+	if u.configErr == nil || u.br != nil || u.reloading {
+		return
+	}
+	if st := fileStamp(u.opts.ConfigPath); st != u.configStamp {
+		u.configStamp = st
+		u.reloadConfig()
+	}
+}
+
+// fileStamp is what tells a file changed: size and modification time.
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
 }

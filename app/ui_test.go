@@ -516,6 +516,58 @@ func TestSetupOverExistingConfig(t *testing.T) {
 	}
 }
 
+// TestConfigErrorReload: a config with an error is reloaded when the file
+// changes (fixed in an editor), and the window and tray move on to its
+// profiles; Reload on a file still broken shows the new error.
+func TestConfigErrorReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("listen = \"0.0.0.0:8787\"\n")
+	_, cerr := broker.LoadConfig(path)
+	if cerr == nil {
+		t.Fatal("the broken config loads")
+	}
+	br, px := newFakeBroker(signedIn(time.Hour)), newFakeProxy()
+	var opened []*broker.Config
+	e := newTestEnv(t, Options{ConfigErr: cerr, ConfigPath: path,
+		LoadConfig: func() (*broker.Config, error) { return broker.LoadConfig(path) },
+		Open: func(_ context.Context, c *broker.Config) (Broker, Proxy, error) {
+			opened = append(opened, c)
+			return br, px, nil
+		}})
+	if got := e.tray.item(t, "The configuration has an error"); !got.Disabled {
+		t.Error("tray line not disabled")
+	}
+
+	write("listen = \"192.168.1.2:8787\"\n[profiles.work]\n")
+	test.Tap(findButton(t, e.u.notices.box, "Reload"))
+	waitFor(t, func() bool { return len(e.q) > 0 })
+	e.q.run(t)
+	if len(opened) != 0 || !strings.Contains(markupText(e.win.Canvas()), "192.168.1.2:8787") {
+		t.Fatalf("Reload of a still-broken file: opened %d, window:\n%s", len(opened), markupText(e.win.Canvas()))
+	}
+
+	write("[profiles.work]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\ngateways = [\"api.team.example\"]\n")
+	e.u.tick() // the file changed: reload without a click
+	waitFor(t, func() bool { return len(e.q) > 0 })
+	e.q.run(t)
+	if len(opened) != 1 || opened[0].Profiles[0].Name != "work" {
+		t.Fatalf("fixed config not opened (%d opens)", len(opened))
+	}
+	if e.u.inSetup || e.u.cards["work"] == nil || e.u.notices.shown(noticeConfig) {
+		t.Errorf("after the fix: inSetup %v, card %v, config notice %v", e.u.inSetup, e.u.cards["work"] != nil, e.u.notices.shown(noticeConfig))
+	}
+	e.u.tick()
+	if len(opened) != 1 {
+		t.Errorf("opened again on a later tick: %d", len(opened))
+	}
+}
+
 func TestProxyPortTaken(t *testing.T) {
 	px := newFakeProxy()
 	px.running = false

@@ -251,6 +251,7 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	opts := app.Options{
 		ShowRequests: show,
 		ConfigPath:   path,
+		LoadConfig:   func() (*broker.Config, error) { return broker.LoadConfig(path) },
 		Version:      version,
 		WriteConfig:  func(cfg *broker.Config) (string, error) { return writeConfigFile(path, cfg) },
 		Open: func(ctx context.Context, cfg *broker.Config) (app.Broker, app.Proxy, error) {
