@@ -127,6 +127,16 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 
 	a := fyneapp.NewWithID(AppID)
+	if md := a.Metadata(); md.Name == "" {
+		// A binary not built by `fyne package` carries no FyneApp.toml
+		// metadata; the tray item's title (its name and tooltip in the host)
+		// would be the bare app ID.
+		md.ID, md.Name = AppID, "gatepass"
+		if md.Version == "" {
+			md.Version = opts.Version
+		}
+		fyneapp.SetMetadata(md)
+	}
 	a.SetIcon(appIcon())
 	u := newUI(ctx, a, opts, broker.SystemClock{})
 	bus, host := trayProbe()

@@ -234,6 +234,11 @@ func TestTrayOverDBus(t *testing.T) {
 		t.Fatal("the app never called RegisterStatusNotifierItem")
 	}
 	sender := strings.Fields(item)[0]
+	// Hosts show the item's Title as its name and tooltip (a bare binary has
+	// no FyneApp.toml metadata, so Run supplies it).
+	if v, err := conn.Object(sender, "/StatusNotifierItem").GetProperty("org.kde.StatusNotifierItem.Title"); err != nil || v.Value() != "gatepass" {
+		t.Errorf("tray item Title = %v, %v; want \"gatepass\"", v.Value(), err)
+	}
 
 	exp, _ := out.find("expiry ")
 	want := []string{
