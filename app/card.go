@@ -80,8 +80,9 @@ func newCard(u *ui, profile string) *card {
 		c.identity,
 		c.reason,
 		buttons,
-		c.curlRow,
+		// An action's outcome right under its button, before the curl line.
 		container.NewBorder(nil, nil, nil, c.retry, c.msg),
+		c.curlRow,
 	)
 	c.obj = widget.NewCard(profile, "", c.body)
 	return c

@@ -53,6 +53,7 @@ type fakeBroker struct {
 	release    chan struct{}
 	token      broker.Token
 	tokenErr   error
+	statusGate chan struct{} // Statuses waits for it to close when set
 }
 
 func newFakeBroker(sts ...broker.ProfileStatus) *fakeBroker {
@@ -60,6 +61,9 @@ func newFakeBroker(sts ...broker.ProfileStatus) *fakeBroker {
 }
 
 func (b *fakeBroker) Statuses() []broker.ProfileStatus {
+	if b.statusGate != nil {
+		<-b.statusGate // a keychain that takes its time
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]broker.ProfileStatus(nil), b.statuses...)

@@ -100,7 +100,11 @@ func (n *notices) set(slot int, p *problem, buttons ...fyne.CanvasObject) {
 	if p.Info {
 		title.Importance = widget.SuccessImportance
 	}
-	s.Add(title)
+	title.Wrapping = fyne.TextWrapWord
+	// The buttons sit on the title's row, not on a row of their own, so that
+	// a few notices still leave the profile cards in view.
+	dismiss := widget.NewButtonWithIcon("", theme.CancelIcon(), func() { n.set(slot, nil) })
+	s.Add(container.NewBorder(nil, nil, nil, container.NewHBox(append(buttons, dismiss)...), title))
 	if p.Detail != "" {
 		d := widget.NewLabel(p.Detail)
 		d.Wrapping = fyne.TextWrapWord
@@ -111,8 +115,6 @@ func (n *notices) set(slot int, p *problem, buttons ...fyne.CanvasObject) {
 		h.Wrapping = fyne.TextWrapWord
 		s.Add(h)
 	}
-	dismiss := widget.NewButton("Dismiss", func() { n.set(slot, nil) })
-	s.Add(container.NewHBox(append(buttons, layout.NewSpacer(), dismiss)...))
 	s.Add(widget.NewSeparator())
 	s.Show()
 	n.box.Refresh()

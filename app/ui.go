@@ -81,6 +81,8 @@ type ui struct {
 	caShown   string       // the NewCA reason already shown
 	// A config that failed to load: its error and file stamp, to reload it
 	// when the file changes; reloading while a reload runs.
+	waiting     *widget.Label // "Reading the keychain…", while the first statuses are out
+	demo        *Demo         // the running demo, nil for a real config
 	configErr   error
 	configStamp string
 	reloading   bool
@@ -138,6 +140,8 @@ func newUI(ctx context.Context, a fyne.App, opts Options, clock broker.Clock) *u
 // build creates the main view and shows it, or the setup form on first run.
 func (u *ui) build() {
 	u.cardBox = container.NewVBox()
+	u.waiting = widget.NewLabel("Reading the keychain… (it has not answered yet: is it locked, or asking for a password in another window?)")
+	u.waiting.Wrapping = fyne.TextWrapWord
 	u.proxyBar = newProxyBar(u)
 	u.reqEmpty = widget.NewLabel("No proxied requests yet.")
 	u.reqList = widget.NewList(
@@ -187,18 +191,22 @@ func (u *ui) start() {
 	if !u.trayHost && !u.trayNoted {
 		u.trayNoted = true
 		u.notices.set(noticeTray, &problem{
-			Title:  "No system tray found",
-			Detail: "This desktop shows no tray icons (GNOME needs the AppIndicator extension).",
-			Hint:   "gatepass keeps working from this window; closing the window quits gatepass.",
+			Title:  "No system tray found: closing this window quits gatepass",
+			Detail: "This desktop shows no tray icons (GNOME needs the AppIndicator extension); gatepass keeps working from this window.",
 		})
 	}
 	if u.br != nil {
+		u.demo = u.opts.Demo
 		u.attach(u.br, u.px)
 		u.showDemo(u.opts.Demo)
 		return
 	}
 	u.updateTray()
 }
+
+// statusWait is how long attach waits for the first statuses on the UI
+// goroutine before it shows "Reading the keychain…" instead.
+var statusWait = 300 * time.Millisecond
 
 // attach connects a broker and proxy (at start, after the setup form or
 // the demo) and starts the pumps.
@@ -213,8 +221,30 @@ func (u *ui) attach(br Broker, px Proxy) {
 		go u.pumpRequests(rows)
 	}
 	u.statuses = nil
-	for _, st := range br.Statuses() {
-		u.applyStatus(st)
+	// Statuses reads the keychain; one that hangs (locked behind a prompt)
+	// must not hold up the window: past a moment the window says what it
+	// waits for, and the cards come when the keychain answers.
+	got := make(chan []broker.ProfileStatus, 1)
+	go func() { got <- br.Statuses() }()
+	select {
+	case sts := <-got:
+		for _, st := range sts {
+			u.applyStatus(st)
+		}
+	case <-time.After(statusWait):
+		u.cardBox.Add(u.waiting)
+		go func() {
+			sts := <-got
+			u.do(func() {
+				u.cardBox.Remove(u.waiting)
+				for _, st := range sts {
+					if _, seen := u.status(st.Profile); !seen { // events may have come first
+						u.applyStatus(st)
+					}
+				}
+				u.refresh()
+			})
+		}()
 	}
 	u.proxyBar.update()
 	u.showNewCA()
@@ -708,7 +738,7 @@ func (u *ui) proxyDone(px Proxy, err error, retry func()) {
 // showNewCA says so when this run generated the local CA: until clients trust
 // the new certificate, HTTPS calls to gateways fail on it.
 func (u *ui) showNewCA() {
-	if u.px == nil {
+	if u.px == nil || u.demo != nil { // a demo's CA lives as long as the demo
 		return
 	}
 	reason, path := u.px.NewCA(), u.px.CACertPath()

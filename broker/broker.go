@@ -187,16 +187,40 @@ func (b *Broker) Status(profile string) (ProfileStatus, error) {
 
 // loadEntry reads the keychain entry once per process (LESSONS: one
 // keychain read at agent start, not one per request).
+//
+// One read at a time per profile: a caller that arrives while one is in
+// flight waits for its result, so a keychain that hangs (a locked collection
+// behind a prompt) costs one timeout, not one per caller.
 func (b *Broker) loadEntry(s *session) error {
 	s.mu.Lock()
-	loaded := s.loaded
-	s.mu.Unlock()
-	if loaded {
+	if s.loaded {
+		s.mu.Unlock()
 		return nil
 	}
+	if wait := s.loading; wait != nil {
+		s.mu.Unlock()
+		<-wait
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.loaded {
+			return nil
+		}
+		return s.loadErr
+	}
+	done := make(chan struct{})
+	s.loading = done
+	s.mu.Unlock()
+	return b.readEntry(s, done)
+}
+
+// readEntry does the keychain read that loadEntry (or Start) claimed by
+// setting s.loading to done; it closes done when the read ends.
+func (b *Broker) readEntry(s *session, done chan struct{}) error {
 	e, err := b.store.Load(s.p.Name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() { s.loading = nil; close(done) }()
+	s.loadErr = nil
 	switch {
 	case err == nil:
 		s.entry, s.loaded = e, true
@@ -218,6 +242,7 @@ func (b *Broker) loadEntry(s *session) error {
 			s.state = StateSignedOut
 		}
 	default:
+		s.loadErr = err
 		return err
 	}
 	return nil
@@ -241,16 +266,37 @@ func otherSignInReason(e *Entry) string {
 // checked against the wall clock every few seconds rather than with long
 // timers, so a laptop waking from sleep refreshes at once (LESSONS:
 // aws-vault #222).
+//
+// The keychain is read in the background, one goroutine per profile, so a
+// keychain that hangs does not hold up the caller (the window opens at
+// once); each profile's state is published once read. A Status or Token
+// call meanwhile waits for that same read.
 func (b *Broker) Start(ctx context.Context) {
+	var wg sync.WaitGroup
 	for _, p := range b.cfg.Profiles {
 		s, _ := b.session(p.Name)
-		if err := b.loadEntry(s); err != nil {
-			b.deps.Log.Warn("keychain", "profile", p.Name, "err", err)
-			s.setState(StateUnknown, err.Error())
-			b.publish(s.status())
+		// Claim the read now, so that a Status, Token or Tick call made right
+		// after Start returns waits for it rather than finding nothing read.
+		load := func() error { return b.loadEntry(s) }
+		s.mu.Lock()
+		if !s.loaded && s.loading == nil {
+			done := make(chan struct{})
+			s.loading = done
+			load = func() error { return b.readEntry(s, done) }
 		}
+		s.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := load(); err != nil {
+				b.deps.Log.Warn("keychain", "profile", p.Name, "err", err)
+				s.setState(StateUnknown, err.Error())
+			}
+			b.publish(s.status())
+		}()
 	}
 	go func() {
+		wg.Wait()
 		b.Tick(ctx)
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
@@ -273,6 +319,12 @@ func (b *Broker) Tick(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, p := range b.cfg.Profiles {
 		s, _ := b.session(p.Name)
+		s.mu.Lock()
+		wait := s.loading
+		s.mu.Unlock()
+		if wait != nil {
+			<-wait // the keychain read Start began decides what is due
+		}
 		if !s.refreshDue(now) {
 			continue
 		}

@@ -767,6 +767,55 @@ func TestAgentStartKeychainError(t *testing.T) {
 	}
 }
 
+// TestStartDoesNotWaitForKeychain: Start returns while the keychain hangs (the
+// window opens at once); callers meanwhile share the one read in flight, and
+// get the profile's real state when it answers.
+func TestStartDoesNotWaitForKeychain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	agent := e.newBroker()
+	ch, cancelSub := agent.Subscribe()
+	defer cancelSub()
+	release := e.kc.BlockGets()
+	defer release()
+	before := e.kc.Gets()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	go func() { agent.Start(ctx); close(started) }()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Start waited for a hung keychain")
+	}
+	var wg sync.WaitGroup
+	sts := make([]ProfileStatus, 4)
+	for i := range sts {
+		wg.Add(1)
+		go func() { defer wg.Done(); sts[i], _ = agent.Status(testProfile) }()
+	}
+	for deadline := time.Now().Add(10 * time.Second); e.kc.Gets()-before < 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Start did not read the keychain")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // let the Status calls arrive and wait
+	// Counted while the keychain hangs (a Get counts as it begins): after the
+	// release, the agent's first refresh reads the entry again, as it should.
+	if n := e.kc.Gets() - before; n != 1 {
+		t.Errorf("%d keychain reads for Start and 4 Status calls during one hang, want 1", n)
+	}
+	release()
+	wg.Wait()
+	for i, st := range sts {
+		if st.State != StateSignedIn {
+			t.Errorf("Status %d during the hang returned %s (%s), want signed-in once read", i, st.State, st.Reason)
+		}
+	}
+	waitEvent(t, ch, StateSignedIn)
+}
+
 func TestStatusReadsKeychainWithoutNetwork(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})

@@ -16,6 +16,33 @@ type FakeKeychain struct {
 	fail    map[string][]error // op ("get", "set", "delete") → queued errors
 	writes  int                // successful Set calls
 	deletes int                // successful Delete calls
+	gets    int                // Get calls
+	block   chan struct{}      // Get waits on it while set (BlockGets)
+}
+
+// BlockGets makes every Get wait, as a keychain behind a prompt or a hung
+// D-Bus does, until the returned release is called.
+func (f *FakeKeychain) BlockGets() (release func()) {
+	ch := make(chan struct{})
+	f.mu.Lock()
+	f.block = ch
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			f.block = nil
+			f.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Gets counts Get calls.
+func (f *FakeKeychain) Gets() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gets
 }
 
 var _ Keychain = (*FakeKeychain)(nil)
@@ -57,6 +84,12 @@ func (f *FakeKeychain) injected(op string) error {
 // Get returns the secret or ErrNotFound.
 func (f *FakeKeychain) Get(service, account string) (string, error) {
 	f.mu.Lock()
+	f.gets++
+	if ch := f.block; ch != nil {
+		f.mu.Unlock()
+		<-ch
+		f.mu.Lock()
+	}
 	defer f.mu.Unlock()
 	if err := f.injected("get"); err != nil {
 		return "", err

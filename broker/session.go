@@ -36,6 +36,11 @@ type session struct {
 	mu     sync.Mutex
 	prov   *provider
 	loaded bool   // entry was read from the keychain in this process
+	// loading is closed when the keychain read in flight ends (nil: none);
+	// loadErr is how the last read failed. Callers arriving during a read
+	// wait for it rather than ask a hung keychain again.
+	loading chan struct{}
+	loadErr error
 	entry  *Entry // nil: not signed in
 	access Token
 	id     Token

@@ -177,9 +177,9 @@ func (p *appProxy) Requests() (<-chan app.RequestRow, func()) {
 	}
 }
 
-// openAgent starts the broker and the proxy for cfg for the window. A
-// proxy that cannot start (port taken) does not stop the app: the window
-// shows the proxy as off and the switch reports the error.
+// openAgent starts the broker for cfg and prepares its proxy for the window,
+// which switches it on. A proxy that cannot start (port taken) does not stop
+// the app: the window shows the proxy as off and says why.
 //
 // show receives a value when another `gatepass` for the same config asks,
 // over the control socket, for this window.
@@ -217,9 +217,9 @@ func openAgent(ctx context.Context, e *env, cfg *broker.Config, browser broker.B
 		}
 		return ""
 	})
-	if err := px.SetRunning(true); err != nil {
-		fmt.Fprintf(e.stderr, "gatepass: the proxy did not start: %v\n", err)
-	}
+	// The window switches the proxy on as it attaches (app.attach), off its
+	// UI goroutine: the local CA comes from the keychain, which may be slow
+	// to answer, and a port taken is shown there with a free one to use.
 	return appBroker{Broker: b, prompt: os.Stderr}, px, nil
 }
 

@@ -96,7 +96,7 @@ func TestGUIWaylandSignIn(t *testing.T) {
 	found = false
 	for i := 0; i < 10 && !found; i++ {
 		words = screenWords(t, w.shoot, w.png, true)
-		if btn, found = findButton(words, "Copy", ""); !found { // "Copy ID token"
+		if btn, found = findButton(words, "Copy", "I"); !found { // "Copy ID token", not "Copy export line"
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
