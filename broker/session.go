@@ -35,15 +35,15 @@ type session struct {
 
 	mu     sync.Mutex
 	prov   *provider
-	loaded bool   // entry was read from the keychain in this process
+	loaded bool // entry was read from the keychain in this process
 	// loading is closed when the keychain read in flight ends (nil: none);
 	// loadErr is how the last read failed. Callers arriving during a read
 	// wait for it rather than ask a hung keychain again.
 	loading chan struct{}
 	loadErr error
-	entry  *Entry // nil: not signed in
-	access Token
-	id     Token
+	entry   *Entry // nil: not signed in
+	access  Token
+	id      Token
 	// accessAt and idAt are when access and id were installed: with their expiry,
 	// their lifetime, which caps the proxy's margin (current).
 	accessAt, idAt time.Time
