@@ -184,6 +184,17 @@ func (e *testEnv) login() ProfileStatus {
 	return st
 }
 
+// signedInAgent signs in, then returns another process's broker (not started)
+// with a subscription to its events.
+func (e *testEnv) signedInAgent() (*Broker, <-chan Event) {
+	e.t.Helper()
+	e.login()
+	agent := e.newBroker()
+	ch, cancel := agent.Subscribe()
+	e.t.Cleanup(cancel)
+	return agent, ch
+}
+
 // entry decodes the keychain entry without consuming injected failures.
 func (e *testEnv) entry() (*Entry, bool) {
 	e.t.Helper()
@@ -746,10 +757,7 @@ func TestAgentTickSkipsSignedOut(t *testing.T) {
 func TestAgentStartKeychainError(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})
-	e.login()
-	agent := e.newBroker()
-	ch, cancelSub := agent.Subscribe()
-	defer cancelSub()
+	agent, ch := e.signedInAgent()
 	e.kc.FailNext("get", errors.New("keychain is locked"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -773,10 +781,7 @@ func TestAgentStartKeychainError(t *testing.T) {
 func TestStartDoesNotWaitForKeychain(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})
-	e.login()
-	agent := e.newBroker()
-	ch, cancelSub := agent.Subscribe()
-	defer cancelSub()
+	agent, ch := e.signedInAgent()
 	release := e.kc.BlockGets()
 	defer release()
 	before := e.kc.Gets()

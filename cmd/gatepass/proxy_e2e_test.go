@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -188,17 +189,7 @@ func TestE2EProxy(t *testing.T) {
 
 	listen := freePort(t)
 	profile := uniqueProfile("proxy")
-	cfg := writeConfig(t, fmt.Sprintf(`
-listen = %q
-[profiles.%s]
-issuer = %q
-client_id = %q
-client_secret = %q
-gateways = [%q, %q]
-plain_http = [%q]
-inject = "id_token"
-`, listen, profile, p.Issuer(), p.ClientID(), p.ClientSecret(),
-		hostOf(sPlainGW.URL), hostOf(sTLSGW.URL), hostOf(sPlainGW.URL)))
+	cfg := gatewayConfig(t, p, profile, listen, []string{hostOf(sPlainGW.URL), hostOf(sTLSGW.URL)}, []string{hostOf(sPlainGW.URL)})
 	login(t, cfg)
 	t.Cleanup(func() { runGatepass(t, nil, "--config", cfg, "logout") })
 	idTok, _, code := runGatepass(t, nil, "--config", cfg, "token")
@@ -557,15 +548,7 @@ func TestE2EProxyPortTaken(t *testing.T) {
 func TestE2EProxySignInHintNamesConfig(t *testing.T) {
 	p, _, profile := demoSetup(t, demo.Options{})
 	listen := freePort(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-listen = %q
-[profiles.%s]
-issuer = %q
-client_id = %q
-client_secret = %q
-gateways = ["127.0.0.1:9"]
-plain_http = ["127.0.0.1:9"]
-`, listen, profile, p.Issuer(), p.ClientID(), p.ClientSecret()))
+	cfg := gatewayConfig(t, p, profile, listen, []string{"127.0.0.1:9"}, []string{"127.0.0.1:9"})
 	startAgent(t, cfg)
 	waitListening(t, listen)
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: listen})}, Timeout: 10 * time.Second}
@@ -582,4 +565,28 @@ plain_http = ["127.0.0.1:9"]
 	if resp.StatusCode != http.StatusUnauthorized || body.Error != "sign_in_required" || body.Hint != want {
 		t.Errorf("%d %+v; want 401 with hint %q", resp.StatusCode, body, want)
 	}
+}
+
+// gatewayConfig writes a config whose one profile, on the demo provider p,
+// injects its ID token for gateways (plainHTTP of them over plain HTTP), with
+// the proxy on listen.
+func gatewayConfig(t *testing.T, p *demo.Provider, profile, listen string, gateways, plainHTTP []string) string {
+	t.Helper()
+	list := func(xs []string) string {
+		q := make([]string, len(xs))
+		for i, x := range xs {
+			q[i] = strconv.Quote(x)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	return writeConfig(t, fmt.Sprintf(`
+listen = %q
+[profiles.%s]
+issuer = %q
+client_id = %q
+client_secret = %q
+gateways = %s
+plain_http = %s
+inject = "id_token"
+`, listen, profile, p.Issuer(), p.ClientID(), p.ClientSecret(), list(gateways), list(plainHTTP)))
 }
