@@ -216,3 +216,27 @@ func requestHeader() fyne.CanvasObject {
 	}
 	return o
 }
+
+// capped shows content at its own height up to limit(), and scrolls it
+// beyond that.
+type capped struct {
+	widget.BaseWidget
+	scroll *container.Scroll
+	limit  func() float32
+}
+
+func newCapped(content fyne.CanvasObject, limit func() float32) *capped {
+	c := &capped{scroll: container.NewVScroll(content), limit: limit}
+	c.ExtendBaseWidget(c)
+	return c
+}
+
+func (c *capped) MinSize() fyne.Size {
+	m := c.scroll.Content.MinSize()
+	if l := c.limit(); l > 0 && m.Height > l {
+		m.Height = l
+	}
+	return m
+}
+
+func (c *capped) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(c.scroll) }

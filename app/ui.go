@@ -158,7 +158,11 @@ func (u *ui) build() {
 		nil, nil, nil, u.reqList)
 	split := container.NewVSplit(container.NewVScroll(u.cardBox), log)
 	split.Offset = 0.6
-	u.mainView = container.NewBorder(container.NewVBox(u.notices.box, u.proxyBar.obj), nil, nil, nil, split)
+	// The notices take at most 40% of the window's height and scroll beyond
+	// it: at a small window size a few of them would otherwise leave no card
+	// in view.
+	top := newCapped(u.notices.box, func() float32 { return 0.4 * u.win.Canvas().Size().Height })
+	u.mainView = container.NewBorder(container.NewVBox(top, u.proxyBar.obj), nil, nil, nil, split)
 
 	if u.br == nil {
 		if u.opts.ConfigErr != nil {
