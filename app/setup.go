@@ -368,7 +368,6 @@ func (u *ui) showDemo(d *Demo) {
 	if d == nil {
 		return
 	}
-	u.demo = d
 	export := "export GATEPASS_CONFIG=" + ShellQuote(d.ConfigPath)
 	copyExport := widget.NewButtonWithIcon("Copy export line", theme.ContentCopyIcon(), func() {
 		u.app.Clipboard().SetContent(export)
