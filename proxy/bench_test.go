@@ -111,3 +111,44 @@ func BenchmarkInterceptedGateway(b *testing.B) {
 	conn.SetDeadline(time.Time{}) // openTunnel's is for tests; a benchmark may run longer
 	benchClient(b, conn, []byte("GET /api/items?limit=10 HTTP/1.1\r\nHost: "+target+"\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"))
 }
+
+// BenchmarkNewConnection: one request per new connection to a plain-HTTP gateway (as
+// a curl per call does), with the check of who connected (peer.go) and without it;
+// their ratio is the check's cost to such a client.
+func BenchmarkNewConnection(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		owner func(net.Conn) (uint32, error)
+	}{
+		{"peer-check", peerOwner},
+		{"no-check", func(net.Conn) (uint32, error) { return 0, errPeerUnsupported }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			up := fixedUpstream(b, nil)
+			_, port, _ := net.SplitHostPort(up)
+			src := newFakeSource()
+			src.add("localhost:"+port, Gateway{Profile: "work", PlainHTTP: true})
+			srv := startServer(b, Options{Listen: "127.0.0.1:0", Tokens: src, peerOwner: bc.owner})
+			if on := srv.peers.on; on != (bc.name == "peer-check") {
+				b.Skipf("peer check on = %v here (%v)", on, srv.peers.off)
+			}
+			target := "localhost:" + port
+			req := []byte("GET http://" + target + "/api/items HTTP/1.1\r\nHost: " + target + "\r\nConnection: close\r\n\r\n")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				conn, err := net.Dial("tcp", srv.Addr())
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Write(req)
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatalf("%v %v", resp, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				conn.Close()
+			}
+		})
+	}
+}

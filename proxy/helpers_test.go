@@ -302,7 +302,8 @@ func (l *entryLog) all() []RequestLog {
 	return append([]RequestLog(nil), l.e...)
 }
 
-func newEnv(t testing.TB) *env {
+// newEnv starts the proxy of the environment; mods change its options first.
+func newEnv(t testing.TB, mods ...func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, src: newFakeSource(), store: &memCAStore{}, pki: newTestPKI(t), logs: &logBuffer{}, entries: &entryLog{}}
 	e.plainGW = newUpstream(t, "plain-gateway", nil, false)
@@ -312,7 +313,7 @@ func newEnv(t testing.TB) *env {
 	e.src.add("localhost:"+e.plainGW.port(), Gateway{Profile: "work", PlainHTTP: true})
 	e.src.add("localhost:"+e.tlsGW.port(), Gateway{Profile: "work"})
 	e.caPEMPath = t.TempDir() + "/ca/gatepass-ca.pem"
-	e.srv = startServer(t, Options{
+	opts := Options{
 		Listen:          "127.0.0.1:0",
 		Tokens:          e.src,
 		CA:              e.store,
@@ -321,7 +322,11 @@ func newEnv(t testing.TB) *env {
 		UpstreamRootCAs: e.pki.pool,
 		Logger:          slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnRequest:       e.entries.add,
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	e.srv = startServer(t, opts)
 	return e
 }
 

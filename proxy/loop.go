@@ -100,6 +100,10 @@ func (s *Server) serveConn(c net.Conn) {
 		delete(s.hijacked, c)
 		s.mu.Unlock()
 	}()
+	if reason, uid, known := s.peers.refusal(c); reason != "" {
+		s.refusePeer(c, reason, uid, known)
+		return
+	}
 	s.serveLoop(&loopConn{s: s, c: c})
 }
 
@@ -223,11 +227,15 @@ func (tc *loopConn) refuseHead(err error) {
 	if strings.Contains(err.Error(), "unsupported transfer encoding") {
 		status = http.StatusNotImplemented
 	}
-	d := refuse(status, "bad_request", "the request could not be read: "+err.Error())
+	tc.writeAndClose(refuse(status, "bad_request", "the request could not be read: "+err.Error()))
+}
+
+// writeAndClose writes d's answer with Connection: close; the caller closes.
+func (tc *loopConn) writeAndClose(d Decision) {
 	body := refusalBody(d)
 	h := refusalHeader(d, len(body))
 	h.Set("Connection", "close")
-	tc.bw.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
+	tc.bw.WriteString("HTTP/1.1 " + strconv.Itoa(d.Status) + " " + http.StatusText(d.Status) + "\r\n")
 	writeFields(tc.bw, h)
 	tc.bw.WriteString("\r\n")
 	tc.bw.Write(body)

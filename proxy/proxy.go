@@ -92,6 +92,9 @@ type Options struct {
 	// hints in 401/503 answers: "gatepass --config /tmp/demo/config.toml" when
 	// the config is not the default one. Default "gatepass".
 	Command string
+
+	// peerOwner replaces the lookup of who holds a client's end (tests).
+	peerOwner func(net.Conn) (uint32, error)
 }
 
 const (
@@ -118,6 +121,7 @@ type Server struct {
 	log    *slog.Logger
 	tokens TokenSource
 	ca     *CA // nil when there are no gateways: nothing to intercept
+	peers  *peerGate
 
 	transport *http.Transport
 	h1        *h1Pool // hot path's upstream client (HTTP/1.1, same goroutine)
@@ -181,6 +185,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: log, tokens: opts.Tokens, hijacked: make(map[net.Conn]struct{}), pruneAt: 64, fresh: make(map[net.Conn]struct{})}
 	s.base, s.stopBase = context.WithCancel(context.Background())
+	owner := opts.peerOwner
+	if owner == nil {
+		owner = peerOwner
+	}
+	s.peers = newPeerGate(owner)
 	if len(opts.CANames) > 0 {
 		ca, err := EnsureCA(opts.CA, opts.CANames, opts.CACertPath, log)
 		if err != nil {
@@ -253,6 +262,13 @@ func (s *Server) Start() error {
 	}()
 	go s.acceptLoop(ln)
 	s.log.Info("proxy listening", "addr", ln.Addr().String())
+	switch {
+	case s.peers.on:
+	case errors.Is(s.peers.off, errPeerUnsupported):
+		s.log.Info("the proxy does not check which user's process connects on this system: any local user can use it")
+	default:
+		s.log.Warn("the proxy cannot tell which user's process connects, so any local user can use it", "why", s.peers.off.Error())
+	}
 	return nil
 }
 

@@ -119,6 +119,9 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		check("proxy", nil, cfg.Listen+" is free")
 	}
 
+	msg, perr := proxy.CheckPeers()
+	check("users", perr, msg)
+
 	if names := caNames(cfg); len(names) > 0 {
 		msg, err := checkCA(newKeychainCA(kc, cfg), names)
 		check("ca", err, msg)

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -421,7 +423,7 @@ func TestE2EDoctorIssuerMismatch(t *testing.T) {
 func TestE2EDoctor(t *testing.T) {
 	p, cfg, _ := demoSetup(t, demo.Options{})
 	out, stderr, code := runGatepass(t, nil, "--config", cfg, "doctor")
-	if code != 0 || !strings.Contains(out, "ok    keychain") || !strings.Contains(out, "ok    issuer") || !strings.Contains(out, "ok    ca") {
+	if code != 0 || !strings.Contains(out, "ok    keychain") || !strings.Contains(out, "ok    issuer") || !strings.Contains(out, "ok    ca") || !strings.Contains(out, "ok    users      only uid "+strconv.Itoa(os.Getuid())) {
 		t.Errorf("doctor on a healthy setup: exit %d\n%s%s", code, out, stderr)
 	}
 	p.Close()

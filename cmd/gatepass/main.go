@@ -44,7 +44,7 @@ Commands:
   proxy          run the headless agent: broker + local proxy (--listen ADDR)
   ca             the proxy's local CA: 'ca export [--out FILE]', 'ca path'
   demo           run a local demo identity provider and gateway, with a matching profile
-  doctor         check config, issuer, keychain, loopback port, clock and CA
+  doctor         check config, issuer, keychain, loopback port, clock, CA and who may use the proxy
   version        print the version
 
 Config: --config, else $GATEPASS_CONFIG, else the user config dir (gatepass/config.toml).

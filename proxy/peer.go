@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The proxy adds the signed-in developer's token to requests for the gateways, so
+// whoever can reach its port acts as that developer. Listening on loopback keeps the
+// network out, but not the machine's other users: any local account (a shared build
+// host, a service account, another developer on the same desktop) can connect to
+// 127.0.0.1. Where the operating system says who holds the other end of a loopback
+// connection (Linux: the kernel's socket table, through netlink sock_diag), the proxy
+// serves only its own user's processes and root's (root can read the agent's memory
+// and keychain anyway, and a container started with --network host runs as root).
+// Every other connection is answered 403 other_user before a byte of its request is
+// read. Where it cannot tell, the proxy says so once, at start, and serves as before.
+
+// errPeerUnsupported: this system gives no way to tell who connected.
+var errPeerUnsupported = errors.New("this system does not say which user holds a loopback connection")
+
+// errPeerGone: the client's socket has no owner any more (closed before it was looked
+// up), or was not found.
+var errPeerGone = errors.New("the connecting socket was closed or not found")
+
+// peerGate decides, per accepted connection, whether its client may use the proxy.
+type peerGate struct {
+	owner func(net.Conn) (uint32, error) // who holds the other end of a loopback connection
+	self  uint32
+	on    bool  // false: the check does not work here, every connection is served
+	off   error // why it is off
+
+	mu     sync.Mutex
+	logged map[uint32]time.Time // refusals logged, per uid (at most one line a minute each)
+}
+
+// newPeerGate probes owner on a loopback connection of its own: the check is on only
+// when that finds this process's user.
+func newPeerGate(owner func(net.Conn) (uint32, error)) *peerGate {
+	g := &peerGate{owner: owner, self: uint32(os.Getuid()), logged: map[uint32]time.Time{}}
+	uid, err := probePeer(owner)
+	switch {
+	case err != nil:
+		g.off = err
+	case uid != g.self:
+		g.off = fmt.Errorf("a connection of this process was reported as uid %d, not %d", uid, g.self)
+	default:
+		g.on = true
+	}
+	return g
+}
+
+// probePeer looks up the owner of a loopback connection this process makes to itself.
+func probePeer(owner func(net.Conn) (uint32, error)) (uint32, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		if ln, err = net.Listen("tcp", "[::1]:0"); err != nil {
+			return 0, fmt.Errorf("no loopback address to probe on: %w", err)
+		}
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(2 * time.Second))
+	a, err := ln.Accept()
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	return owner(a)
+}
+
+// refusal says why c's client may not use the proxy; "" when it may.
+func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
+	if !g.on {
+		return "", 0, false
+	}
+	uid, err := g.owner(c)
+	if err != nil {
+		return "could not tell which user's process connected (" + err.Error() + "); gatepass serves only " + userName(g.self) + "'s processes", 0, false
+	}
+	if uid == g.self || uid == 0 {
+		return "", uid, true
+	}
+	return "this gatepass serves only " + userName(g.self) + "'s processes; the connection came from " + userName(uid), uid, true
+}
+
+// shouldLog reports whether a refusal of uid is logged now: the first, then at most
+// one a minute, so another user's client in a retry loop cannot flood the log.
+func (g *peerGate) shouldLog(uid uint32, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t, ok := g.logged[uid]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	if len(g.logged) > 1024 {
+		clear(g.logged)
+	}
+	g.logged[uid] = now
+	return true
+}
+
+// userName is "uid 1001 (alice)", or "uid 1001" when the account has no name here.
+func userName(uid uint32) string {
+	s := "uid " + strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil && u.Username != "" {
+		s += " (" + u.Username + ")"
+	}
+	return s
+}
+
+// refusePeer answers a connection whose client may not use the proxy, without reading
+// its request, and closes it once the client has had time to read the answer.
+func (s *Server) refusePeer(c net.Conn, reason string, uid uint32, known bool) {
+	if !known || s.peers.shouldLog(uid, time.Now()) {
+		s.log.Warn("proxy connection refused", "from", c.RemoteAddr().String(), "reason", reason)
+	}
+	tc := &loopConn{s: s, c: c, bw: bufio.NewWriterSize(c, 1024)}
+	c.SetWriteDeadline(time.Now().Add(lingerTime))
+	d := refuse(http.StatusForbidden, "other_user", reason)
+	d.Hint = "each user signs in with a gatepass of their own: run it as that user, on a port of its own (gatepass proxy --listen 127.0.0.1:8788)"
+	if !known {
+		d.Hint = "retry; if it persists, run gatepass proxy in the foreground to see its log"
+	}
+	tc.writeAndClose(d)
+	tc.lingerClose()
+}
+
+// CheckPeers says whether the proxy can tell which user's process connects (for
+// gatepass doctor): what it serves when it can; an error when it should and cannot.
+func CheckPeers() (string, error) {
+	g := newPeerGate(peerOwner)
+	switch {
+	case g.on:
+		return "only " + userName(g.self) + "'s processes (and root's) may use the proxy", nil
+	case errors.Is(g.off, errPeerUnsupported):
+		return "not checked on this system: any local user's process may use the proxy", nil
+	default:
+		return "", fmt.Errorf("cannot tell which user's process connects to the proxy (%v), so any local user may use it", g.off)
+	}
+}

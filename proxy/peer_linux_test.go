@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// The real lookup (netlink sock_diag) against real sockets.
+func TestPeerOwnerOfLoopbackConnections(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(addr, func(t *testing.T) {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Skipf("no %s here: %v", addr, err)
+			}
+			defer ln.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			uid, err := peerOwner(a)
+			if err != nil || uid != uint32(os.Getuid()) {
+				t.Fatalf("peerOwner = %d, %v; want this process's uid %d", uid, err, os.Getuid())
+			}
+			// Closed by its process, the client's socket has no owner any more: never
+			// "uid 0" (which the proxy would let in).
+			c.Close()
+			if uid, err := peerOwner(a); !errors.Is(err, errPeerGone) {
+				t.Fatalf("after the client closed: peerOwner = %d, %v; want errPeerGone", uid, err)
+			}
+		})
+	}
+	if g := newPeerGate(peerOwner); !g.on {
+		t.Fatalf("the check is off on Linux: %v", g.off)
+	}
+}
+
+// A real client of another user (curl as nobody) gets 403 and its requests reach no
+// upstream; the same curl as this user is served.
+func TestAnotherUsersClientIsRefused(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs the tests as root, which this test needs to start a client as another user")
+		}
+		t.Skip("needs root to start a client as another user (CI runs as root)")
+	}
+	curlPath, err := exec.LookPath("curl")
+	if err != nil {
+		t.Fatal("curl is needed (scripts/deps installs it)")
+	}
+	e := newEnv(t)
+	curl := func(uid uint32, args ...string) (string, error) {
+		cmd := exec.Command(curlPath, append([]string{"-sS", "--max-time", "10", "-x", "http://" + e.srv.Addr(), "-w", "\n%{http_code}"}, args...)...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}
+		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	const nobody = 65534
+	out, err := curl(nobody, e.plainGWURL()+"/from-nobody")
+	if err != nil || !strings.HasSuffix(out, "\n403") || !strings.Contains(out, `"error":"other_user"`) || !strings.Contains(out, "uid 65534") {
+		t.Fatalf("curl as uid %d: %v\n%s\nwant 403 other_user naming uid 65534", nobody, err, out)
+	}
+	out, err = curl(nobody, "--cacert", e.caPEMPath, e.tlsGWURL()+"/from-nobody")
+	if err == nil || !strings.Contains(out, "403") {
+		t.Fatalf("curl as uid %d through CONNECT: %v\n%s\nwant the CONNECT refused with 403", nobody, err, out)
+	}
+	for _, u := range []*upstream{e.plainGW, e.tlsGW} {
+		if n := len(u.requests()); n != 0 {
+			t.Fatalf("%s got %d requests from another user's client", u.name, n)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "proxy connection refused") {
+		t.Errorf("no log line for the refused connections:\n%s", e.logs.String())
+	}
+	out, err = curl(0, e.plainGWURL()+"/from-root")
+	if err != nil || !strings.HasSuffix(out, "\n200") {
+		t.Fatalf("curl as this user (root): %v\n%s", err, out)
+	}
+	if r := last(t, e.plainGW); r.URI != "/from-root" || !strings.Contains(r.Header.Get("Authorization"), canaryPrefix) {
+		t.Fatalf("the gateway got %s, want /from-root with the token", r)
+	}
+}

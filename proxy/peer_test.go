@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The proxy serves only its own user's processes (and root's); tests set who "holds"
+// the client's end with Options.peerOwner. peer_linux_test.go runs the real lookup and
+// a real client of another user.
+
+func withOwner(owner func(net.Conn) (uint32, error)) func(*Options) {
+	return func(o *Options) { o.peerOwner = owner }
+}
+
+// ownerAfterProbe answers the start-up probe with this process's uid, then uid for
+// every connection: the check is on, and clients look like uid's.
+func ownerAfterProbe(uid uint32, err error) func(net.Conn) (uint32, error) {
+	var probed atomic.Bool
+	return func(net.Conn) (uint32, error) {
+		if probed.CompareAndSwap(false, true) {
+			return uint32(os.Getuid()), nil
+		}
+		return uid, err
+	}
+}
+
+func TestProxyServesOnlyItsOwnUser(t *testing.T) {
+	self := uint32(os.Getuid())
+	other := self + 4242
+	tests := map[string]struct {
+		uid        uint32
+		err        error
+		refused    bool
+		wantReason string
+	}{
+		"same user":                 {uid: self},
+		"root":                      {uid: 0},
+		"another user":              {uid: other, refused: true, wantReason: "the connection came from uid "},
+		"socket gone before lookup": {err: errPeerGone, refused: true, wantReason: "could not tell which user's process connected"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, withOwner(ownerAfterProbe(tc.uid, tc.err)))
+			for _, target := range []string{e.plainGWURL() + "/p", e.tlsGWURL() + "/t", e.otherHTTPURL() + "/o", e.otherTLSURL() + "/o"} {
+				if !tc.refused {
+					resp, body := get(t, e.client(), target)
+					if resp.StatusCode != 200 || !strings.HasPrefix(body, "hello from") {
+						t.Fatalf("%s: %d %q, want it served", target, resp.StatusCode, body)
+					}
+					continue
+				}
+				resp, err := e.client().Get(target)
+				if strings.HasPrefix(target, "https:") {
+					// Go's client reports a refused CONNECT by its status text only.
+					if err == nil || !strings.Contains(err.Error(), "Forbidden") {
+						t.Fatalf("%s: %v, want the CONNECT refused with 403", target, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", target, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body := string(b)
+				var eb errorBody
+				if resp.StatusCode != http.StatusForbidden || json.Unmarshal([]byte(body), &eb) != nil || eb.Error != "other_user" ||
+					!strings.Contains(eb.Reason, tc.wantReason) || resp.Header.Get("X-Gatepass-Error") != "other_user" {
+					t.Fatalf("%s: %d %s %q, want 403 other_user with %q", target, resp.StatusCode, resp.Header, body, tc.wantReason)
+				}
+				if !strings.Contains(eb.Reason, "serves only uid ") {
+					t.Errorf("reason %q does not say whose processes gatepass serves", eb.Reason)
+				}
+			}
+			if !tc.refused {
+				return
+			}
+			for _, u := range []*upstream{e.plainGW, e.tlsGW, e.otherHTTP, e.otherTLS} {
+				if n := len(u.requests()); n != 0 {
+					t.Errorf("%s received %d requests from a refused client", u.name, n)
+				}
+			}
+			if n := strings.Count(e.logs.String(), "proxy connection refused"); tc.err == nil && n != 1 {
+				t.Errorf("%d log lines for one user's refused connections, want 1 (at most one a minute):\n%s", n, e.logs.String())
+			} else if tc.err != nil && n < 4 {
+				t.Errorf("%d log lines for 4 connections whose owner was unknown, want one each", n)
+			}
+			if strings.Contains(e.logs.String(), canaryPrefix) {
+				t.Errorf("a token in the log:\n%s", e.logs.String())
+			}
+		})
+	}
+}
+
+func TestRefusedConnectIsAnswered403(t *testing.T) {
+	e := newEnv(t, withOwner(ownerAfterProbe(uint32(os.Getuid())+1, nil)))
+	host := "localhost:" + e.tlsGW.port()
+	out := rawRequest(t, e.srv.Addr(), "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 403 Forbidden\r\n") || !strings.Contains(out, `"error":"other_user"`) || !strings.Contains(out, "Connection: close") {
+		t.Fatalf("CONNECT from another user answered:\n%s", out)
+	}
+	if len(e.tlsGW.requests()) != 0 {
+		t.Fatal("the gateway got a request through a refused connection")
+	}
+}
+
+func TestPeerCheckOffWhereTheSystemCannotTell(t *testing.T) {
+	for name, tc := range map[string]struct {
+		owner   func(net.Conn) (uint32, error)
+		logLine string
+	}{
+		"unsupported system": {func(net.Conn) (uint32, error) { return 0, errPeerUnsupported },
+			`level=INFO msg="the proxy does not check which user's process connects on this system: any local user can use it"`},
+		"lookup fails": {func(net.Conn) (uint32, error) { return 0, errors.New("netlink: permission denied") },
+			`level=WARN msg="the proxy cannot tell which user's process connects, so any local user can use it" why="netlink: permission denied"`},
+		"lookup names someone else": {func(net.Conn) (uint32, error) { return uint32(os.Getuid()) + 7, nil },
+			"was reported as uid"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, withOwner(tc.owner))
+			if e.srv.peers.on {
+				t.Fatal("the check is on although its probe failed")
+			}
+			if !strings.Contains(e.logs.String(), tc.logLine) {
+				t.Errorf("start-up log lacks %q:\n%s", tc.logLine, e.logs.String())
+			}
+			if resp, body := get(t, e.client(), e.plainGWURL()+"/p"); resp.StatusCode != 200 || body != "hello from plain-gateway" {
+				t.Fatalf("with the check off: %d %q, want served", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+func TestRefusalLogIsRateLimitedPerUser(t *testing.T) {
+	g := &peerGate{logged: map[uint32]time.Time{}}
+	t0 := time.Unix(1_000_000, 0)
+	steps := []struct {
+		uid  uint32
+		at   time.Duration
+		want bool
+	}{{1001, 0, true}, {1001, time.Second, false}, {1002, time.Second, true}, {1001, 59 * time.Second, false}, {1001, 61 * time.Second, true}}
+	for i, s := range steps {
+		if got := g.shouldLog(s.uid, t0.Add(s.at)); got != s.want {
+			t.Errorf("step %d (uid %d at %v): shouldLog = %v, want %v", i, s.uid, s.at, got, s.want)
+		}
+	}
+}
+
+// The gate's decision for an agent of uid 1000: itself and root are served.
+func TestPeerGateDecisions(t *testing.T) {
+	for _, tc := range []struct {
+		uid    uint32
+		err    error
+		served bool
+	}{{1000, nil, true}, {0, nil, true}, {1001, nil, false}, {65534, nil, false}, {0, errPeerGone, false}} {
+		g := &peerGate{owner: func(net.Conn) (uint32, error) { return tc.uid, tc.err }, self: 1000, on: true}
+		reason, _, _ := g.refusal(nil)
+		if (reason == "") != tc.served {
+			t.Errorf("uid %d, err %v: refusal %q, want served %v", tc.uid, tc.err, reason, tc.served)
+		}
+		if !tc.served && !strings.Contains(reason, "serves only uid 1000") {
+			t.Errorf("uid %d: reason %q does not name whose processes are served", tc.uid, reason)
+		}
+	}
+	off := &peerGate{owner: func(net.Conn) (uint32, error) { return 1001, nil }, self: 1000}
+	if reason, _, _ := off.refusal(nil); reason != "" {
+		t.Errorf("with the check off, refused: %q", reason)
+	}
+}
