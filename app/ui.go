@@ -82,6 +82,7 @@ type ui struct {
 	// A config that failed to load: its error and file stamp, to reload it
 	// when the file changes; reloading while a reload runs.
 	waiting     *widget.Label // "Reading the keychain…", while the first statuses are out
+	attachGen   int           // counts attach calls: late statuses of a replaced broker are dropped
 	demo        *Demo         // the running demo, nil for a real config
 	configErr   error
 	configStamp string
@@ -225,6 +226,9 @@ func (u *ui) attach(br Broker, px Proxy) {
 		go u.pumpRequests(rows)
 	}
 	u.statuses = nil
+	u.attachGen++ // statuses still out for an earlier attach are dropped, and its label goes
+	gen := u.attachGen
+	u.cardBox.Remove(u.waiting)
 	// Statuses reads the keychain; one that hangs (locked behind a prompt)
 	// must not hold up the window: past a moment the window says what it
 	// waits for, and the cards come when the keychain answers.
@@ -240,6 +244,9 @@ func (u *ui) attach(br Broker, px Proxy) {
 		go func() {
 			sts := <-got
 			u.do(func() {
+				if gen != u.attachGen {
+					return // a later attach replaced br: its statuses are stale
+				}
 				u.cardBox.Remove(u.waiting)
 				for _, st := range sts {
 					if _, seen := u.status(st.Profile); !seen { // events may have come first

@@ -880,3 +880,65 @@ func TestCopyWithoutClipboard(t *testing.T) {
 		t.Errorf("with a clipboard: clipboard holds the token %v, message %q", real.Clipboard().Content() == br.token.Value, c.msg.Text)
 	}
 }
+
+// TestConfigReloadOpenFails: a fixed config that cannot be opened (another
+// gatepass already serves it, say) keeps the notice with Open's error and
+// its Reload button; the next Reload that opens it moves on to the cards.
+func TestConfigReloadOpenFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte("[profiles.work]\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\ngateways = [\"api.team.example\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	br, px := newFakeBroker(signedIn(time.Hour)), newFakeProxy()
+	openErr := errors.New("another gatepass already serves this config (process 4321)")
+	opens := 0
+	e := newTestEnv(t, Options{ConfigErr: errors.New("config.toml:1: profiles: missing"), ConfigPath: path,
+		LoadConfig: func() (*broker.Config, error) { return broker.LoadConfig(path) },
+		Open: func(context.Context, *broker.Config) (Broker, Proxy, error) {
+			opens++
+			if opens == 1 {
+				return nil, nil, openErr
+			}
+			return br, px, nil
+		}})
+	test.Tap(findButton(t, e.u.notices.box, "Reload"))
+	waitFor(t, func() bool { return len(e.q) > 0 })
+	e.q.run(t)
+	text := markupText(e.win.Canvas())
+	if opens != 1 || !e.u.notices.shown(noticeConfig) || !strings.Contains(text, "another gatepass already serves this config") || e.u.cards["work"] != nil {
+		t.Fatalf("after a Reload whose Open failed: %d opens, config notice %v, card %v, window:\n%s", opens, e.u.notices.shown(noticeConfig), e.u.cards["work"] != nil, text)
+	}
+	test.Tap(findButton(t, e.u.notices.box, "Reload")) // the button is still there
+	waitFor(t, func() bool { return len(e.q) > 0 })
+	e.q.run(t)
+	if opens != 2 || e.u.notices.shown(noticeConfig) || e.u.cards["work"] == nil {
+		t.Errorf("after the second Reload: %d opens, config notice %v, card %v", opens, e.u.notices.shown(noticeConfig), e.u.cards["work"] != nil)
+	}
+}
+
+// TestReattachWhileKeychainWaits: a second attach (a new config) while the
+// first broker's keychain has not answered shows one waiting label, drops the
+// first broker's late statuses, and shows the second's.
+func TestReattachWhileKeychainWaits(t *testing.T) {
+	old := newFakeBroker(workStatus(broker.StateSignedOut))
+	old.statusGate = make(chan struct{})
+	e := newTestEnv(t, Options{Broker: old, Proxy: newFakeProxy()})
+	cur := newFakeBroker(signedIn(time.Hour))
+	cur.statusGate = make(chan struct{})
+	e.u.attach(cur, newFakeProxy())
+	if n := strings.Count(markupText(e.win.Canvas()), "Reading the keychain"); n != 1 {
+		t.Fatalf("%d waiting labels after the second attach, want 1", n)
+	}
+	close(old.statusGate)
+	waitFor(t, func() bool { return len(e.q) > 0 })
+	e.q.run(t)
+	if st, seen := e.u.status("work"); seen || !strings.Contains(markupText(e.win.Canvas()), "Reading the keychain") {
+		t.Fatalf("the replaced broker's late statuses were applied (%v, %+v), or the label went", seen, st)
+	}
+	close(cur.statusGate)
+	waitFor(t, func() bool { return len(e.q) > 0 })
+	e.q.run(t)
+	if st, seen := e.u.status("work"); !seen || st.State != broker.StateSignedIn || strings.Contains(markupText(e.win.Canvas()), "Reading the keychain") {
+		t.Errorf("after the second broker answered: %v %+v, window:\n%s", seen, st, markupText(e.win.Canvas()))
+	}
+}
