@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/user"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gatepass-dev/gatepass/internal/peer"
 )
 
 // The proxy adds the signed-in developer's token to requests for the gateways, so
@@ -24,12 +23,12 @@ import (
 // Every other connection is answered 403 other_user before a byte of its request is
 // read. Where it cannot tell, the proxy says so once, at start, and serves as before.
 
-// errPeerUnsupported: this system gives no way to tell who connected.
-var errPeerUnsupported = errors.New("this system does not say which user holds a loopback connection")
-
-// errPeerGone: the client's socket has no owner any more (closed before it was looked
-// up), or was not found.
-var errPeerGone = errors.New("the connecting socket was closed or not found")
+var (
+	errPeerUnsupported = peer.ErrUnsupported
+	errPeerGone        = peer.ErrGone
+	peerOwner          = peer.Owner
+	userName           = peer.UserName
+)
 
 // peerGate decides, per accepted connection, whether its client may use the proxy.
 type peerGate struct {
@@ -45,40 +44,10 @@ type peerGate struct {
 // newPeerGate probes owner on a loopback connection of its own: the check is on only
 // when that finds this process's user.
 func newPeerGate(owner func(net.Conn) (uint32, error)) *peerGate {
-	g := &peerGate{owner: owner, self: uint32(os.Getuid()), logged: map[uint32]time.Time{}}
-	uid, err := probePeer(owner)
-	switch {
-	case err != nil:
-		g.off = err
-	case uid != g.self:
-		g.off = fmt.Errorf("a connection of this process was reported as uid %d, not %d", uid, g.self)
-	default:
-		g.on = true
-	}
+	g := &peerGate{owner: owner, self: peer.Self(), logged: map[uint32]time.Time{}}
+	g.off = peer.Probe(owner)
+	g.on = g.off == nil
 	return g
-}
-
-// probePeer looks up the owner of a loopback connection this process makes to itself.
-func probePeer(owner func(net.Conn) (uint32, error)) (uint32, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		if ln, err = net.Listen("tcp", "[::1]:0"); err != nil {
-			return 0, fmt.Errorf("no loopback address to probe on: %w", err)
-		}
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	ln.(*net.TCPListener).SetDeadline(time.Now().Add(2 * time.Second))
-	a, err := ln.Accept()
-	if err != nil {
-		return 0, err
-	}
-	defer a.Close()
-	return owner(a)
 }
 
 // refusal says why c's client may not use the proxy; "" when it may.
@@ -90,7 +59,7 @@ func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
 	if err != nil {
 		return "could not tell which user's process connected (" + err.Error() + "); gatepass serves only " + userName(g.self) + "'s processes", 0, false
 	}
-	if uid == g.self || uid == 0 {
+	if uid == g.self || uid == 0 { // as peer.Trusted, for the gate's own user
 		return "", uid, true
 	}
 	return "this gatepass serves only " + userName(g.self) + "'s processes; the connection came from " + userName(uid), uid, true
@@ -109,15 +78,6 @@ func (g *peerGate) shouldLog(uid uint32, now time.Time) bool {
 	}
 	g.logged[uid] = now
 	return true
-}
-
-// userName is "uid 1001 (alice)", or "uid 1001" when the account has no name here.
-func userName(uid uint32) string {
-	s := "uid " + strconv.FormatUint(uint64(uid), 10)
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil && u.Username != "" {
-		s += " (" + u.Username + ")"
-	}
-	return s
 }
 
 // refusePeer answers a connection whose client may not use the proxy, without reading

@@ -1,4 +1,4 @@
-package proxy
+package peer
 
 import (
 	"encoding/binary"
@@ -10,20 +10,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerOwner returns the user ID of the process holding the other end of c, a TCP
+// Owner returns the user ID of the process holding the other end of c, a TCP
 // connection accepted on a loopback address. The kernel's socket table holds both
 // ends; the client's is the socket whose local address is c's remote one, and
 // netlink sock_diag (SOCK_DIAG_BY_FAMILY, one exact lookup by the four addresses and
 // ports, no dump of the table) says who owns it. A socket its process has closed has
-// no inode and no owner any more; that is errPeerGone, never a uid.
+// no inode and no owner any more; that is ErrGone, never a uid.
 //
 // (github.com/vishvananda/netlink's SocketGet asks for a dump filtered by port, which
 // walks the whole connection hash table: 3-8 ms a lookup here against about 20 µs.)
-func peerOwner(c net.Conn) (uint32, error) {
+func Owner(c net.Conn) (uint32, error) {
 	local, ok1 := c.LocalAddr().(*net.TCPAddr)
 	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
 	if !ok1 || !ok2 {
-		return 0, errPeerUnsupported
+		return 0, ErrUnsupported
 	}
 	family := uint8(unix.AF_INET6)
 	if remote.IP.To4() != nil && local.IP.To4() != nil {
@@ -56,10 +56,10 @@ func peerOwner(c net.Conn) (uint32, error) {
 		}
 		errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data)))
 		if errno == unix.ENOENT {
-			return 0, errPeerGone
+			return 0, ErrGone
 		}
 		if errno == unix.EPROTONOSUPPORT || errno == unix.EOPNOTSUPP {
-			return 0, fmt.Errorf("%w (netlink sock_diag: %v)", errPeerUnsupported, errno)
+			return 0, fmt.Errorf("%w (netlink sock_diag: %v)", ErrUnsupported, errno)
 		}
 		return 0, fmt.Errorf("netlink sock_diag: %w", errno)
 	case unix.SOCK_DIAG_BY_FAMILY:
@@ -74,11 +74,11 @@ func peerOwner(c net.Conn) (uint32, error) {
 		return 0, errors.New("netlink sock_diag: short answer")
 	}
 	if int(binary.BigEndian.Uint16(d[4:])) != remote.Port || int(binary.BigEndian.Uint16(d[6:])) != local.Port {
-		return 0, errPeerGone // another socket: never take its owner for this one's
+		return 0, ErrGone // another socket: never take its owner for this one's
 	}
 	uid, inode := binary.NativeEndian.Uint32(d[64:]), binary.NativeEndian.Uint32(d[68:])
 	if inode == 0 {
-		return 0, errPeerGone
+		return 0, ErrGone
 	}
 	return uid, nil
 }
