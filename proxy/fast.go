@@ -322,6 +322,9 @@ var fieldKinds = [...]struct {
 	{"authorization", fieldAuthorization},
 	{"date", fieldDate},
 	{"content-type", fieldContentType},
+	// A browser's page: the policy's cross-site check reads these (net/http's path).
+	{"origin", fieldDecline},
+	{"sec-fetch-site", fieldDecline},
 }
 
 func kindOf(name []byte) fieldKind {

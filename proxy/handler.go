@@ -207,6 +207,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveProxied(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := RequestInfo{Method: r.Method, HostHeader: r.Host, ProxyPort: s.port()}
+	info.setPage(r.Header)
 	scheme := ""
 	if r.URL.Scheme != "" {
 		info.Scheme, info.Target, info.Userinfo = r.URL.Scheme, r.URL.Host, r.URL.User != nil

@@ -176,3 +176,42 @@ func TestPeerGateDecisions(t *testing.T) {
 		t.Errorf("with the check off, refused: %q", reason)
 	}
 }
+
+// TestCrossSitePagesGetNoToken: a browser using the proxy does not lend the token to
+// other sites' pages, on the fast path's and net/http's paths, plain and intercepted;
+// a page on localhost (the developer's dev server) gets it.
+func TestCrossSitePagesGetNoToken(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	for _, target := range []string{e.plainGWURL() + "/x", e.tlsGWURL() + "/x"} {
+		for _, hdr := range [][]string{
+			{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"},
+			{"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image", "Referer", "https://evil.example/page"},
+			{"Origin", "null"},
+		} {
+			resp, body := get(t, c, target, hdr...)
+			if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Gatepass-Error") != "cross_site_request" || !strings.Contains(body, "evil.example") && hdr[1] != "null" {
+				t.Errorf("%s with %q: %d %q, want 403 cross_site_request", target, hdr, resp.StatusCode, body)
+			}
+		}
+	}
+	for _, u := range []*upstream{e.plainGW, e.tlsGW} {
+		if n := len(u.requests()); n != 0 {
+			t.Fatalf("%s got %d requests from other sites' pages", u.name, n)
+		}
+	}
+	for _, target := range []string{e.plainGWURL() + "/dev", e.tlsGWURL() + "/dev"} {
+		resp, _ := get(t, c, target, "Origin", "http://localhost:3000", "Sec-Fetch-Site", "cross-site")
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s from a localhost page: %d", target, resp.StatusCode)
+		}
+	}
+	for _, u := range []*upstream{e.plainGW, e.tlsGW} {
+		if r := last(t, u); r.URI != "/dev" || !strings.Contains(r.Header.Get("Authorization"), canaryPrefix) {
+			t.Errorf("%s got %s, want /dev with the token", u.name, r)
+		}
+	}
+	if strings.Contains(e.logs.String(), canaryPrefix) {
+		t.Error("a token in the log")
+	}
+}

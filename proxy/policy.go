@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -67,6 +68,11 @@ type RequestInfo struct {
 	// ProxyPort is the port the proxy listens on (loopback). It is used to spot requests
 	// that would loop back into the proxy and to check the Host of status-page requests.
 	ProxyPort string
+	// Origin, Referer and the Fetch Metadata fields (Sec-Fetch-Site, -Mode, -Dest) are
+	// what a browser says about the page that sent the request: a gateway's token is
+	// not added to a request another web site's page made (crossSite).
+	Origin, Referer                 string
+	FetchSite, FetchMode, FetchDest string
 }
 
 // Decision is the policy's answer for one request.
@@ -186,7 +192,82 @@ func decideUpstream(r RequestInfo, scheme, host, port string, gateway func(host,
 		d.Host, d.Port, d.Profile = host, port, gw.Profile
 		return d
 	}
+	if site := crossSite(r, gw.Profile, gateway); site != "" {
+		d := refuse(http.StatusForbidden, "cross_site_request",
+			fmt.Sprintf("a web page on %s sent this request to %s, a gateway of profile %q: gatepass adds the token only to requests from your own tools, from pages on localhost, or from pages of that profile's gateways", site, joinHostPort(host, port), gw.Profile))
+		d.Host, d.Port, d.Profile = host, port, gw.Profile
+		d.Hint = "call the gateway from your own code or tools (curl, Postman, a dev server on localhost), not from another site's page"
+		return d
+	}
 	return Decision{Action: Inject, Host: host, Port: port, Profile: gw.Profile}
+}
+
+// setPage copies what a browser says about the sending page from h.
+func (r *RequestInfo) setPage(h http.Header) {
+	r.Origin, r.Referer = h.Get("Origin"), h.Get("Referer")
+	r.FetchSite, r.FetchMode, r.FetchDest = h.Get("Sec-Fetch-Site"), h.Get("Sec-Fetch-Mode"), h.Get("Sec-Fetch-Dest")
+}
+
+// crossSite names the site of the web page that sent r when that page may not use
+// profile's token; "" when it may, or when r does not come from a page at all.
+//
+// A browser whose proxy is gatepass (a system proxy setting, Chromium reading
+// $https_proxy, Postman's browser tabs) and that trusts the local CA would otherwise
+// give every web site it visits the developer's token: an <img>, a form or a fetch()
+// to a gateway would carry it, which is the cross-site request forgery bearer tokens
+// normally rule out. The browser says where a request comes from: Origin on fetches,
+// form posts and WebSockets, and Sec-Fetch-Site (every current browser) with Referer
+// on the rest. Allowed are pages on loopback hosts (the developer's own dev server),
+// pages of the same profile's gateways, the user's own navigation (Sec-Fetch-Site
+// none), and top-level GET navigations, which is what SameSite=Lax lets a cookie do.
+// Tools that are not browsers (curl, Postman's requests, SDKs) send none of these.
+func crossSite(r RequestInfo, profile string, gateway func(host, port string) (Gateway, bool)) string {
+	if r.Origin != "" {
+		if pageAllowed(r.Origin, profile, gateway) {
+			return ""
+		}
+		return r.Origin
+	}
+	switch strings.ToLower(r.FetchSite) {
+	case "", "none", "same-origin":
+		return ""
+	}
+	if strings.EqualFold(r.FetchMode, "navigate") && strings.EqualFold(r.FetchDest, "document") &&
+		(r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return ""
+	}
+	if r.Referer != "" && pageAllowed(r.Referer, profile, gateway) {
+		return ""
+	}
+	if r.Referer != "" {
+		if u, err := url.Parse(r.Referer); err == nil && u.Host != "" {
+			return u.Scheme + "://" + u.Host
+		}
+	}
+	return "another site (Sec-Fetch-Site: " + r.FetchSite + ")"
+}
+
+// pageAllowed reports whether a page at origin (an Origin or a Referer) may use
+// profile's token: a loopback host, or a gateway of that profile. "null" (a sandboxed
+// frame, a file, a cross-site redirect) is never allowed.
+func pageAllowed(origin, profile string, gateway func(host, port string) (Gateway, bool)) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.User != nil {
+		return false
+	}
+	defPort, ok := defaultPorts[strings.ToLower(u.Scheme)]
+	if !ok {
+		return false
+	}
+	host, port, err := normalizeHostPort(u.Host, defPort)
+	if err != nil {
+		return false
+	}
+	if isLoopbackName(host) {
+		return true
+	}
+	gw, ok := gateway(host, port)
+	return ok && gw.Profile == profile
 }
 
 func decideOriginForm(r RequestInfo) Decision {

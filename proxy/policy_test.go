@@ -77,6 +77,13 @@ func policyCases() map[string]policyCase {
 	refusedFor := func(status int, host, port, profile string) Decision {
 		return Decision{Action: Refuse, Status: status, Host: host, Port: port, Profile: profile}
 	}
+	page := func(r RequestInfo, origin, referer, site, mode, dest string) RequestInfo {
+		r.Origin, r.Referer, r.FetchSite, r.FetchMode, r.FetchDest = origin, referer, site, mode, dest
+		return r
+	}
+	gwReq := inTunnel("api.team.example:443", "https", "api.team.example")
+	postReq := gwReq
+	postReq.Method = http.MethodPost
 	return map[string]policyCase{
 		// CONNECT (authority-form, RFC 9110 §9.3.6)
 		"connect gateway":                     {connect("api.team.example:443"), intercept("api.team.example", "443", "work")},
@@ -193,6 +200,32 @@ func policyCases() map[string]policyCase {
 		"tunnel request to non-gateway tunnel host": {inTunnel("example.com:443", "https", "example.com"), forward("example.com", "443")},
 		"tunnel CONNECT inside tunnel":              {RequestInfo{Method: "CONNECT", Target: "api.team.example:443", Tunnel: "api.team.example:443", ProxyPort: pp}, refused(405)},
 		"tunnel unknown scheme":                     {inTunnel("api.team.example:443", "ftp", "api.team.example"), refused(400)},
+
+		// Requests a browser's page sent (Origin, Referer, Fetch Metadata).
+		"page: fetch from another site":                       {page(gwReq, "https://evil.example", "", "cross-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: Origin null (sandboxed frame)":                 {page(gwReq, "null", "", "cross-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: Origin of a sibling site":                      {page(gwReq, "https://wiki.team.example", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: loopback Origin, another profile's gateway":    {page(gwReq, "https://localhost:9443", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: loopback IP Origin, another profile's gateway": {page(gwReq, "https://127.0.0.1:8443", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: Origin of the same profile's gateway":          {page(gwReq, "https://a.gw.team.example", "", "same-site", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: Origin of a gateway's other port":              {page(gwReq, "https://api.team.example:8443", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: Origin with userinfo":                          {page(gwReq, "https://a@a.gw.team.example", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: dev server on localhost":                       {page(gwReq, "http://localhost:3000", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: dev server on 127.0.0.1":                       {page(gwReq, "http://127.0.0.1:5173", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: dev server on [::1]":                           {page(gwReq, "http://[::1]:5173", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: img from another site (no Origin)":             {page(gwReq, "", "https://evil.example/page", "cross-site", "no-cors", "image"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: img, no Referer":                               {page(gwReq, "", "", "cross-site", "no-cors", "image"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: img from localhost page":                       {page(gwReq, "", "http://localhost:3000/", "cross-site", "no-cors", "image"), inject("api.team.example", "443", "work")},
+		"page: link followed from another site":               {page(gwReq, "", "https://chat.example/", "cross-site", "navigate", "document"), inject("api.team.example", "443", "work")},
+		"page: POST navigation from another site":             {page(postReq, "", "", "cross-site", "navigate", "document"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: form POST with Origin":                         {page(postReq, "https://evil.example", "", "cross-site", "navigate", "document"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: iframe from another site":                      {page(gwReq, "", "https://evil.example/", "cross-site", "navigate", "iframe"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: address typed by the user":                     {page(gwReq, "", "", "none", "navigate", "document"), inject("api.team.example", "443", "work")},
+		"page: the gateway's own page":                        {page(gwReq, "", "https://api.team.example/docs", "same-origin", "no-cors", "image"), inject("api.team.example", "443", "work")},
+		"page: same-origin fetch":                             {page(gwReq, "https://api.team.example", "", "same-origin", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: WebSocket from another site":                   {page(inTunnel("api.team.example:443", "https", "api.team.example"), "https://evil.example", "", "cross-site", "websocket", "websocket"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: non-gateway from another site":                 {page(abs("https", "example.com", "example.com"), "https://evil.example", "", "cross-site", "cors", "empty"), forward("example.com", "443")},
+		"page: plain_http gateway from another site":          {page(abs("http", "localhost:8080", "localhost:8080"), "https://evil.example", "", "cross-site", "cors", "empty"), refusedFor(403, "localhost", "8080", "local")},
 	}
 }
 
