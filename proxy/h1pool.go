@@ -32,8 +32,9 @@ import (
 // through a corporate proxy.
 type h1Pool struct {
 	dialer      *net.Dialer
-	tlsConfig   *tls.Config // template: RootCAs and MinVersion; ServerName set per dial
-	maxIdle     int         // idle connections kept per upstream
+	tlsConfig   *tls.Config          // template: RootCAs and MinVersion; ServerName set per dial
+	maxIdle     int                  // idle connections kept per upstream
+	checkConn   func(net.Conn) error // vets a new connection before anything is sent (peer.go: loopback servers of other users)
 	idleTimeout time.Duration
 
 	mu     sync.Mutex
@@ -119,6 +120,12 @@ func (p *h1Pool) dial(ctx context.Context, scheme, addr string, key h1Key) (*h1C
 	conn, err := p.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if p.checkConn != nil {
+		if err := p.checkConn(conn); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	if scheme == "https" {
 		host, _, _ := net.SplitHostPort(addr)

@@ -29,11 +29,20 @@ import (
 // newTransport builds the one upstream transport: a pool sized for many concurrent
 // callers, HTTP/2 where the upstream offers it, compression left to the endpoints (the
 // caller's Accept-Encoding passes through), and an explicit upstream proxy only.
-func newTransport(opts Options) *http.Transport {
+func newTransport(opts Options, checkConn func(net.Conn) error) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:                 upstreamProxyFunc(opts.UpstreamProxy),
-		DialContext:           d.DialContext,
+		Proxy: upstreamProxyFunc(opts.UpstreamProxy),
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				if err = checkConn(c); err != nil {
+					c.Close()
+					return nil, err
+				}
+			}
+			return c, err
+		},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
@@ -163,6 +172,13 @@ func upstreamError(d Decision, err error) Decision {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		status = http.StatusGatewayTimeout
+	}
+	var fe *foreignUpstreamError
+	if errors.As(err, &fe) {
+		r := refuse(http.StatusBadGateway, "upstream_other_user", fmt.Sprintf("upstream %s: %v", d.Addr(), fe))
+		r.Host, r.Port, r.Profile = d.Host, d.Port, d.Profile
+		r.Hint = "nothing was sent to it; if that is your local server's port, your server is not running and someone else holds the port: start yours again (on another port if need be) and retry"
+		return r
 	}
 	r := refuse(status, "upstream_unreachable", fmt.Sprintf("upstream %s: %v", d.Addr(), err))
 	r.Host, r.Port, r.Profile = d.Host, d.Port, d.Profile

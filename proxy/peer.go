@@ -32,10 +32,11 @@ var (
 
 // peerGate decides, per accepted connection, whether its client may use the proxy.
 type peerGate struct {
-	owner func(net.Conn) (uint32, error) // who holds the other end of a loopback connection
-	self  uint32
-	on    bool  // false: the check does not work here, every connection is served
-	off   error // why it is off
+	owner       func(net.Conn) (uint32, error) // who holds the other end of a loopback connection
+	serverOwner func(net.Conn) (uint32, error) // who runs the loopback server a dialled connection reached
+	self        uint32
+	on          bool  // false: the check does not work here, every connection is served
+	off         error // why it is off
 
 	mu     sync.Mutex
 	logged map[uint32]time.Time // refusals logged, per uid (at most one line a minute each)
@@ -43,8 +44,8 @@ type peerGate struct {
 
 // newPeerGate probes owner on a loopback connection of its own: the check is on only
 // when that finds this process's user.
-func newPeerGate(owner func(net.Conn) (uint32, error)) *peerGate {
-	g := &peerGate{owner: owner, self: peer.Self(), logged: map[uint32]time.Time{}}
+func newPeerGate(owner, serverOwner func(net.Conn) (uint32, error)) *peerGate {
+	g := &peerGate{owner: owner, serverOwner: serverOwner, self: peer.Self(), logged: map[uint32]time.Time{}}
 	g.off = peer.Probe(owner)
 	g.on = g.off == nil
 	return g
@@ -63,6 +64,38 @@ func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
 		return "", uid, true
 	}
 	return "this gatepass serves only " + userName(g.self) + "'s processes; the connection came from " + userName(uid), uid, true
+}
+
+// foreignUpstreamError: a loopback upstream is served by a process of another user.
+type foreignUpstreamError struct {
+	owner string // "uid 1001 (bob)", or why it is unknown
+}
+
+func (e *foreignUpstreamError) Error() string {
+	return "the program listening there runs as " + e.owner + ", not as this user or root, so gatepass sends it nothing"
+}
+
+// checkUpstream vets a connection the proxy opened to an upstream before anything is
+// written to it: a server on loopback must be run by this user or root. Otherwise
+// another account could listen on a local gateway's port while the developer's own
+// server is down, and receive the token (in the clear, for a plain_http gateway) and
+// answer in its name. Servers on other hosts are not this machine's users' business.
+func (g *peerGate) checkUpstream(c net.Conn) error {
+	if !g.on {
+		return nil
+	}
+	ra, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok || !ra.IP.IsLoopback() {
+		return nil
+	}
+	uid, err := g.serverOwner(c)
+	switch {
+	case err != nil:
+		return &foreignUpstreamError{owner: "a user gatepass could not tell (" + err.Error() + ")"}
+	case uid == g.self || uid == 0:
+		return nil
+	}
+	return &foreignUpstreamError{owner: userName(uid)}
 }
 
 // shouldLog reports whether a refusal of uid is logged now: the first, then at most
@@ -100,7 +133,7 @@ func (s *Server) refusePeer(c net.Conn, reason string, uid uint32, known bool) {
 // CheckPeers says whether the proxy can tell which user's process connects (for
 // gatepass doctor): what it serves when it can; an error when it should and cannot.
 func CheckPeers() (string, error) {
-	g := newPeerGate(peerOwner)
+	g := newPeerGate(peerOwner, peer.ServerOwner)
 	switch {
 	case g.on:
 		return "only " + userName(g.self) + "'s processes (and root's) may use the proxy", nil

@@ -1,11 +1,17 @@
 package proxy
 
 import (
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/gatepass-dev/gatepass/internal/peer/peertest"
 )
 
 // A real client of another user (curl as nobody) gets 403 and its requests reach no
@@ -53,5 +59,44 @@ func TestAnotherUsersClientIsRefused(t *testing.T) {
 	}
 	if r := last(t, e.plainGW); r.URI != "/from-root" || !strings.Contains(r.Header.Get("Authorization"), canaryPrefix) {
 		t.Fatalf("the gateway got %s, want /from-root with the token", r)
+	}
+}
+
+// A local gateway's port held by another user's program (the developer's own server
+// is down): the proxy sends it nothing, token or otherwise, on the pooled path and on
+// net/http's (an upgrade), and says why.
+func TestGatewayPortHeldByAnotherUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs the tests as root, which this test needs to make another user's socket")
+		}
+		t.Skip("needs root to make another user's socket (CI runs as root)")
+	}
+	ln, err := peertest.ListenAs(65534, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		io.WriteString(w, "squatter")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	e := newEnv(t)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	e.src.add("127.0.0.1:"+port, Gateway{Profile: "work", PlainHTTP: true})
+	for _, hdr := range [][]string{nil, {"Connection", "Upgrade", "Upgrade", "websocket"}} {
+		resp, body := get(t, e.client(), "http://127.0.0.1:"+port+"/x", hdr...)
+		if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Gatepass-Error") != "upstream_other_user" || !strings.Contains(body, "uid 65534") {
+			t.Errorf("with %q: %d %q, want 502 upstream_other_user naming uid 65534", hdr, resp.StatusCode, body)
+		}
+	}
+	if n := got.Load(); n != 0 {
+		t.Fatalf("another user's server got %d requests", n)
+	}
+	// The same port run by this user is served.
+	if resp, body := get(t, e.client(), e.plainGWURL()+"/mine"); resp.StatusCode != 200 || body != "hello from plain-gateway" {
+		t.Fatalf("this user's gateway: %d %q", resp.StatusCode, body)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/gatepass-dev/gatepass/internal/peer"
 )
 
 // Token is a credential to attach to one request.
@@ -93,8 +94,9 @@ type Options struct {
 	// the config is not the default one. Default "gatepass".
 	Command string
 
-	// peerOwner replaces the lookup of who holds a client's end (tests).
-	peerOwner func(net.Conn) (uint32, error)
+	// peerOwner and serverOwner replace the lookups of who holds a client's end
+	// and who runs a loopback upstream (tests).
+	peerOwner, serverOwner func(net.Conn) (uint32, error)
 }
 
 const (
@@ -189,7 +191,11 @@ func New(opts Options) (*Server, error) {
 	if owner == nil {
 		owner = peerOwner
 	}
-	s.peers = newPeerGate(owner)
+	serverOwner := opts.serverOwner
+	if serverOwner == nil {
+		serverOwner = peer.ServerOwner
+	}
+	s.peers = newPeerGate(owner, serverOwner)
 	if len(opts.CANames) > 0 {
 		ca, err := EnsureCA(opts.CA, opts.CANames, opts.CACertPath, log)
 		if err != nil {
@@ -197,8 +203,9 @@ func New(opts Options) (*Server, error) {
 		}
 		s.ca = ca
 	}
-	s.transport = newTransport(opts)
+	s.transport = newTransport(opts, s.peers.checkUpstream)
 	s.h1 = newH1Pool(opts.UpstreamRootCAs)
+	s.h1.checkConn = s.peers.checkUpstream
 	s.bufs = newBufferPool()
 	s.rp = newReverseProxy(s)
 	s.gp = newGoproxy(s)

@@ -10,15 +10,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Owner returns the user ID of the process holding the other end of c, a TCP
-// connection accepted on a loopback address. The kernel's socket table holds both
-// ends; the client's is the socket whose local address is c's remote one, and
-// netlink sock_diag (SOCK_DIAG_BY_FAMILY, one exact lookup by the four addresses and
-// ports, no dump of the table) says who owns it. A socket its process has closed has
-// no inode and no owner any more; that is ErrGone, never a uid.
+// The kernel's socket table answers through netlink sock_diag (SOCK_DIAG_BY_FAMILY):
+// a request is struct nlmsghdr then struct inet_diag_req_v2; each answer is struct
+// nlmsghdr then struct inet_diag_msg. Both are laid out by hand here (x/sys/unix has
+// the constants, not the structs).
 //
-// (github.com/vishvananda/netlink's SocketGet asks for a dump filtered by port, which
-// walks the whole connection hash table: 3-8 ms a lookup here against about 20 µs.)
+// github.com/vishvananda/netlink's SocketGet asks for a dump filtered by port, which
+// walks the whole connection hash table: 3-8 ms a lookup here against about 20 µs for
+// the exact lookup Owner makes.
+
+const (
+	tcpListen = 10
+)
+
+// diagMsg is what is read of one struct inet_diag_msg.
+type diagMsg struct {
+	family, state    uint8
+	srcPort, dstPort int
+	src, dst         net.IP
+	uid, inode       uint32
+}
+
+// Owner returns the user ID of the process holding the other end of c, a TCP
+// connection accepted on a loopback address: the client's socket is the one whose
+// local address is c's remote one, found by one exact lookup of the four addresses
+// and ports (no dump of the table). A socket its process has closed has no inode and
+// no owner any more; that is ErrGone, never a uid.
 func Owner(c net.Conn) (uint32, error) {
 	local, ok1 := c.LocalAddr().(*net.TCPAddr)
 	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
@@ -29,71 +46,83 @@ func Owner(c net.Conn) (uint32, error) {
 	if remote.IP.To4() != nil && local.IP.To4() != nil {
 		family = unix.AF_INET
 	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
+	msgs, err := diagQuery(diagRequest(family, 0xffffffff, remote, local, false))
 	if err != nil {
-		return 0, fmt.Errorf("netlink sock_diag: %w", err)
+		return 0, err
 	}
-	defer unix.Close(fd)
-	tv := unix.Timeval{Sec: 1}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	if err := unix.Sendto(fd, diagRequest(family, remote, local), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, fmt.Errorf("netlink sock_diag: %w", err)
-	}
-	buf := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
-	if err != nil {
-		return 0, fmt.Errorf("netlink sock_diag: %w", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-	if err != nil || len(msgs) == 0 {
-		return 0, fmt.Errorf("netlink sock_diag: unreadable answer (%v)", err)
-	}
-	m := msgs[0]
-	switch m.Header.Type {
-	case unix.NLMSG_ERROR:
-		if len(m.Data) < 4 {
-			return 0, errors.New("netlink sock_diag: short error")
-		}
-		errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data)))
-		if errno == unix.ENOENT {
-			return 0, ErrGone
-		}
-		if errno == unix.EPROTONOSUPPORT || errno == unix.EOPNOTSUPP {
-			return 0, fmt.Errorf("%w (netlink sock_diag: %v)", ErrUnsupported, errno)
-		}
-		return 0, fmt.Errorf("netlink sock_diag: %w", errno)
-	case unix.SOCK_DIAG_BY_FAMILY:
-	default:
-		return 0, fmt.Errorf("netlink sock_diag: answer of type %d", m.Header.Type)
-	}
-	// struct inet_diag_msg: family, state, timer, retrans (1 byte each), the socket's
-	// id (48 bytes: ports big-endian at 4 and 6, addresses at 8 and 24), expires,
-	// rqueue, wqueue, uid, inode (4 bytes each, host order).
-	d := m.Data
-	if len(d) < 72 {
-		return 0, errors.New("netlink sock_diag: short answer")
-	}
-	if int(binary.BigEndian.Uint16(d[4:])) != remote.Port || int(binary.BigEndian.Uint16(d[6:])) != local.Port {
-		return 0, ErrGone // another socket: never take its owner for this one's
-	}
-	uid, inode := binary.NativeEndian.Uint32(d[64:]), binary.NativeEndian.Uint32(d[68:])
-	if inode == 0 {
+	if len(msgs) != 1 {
 		return 0, ErrGone
 	}
-	return uid, nil
+	m := msgs[0]
+	if m.srcPort != remote.Port || m.dstPort != local.Port {
+		return 0, ErrGone // another socket: never take its owner for this one's
+	}
+	if m.inode == 0 {
+		return 0, ErrGone
+	}
+	return m.uid, nil
 }
 
-// diagRequest is a netlink message asking for the TCP socket whose local address is
-// src and whose remote address is dst: struct nlmsghdr, then struct inet_diag_req_v2.
-func diagRequest(family uint8, src, dst *net.TCPAddr) []byte {
+// ServerOwner returns the user ID of the process whose listening socket took c, a
+// connection this process opened to a loopback address. It asks for the listeners
+// on c's remote port (a dump of the small listening table only, in both families:
+// an IPv6 wildcard listener takes IPv4 connections too) that would accept c's remote
+// address, rather than for the server's end of c, which until the server accepts it
+// has no owner the kernel reports. Several such listeners of different users (never
+// the case with SO_REUSEPORT, which requires one user) give the first one that is
+// neither this user nor root.
+func ServerOwner(c net.Conn) (uint32, error) {
+	remote, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return 0, ErrUnsupported
+	}
+	found := false
+	var owner uint32
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		msgs, err := diagQuery(diagRequest(family, 1<<tcpListen, &net.TCPAddr{Port: remote.Port}, &net.TCPAddr{}, true))
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range msgs {
+			if m.state != tcpListen || m.srcPort != remote.Port || m.inode == 0 || !listenerTakes(m, remote.IP) {
+				continue
+			}
+			if !found || Trusted(owner) {
+				owner = m.uid
+			}
+			found = true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("%w (no listener on port %d)", ErrGone, remote.Port)
+	}
+	return owner, nil
+}
+
+// listenerTakes reports whether a listener bound to m.src accepts connections to ip.
+func listenerTakes(m diagMsg, ip net.IP) bool {
+	if m.src.IsUnspecified() || m.src.Equal(ip) {
+		return true // net.IP.Equal also matches an IPv4-mapped IPv6 address
+	}
+	return false
+}
+
+// diagRequest is a netlink message asking for TCP sockets of family in states whose
+// local address is src and remote address is dst; dump asks for every match (the
+// kernel filters a dump by the ports only), otherwise for the one exact match.
+func diagRequest(family uint8, states uint32, src, dst *net.TCPAddr, dump bool) []byte {
 	const hdrLen, reqLen = unix.SizeofNlMsghdr, 56
 	b := make([]byte, hdrLen+reqLen)
 	binary.NativeEndian.PutUint32(b[0:], hdrLen+reqLen)
 	binary.NativeEndian.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	binary.NativeEndian.PutUint16(b[6:], unix.NLM_F_REQUEST) // no NLM_F_DUMP: one exact lookup
+	flags := uint16(unix.NLM_F_REQUEST)
+	if dump {
+		flags |= unix.NLM_F_DUMP
+	}
+	binary.NativeEndian.PutUint16(b[6:], flags)
 	r := b[hdrLen:]
 	r[0], r[1] = family, unix.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(r[4:], 0xffffffff) // every state
+	binary.NativeEndian.PutUint32(r[4:], states)
 	id := r[8:]
 	binary.BigEndian.PutUint16(id[0:], uint16(src.Port))
 	binary.BigEndian.PutUint16(id[2:], uint16(dst.Port))
@@ -105,9 +134,86 @@ func diagRequest(family uint8, src, dst *net.TCPAddr) []byte {
 }
 
 func putDiagAddr(b []byte, family uint8, ip net.IP) {
+	if ip == nil {
+		return
+	}
 	if family == unix.AF_INET {
 		copy(b, ip.To4())
 		return
 	}
 	copy(b, ip.To16())
+}
+
+// diagQuery sends req and reads the answers: one message for an exact lookup, every
+// part of a dump up to NLMSG_DONE. "No such socket" is ErrGone.
+func diagQuery(req []byte) ([]diagMsg, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("netlink sock_diag: %w", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 1}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("netlink sock_diag: %w", err)
+	}
+	var out []diagMsg
+	buf := make([]byte, 32<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return nil, fmt.Errorf("netlink sock_diag: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("netlink sock_diag: unreadable answer: %w", err)
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) < 4 {
+					return nil, errors.New("netlink sock_diag: short error")
+				}
+				errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data)))
+				switch errno {
+				case 0:
+					return out, nil // an acknowledgement
+				case unix.ENOENT:
+					return nil, ErrGone
+				case unix.EPROTONOSUPPORT, unix.EOPNOTSUPP:
+					return nil, fmt.Errorf("%w (netlink sock_diag: %v)", ErrUnsupported, errno)
+				}
+				return nil, fmt.Errorf("netlink sock_diag: %w", errno)
+			case unix.SOCK_DIAG_BY_FAMILY:
+				d, err := parseDiagMsg(m.Data)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, d)
+				if m.Header.Flags&unix.NLM_F_MULTI == 0 {
+					return out, nil // the one answer of an exact lookup
+				}
+			}
+		}
+	}
+}
+
+// parseDiagMsg reads struct inet_diag_msg: family, state, timer, retrans (a byte
+// each); the socket's id (ports big-endian at 4 and 6, addresses at 8 and 24, then
+// interface and cookie); expires, rqueue, wqueue, uid, inode (4 bytes each, host order).
+func parseDiagMsg(d []byte) (diagMsg, error) {
+	if len(d) < 72 {
+		return diagMsg{}, errors.New("netlink sock_diag: short answer")
+	}
+	m := diagMsg{family: d[0], state: d[1],
+		srcPort: int(binary.BigEndian.Uint16(d[4:])), dstPort: int(binary.BigEndian.Uint16(d[6:])),
+		uid: binary.NativeEndian.Uint32(d[64:]), inode: binary.NativeEndian.Uint32(d[68:])}
+	if m.family == unix.AF_INET {
+		m.src, m.dst = net.IP(append([]byte(nil), d[8:12]...)), net.IP(append([]byte(nil), d[24:28]...))
+	} else {
+		m.src, m.dst = net.IP(append([]byte(nil), d[8:24]...)), net.IP(append([]byte(nil), d[24:40]...))
+	}
+	return m, nil
 }

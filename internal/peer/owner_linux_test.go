@@ -4,7 +4,10 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"testing"
+
+	"github.com/gatepass-dev/gatepass/internal/peer/peertest"
 )
 
 // The real lookup (netlink sock_diag) against real sockets.
@@ -39,5 +42,71 @@ func TestPeerOwnerOfLoopbackConnections(t *testing.T) {
 	}
 	if err := Probe(Owner); err != nil {
 		t.Fatalf("the check does not work on Linux: %v", err)
+	}
+}
+
+// listenAs opens a loopback listener whose socket belongs to uid (needs root).
+func listenAs(t *testing.T, uid int, addr string) net.Listener {
+	t.Helper()
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs the tests as root, which this test needs to make another user's socket")
+		}
+		t.Skip("needs root to make another user's socket (CI runs as root)")
+	}
+	ln, err := peertest.ListenAs(uid, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func TestServerOwner(t *testing.T) {
+	for name, tc := range map[string]struct {
+		listen, dial string
+		uid          int
+	}{
+		"this user, 127.0.0.1":         {"127.0.0.1:0", "127.0.0.1", os.Getuid()},
+		"this user, [::1]":             {"[::1]:0", "[::1]", os.Getuid()},
+		"this user, wildcard, by IPv4": {":0", "127.0.0.1", os.Getuid()},
+		"nobody, 127.0.0.1":            {"127.0.0.1:0", "127.0.0.1", 65534},
+		"nobody, wildcard, by IPv4":    {":0", "127.0.0.1", 65534},
+		"nobody, [::1]":                {"[::1]:0", "[::1]", 65534},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var ln net.Listener
+			if tc.uid == os.Getuid() {
+				var err error
+				if ln, err = net.Listen("tcp", tc.listen); err != nil {
+					t.Skip(err)
+				}
+				defer ln.Close()
+			} else {
+				ln = listenAs(t, tc.uid, tc.listen)
+			}
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			c, err := net.Dial("tcp", net.JoinHostPort(strings.Trim(tc.dial, "[]"), port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Not accepted yet: the server's end has no owner the kernel reports, its
+			// listener has.
+			if uid, err := ServerOwner(c); err != nil || uid != uint32(tc.uid) {
+				t.Fatalf("ServerOwner = %d, %v; want %d", uid, err, tc.uid)
+			}
+		})
+	}
+	// A listener gone after the connection was made: no owner, never uid 0.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ln.Close()
+	if uid, err := ServerOwner(c); !errors.Is(err, ErrGone) {
+		t.Fatalf("with the listener closed: ServerOwner = %d, %v; want ErrGone", uid, err)
 	}
 }

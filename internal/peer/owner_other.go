@@ -6,3 +6,6 @@ import "net"
 
 // Owner: only Linux is asked who holds a loopback connection.
 func Owner(net.Conn) (uint32, error) { return 0, ErrUnsupported }
+
+// ServerOwner: only Linux is asked who runs a loopback server.
+func ServerOwner(net.Conn) (uint32, error) { return 0, ErrUnsupported }
