@@ -127,7 +127,8 @@ type Keychain interface {
 // ErrNotFound is returned by Keychain.Get and Delete when no entry exists.
 var ErrNotFound = errors.New("no keychain entry")
 
-// Browser opens the authorization URL for the user.
+// Browser opens a sign-in's start address for the user: a loopback URL that
+// redirects to the issuer's authorization URL (LoginOptions.Prompt).
 type Browser interface {
 	Open(url string) error
 }

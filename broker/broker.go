@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,6 +51,9 @@ type Broker struct {
 	showWindow atomic.Pointer[func()]        // SetShowWindow
 
 	grantTimeout time.Duration // bounds a refresh grant: refreshGrantTimeout, shorter in tests
+	// peerOwner replaces the lookup of who holds a sign-in callback's client end
+	// (tests); nil is peer.Owner.
+	peerOwner func(net.Conn) (uint32, error)
 }
 
 // SetProxyAddr tells the control API where this agent's proxy listens (addr returns

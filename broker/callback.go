@@ -41,9 +41,19 @@ type callbackResult struct {
 //
 // finish runs the code exchange for the one accepted callback and returns
 // the page data to show; it is called at most once.
+//
+// The same listener serves the start address (startPath): the browser is opened
+// there, not at the authorization URL, which would put the state, nonce and PKCE
+// challenge on the opener's command line for every local user to read. It answers
+// with a redirect to the authorization URL.
 type callbackHandler struct {
 	state  string
 	finish func(code string) (email string, err error)
+	// authURL is where the start address redirects; "" serves no start address.
+	authURL string
+	// peers refuses other users' processes before anything else is looked at
+	// (peer.go); nil lets every client in.
+	peers *callbackPeers
 
 	mu   sync.Mutex // guards done
 	done bool
@@ -58,6 +68,13 @@ func newCallbackHandler(state string, finish func(code string) (string, error)) 
 func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	if h.peers.refuse(w, r) {
+		return
+	}
+	if r.URL.Path == startPath && h.authURL != "" {
+		h.start(w, r)
+		return
+	}
 	if r.URL.Path != "/callback" {
 		errorPage(w, http.StatusNotFound, "Not found", "This address only receives the sign-in redirect.", "")
 		return
@@ -105,6 +122,22 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	page(w, http.StatusOK, "success.html", map[string]string{"Email": email})
 	h.result <- callbackResult{code: code}
+}
+
+// startPath is the start address's path on the loopback listener.
+const startPath = "/"
+
+// start sends the browser on to the authorization URL. The redirect carries the
+// state, so it is neither cached (Cache-Control: no-store, set by ServeHTTP) nor
+// passed on as a Referer.
+func (h *callbackHandler) start(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		errorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in the browser to sign in.", "")
+		return
+	}
+	w.Header().Set("Location", h.authURL)
+	w.WriteHeader(http.StatusFound)
 }
 
 func errorPage(w http.ResponseWriter, status int, title, detail, hint string) {

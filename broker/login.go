@@ -25,11 +25,14 @@ const DefaultLoginTimeout = 5 * time.Minute
 
 // LoginOptions tune one sign-in.
 type LoginOptions struct {
-	// Browser opens the URL; nil uses Deps.Browser. Ignored with NoBrowser.
+	// Browser opens the sign-in's start address (see Prompt); nil uses
+	// Deps.Browser. Ignored with NoBrowser.
 	Browser   Browser
 	NoBrowser bool
-	// Prompt receives the authorization URL and progress lines (stderr in
-	// the CLI), so a user on a headless box can copy the URL.
+	// Prompt receives the sign-in's start address and progress lines (stderr in
+	// the CLI), so a user whose browser did not open can copy the address. It is
+	// http://127.0.0.1:PORT/ on the callback listener, which redirects to the
+	// issuer: the authorization URL itself, with its state, is never printed.
 	Prompt io.Writer
 	// Timeout bounds the wait for the browser; default DefaultLoginTimeout.
 	Timeout time.Duration
@@ -38,7 +41,8 @@ type LoginOptions struct {
 	// LoginHint preselects an account at the issuer (OIDC login_hint).
 	LoginHint string
 	// BrowserFailed, when set, hears that the browser could not be opened, with
-	// the URL to open by hand: a desktop app shows it, since nobody reads its stderr.
+	// the URL to open by hand (the start address, as Prompt gets): a desktop app
+	// shows it, since nobody reads its stderr.
 	BrowserFailed func(url string, err error)
 }
 
@@ -119,7 +123,13 @@ func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions, waiti
 		return ProfileStatus{}, fmt.Errorf("open the loopback listener for the sign-in redirect: %w", err)
 	}
 	defer ln.Close()
-	redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", ln.Addr().(*net.TCPAddr).Port)
+	port := ln.Addr().(*net.TCPAddr).Port
+	redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", port)
+	// The browser is opened at, and the user shown, this start address on the same
+	// listener, which redirects to the authorization URL: that URL's state, nonce and
+	// PKCE challenge never reach an opener's command line (/proc/*/cmdline, readable
+	// by every local user) or the terminal. It works wherever the callback does.
+	startURL := fmt.Sprintf("http://127.0.0.1:%d%s", port, startPath)
 
 	state, nonce := randomString(), randomString()
 	verifier := oauth2.GenerateVerifier()
@@ -180,9 +190,12 @@ func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions, waiti
 		return displayName(id.claims), nil
 	}
 	handler := newCallbackHandler(state, finish)
+	handler.authURL = authURL
+	handler.peers = b.callbackPeers(s.p.Name)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext:       withConn, // for handler.peers: who holds the other end
 	}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
@@ -192,17 +205,17 @@ func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions, waiti
 	}()
 
 	*waiting = true
-	fmt.Fprintf(opts.Prompt, "Sign in to %s for profile %q in your browser. If it does not open, visit:\n\n  %s\n\n", hostOf(s.p.Issuer), s.p.Name, authURL)
+	fmt.Fprintf(opts.Prompt, "Sign in to %s for profile %q in your browser. If it does not open, visit:\n\n  %s\n\n", hostOf(s.p.Issuer), s.p.Name, startURL)
 	if !opts.NoBrowser {
 		br := opts.Browser
 		if br == nil {
 			br = b.deps.Browser
 		}
 		if br != nil {
-			if err := br.Open(authURL); err != nil {
+			if err := br.Open(startURL); err != nil {
 				fmt.Fprintf(opts.Prompt, "Could not open a browser (%v); open the URL above yourself.\n", err)
 				if opts.BrowserFailed != nil {
-					opts.BrowserFailed(authURL, err)
+					opts.BrowserFailed(startURL, err)
 				}
 			}
 		}

@@ -141,21 +141,24 @@ func TestLoginNoBrowserPrintsURL(t *testing.T) {
 		_, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: never, NoBrowser: true, Prompt: &prompt, Timeout: 10 * time.Second})
 		done <- err
 	}()
-	re := regexp.MustCompile(`http://127\.0\.0\.1:\d+/authorize\?\S+`)
-	var authURL string
-	for deadline := time.Now().Add(10 * time.Second); authURL == "" && time.Now().Before(deadline); {
-		authURL = re.FindString(prompt.String())
+	// The prompt shows the start address on the callback listener, not the
+	// authorization URL with its state.
+	re := regexp.MustCompile(`http://127\.0\.0\.1:\d+/\s`)
+	var startURL string
+	for deadline := time.Now().Add(10 * time.Second); startURL == "" && time.Now().Before(deadline); {
+		startURL = strings.TrimSpace(re.FindString(prompt.String()))
 		time.Sleep(10 * time.Millisecond)
 	}
-	if authURL == "" {
-		t.Fatalf("no authorization URL in the prompt:\n%s", prompt.String())
+	if startURL == "" {
+		t.Fatalf("no start address in the prompt:\n%s", prompt.String())
 	}
-	if r := browse(t, authURL, true); r.err != nil || r.status != http.StatusOK {
+	if r := browse(t, startURL, true); r.err != nil || r.status != http.StatusOK {
 		t.Fatalf("browsing the printed URL: %d %v", r.status, r.err)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Login: %v", err)
 	}
+	assertNoAuthParams(t, "the prompt", prompt.String(), e.idp.Stats().LastAuthParams)
 	if len(never.urls) != 0 {
 		t.Fatal("NoBrowser still opened the browser")
 	}
@@ -637,6 +640,9 @@ func TestLoginBrowserFailed(t *testing.T) {
 	}
 	if r.url != opened || r.err == nil || r.err.Error() != "no browser here" {
 		t.Fatalf("BrowserFailed(%q, %v), want the URL the browser was given and its error", r.url, r.err)
+	}
+	if strings.Contains(r.url, "state=") || strings.Contains(r.url, "code_challenge=") {
+		t.Fatalf("BrowserFailed got %s with its state, want the start address, not the authorization URL", hostPath(r.url))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

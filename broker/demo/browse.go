@@ -27,28 +27,51 @@ var (
 // otherwise, which comes back as error=access_denied, RFC 6749 §4.1.2.1) and
 // follows the final redirect to the loopback callback (RFC 8252 §7.3).
 //
+// authURL may also be an address that redirects to the authorization URL, such
+// as the broker's loopback start address.
+//
 // It returns the status and body of the callback page. If the provider stops
 // on a page without a consent form (an error page), it returns that page's
 // status and body with an error.
 func Browse(ctx context.Context, authURL string, approve bool) (status int, body string, err error) {
-	start, err := url.Parse(authURL)
-	if err != nil {
+	if _, err := url.Parse(authURL); err != nil {
 		return 0, "", fmt.Errorf("browse: parse the authorization URL: %w", err)
 	}
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		return 0, "", fmt.Errorf("browse: create a cookie jar: %w", err)
 	}
-	client := &http.Client{Jar: jar}
+	// The callback is the redirect_uri of the first request that names one (the
+	// authorization request), wherever the chain started.
+	var callback *url.URL
+	note := func(u *url.URL) {
+		if ru := u.Query().Get("redirect_uri"); callback == nil && ru != "" {
+			callback, _ = url.Parse(ru)
+		}
+	}
+	isCallback := func(u *url.URL) bool {
+		return callback != nil && u.Scheme == callback.Scheme && u.Host == callback.Host && u.Path == callback.Path
+	}
+	client := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		for _, r := range via {
+			note(r.URL)
+		}
+		note(req.URL)
+		return nil
+	}}
 
 	resp, page, err := fetch(ctx, client, http.MethodGet, authURL, nil)
 	if err != nil {
 		return 0, "", err
 	}
+	note(resp.Request.URL)
 	form := formAction.FindStringSubmatch(page)
 	id := requestID.FindStringSubmatch(page)
 	if form == nil || id == nil {
-		if resp.Request.URL.Host == start.Host {
+		if !isCallback(resp.Request.URL) {
 			return resp.StatusCode, page, fmt.Errorf("browse: the sign-in page answered %d without a consent form", resp.StatusCode)
 		}
 		return resp.StatusCode, page, nil // redirected straight to the callback
@@ -66,7 +89,7 @@ func Browse(ctx context.Context, authURL string, approve bool) (status int, body
 	if err != nil {
 		return 0, "", err
 	}
-	if resp.Request.URL.Host == action.Host {
+	if !isCallback(resp.Request.URL) {
 		return resp.StatusCode, page, fmt.Errorf("browse: the consent form was answered with %d and no redirect to the callback", resp.StatusCode)
 	}
 	return resp.StatusCode, page, nil
