@@ -194,7 +194,12 @@ func realOPRevocations(t testing.TB, issuer string) int {
 // user, and follows redirects to the redirect_uri named in authURL (the
 // client's loopback callback). It fails unless that callback answers 200,
 // and reports an OAuth error redirect (RFC 6749 §4.1.2.1) by its code.
+// authURL may also be gatepass's start address (realOPResolve).
 func realOPBrowse(ctx context.Context, authURL string) error {
+	authURL, err := realOPResolve(ctx, authURL)
+	if err != nil {
+		return err
+	}
 	au, err := url.Parse(authURL)
 	if err != nil {
 		return fmt.Errorf("parse authorization URL: %w", err)
@@ -272,6 +277,30 @@ func realOPBrowse(ctx context.Context, authURL string) error {
 		return fmt.Errorf("callback page answered HTTP %d: %s", resp.StatusCode, realOPSnippet(body))
 	}
 	return nil
+}
+
+// realOPResolve returns the authorization URL that gatepass's start address
+// (http://127.0.0.1:PORT/, which it opens so that the state stays off the
+// opener's command line) redirects to; any other URL (one with a query) comes
+// back as it is.
+func realOPResolve(ctx context.Context, opened string) (string, error) {
+	u, err := url.Parse(opened)
+	if err != nil || u.RawQuery != "" {
+		return opened, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, opened, nil)
+	if err != nil {
+		return "", err
+	}
+	client := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, body, err := realOPDo(client, req)
+	if err != nil {
+		return "", fmt.Errorf("open the start address: %w", err)
+	}
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") == "" {
+		return "", fmt.Errorf("start address answered HTTP %d, not a redirect to the OP: %s", resp.StatusCode, realOPSnippet(body))
+	}
+	return resp.Header.Get("Location"), nil
 }
 
 func realOPDo(client *http.Client, req *http.Request) (*http.Response, []byte, error) {

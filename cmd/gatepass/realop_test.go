@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,7 +26,23 @@ import (
 	"github.com/gatepass-dev/gatepass/broker"
 )
 
-func init() { registerBrowser("realop", realOPBrowse) }
+func init() {
+	registerBrowser("realop", func(ctx context.Context, opened string) error {
+		authURL, err := realOPResolve(ctx, opened)
+		if err != nil {
+			return err
+		}
+		// gatepass shows only its start address; the test reads the authorization
+		// request back from the browser log.
+		if p := os.Getenv("GATEPASS_TEST_BROWSER_LOG"); p != "" {
+			if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+				fmt.Fprintf(f, "browser realop: authorization request %s\n", authURL)
+				_ = f.Close()
+			}
+		}
+		return realOPBrowse(ctx, authURL)
+	})
+}
 
 // realOPSetup is one profile signed out at a fresh real OP.
 type realOPSetup struct {
@@ -87,10 +104,14 @@ func (s *realOPSetup) login() *url.URL {
 	if stdout != "" {
 		s.t.Errorf("login wrote to stdout: %q", stdout)
 	}
-	m := regexp.MustCompile(regexp.QuoteMeta(s.issuer) + `/auth\?\S+`).FindString(stderr)
-	if m == "" {
-		s.t.Fatalf("login did not print the authorization URL on stderr:\n%s", stderr)
+	if !regexp.MustCompile(`http://127\.0\.0\.1:\d+/\s`).MatchString(stderr) || strings.Contains(stderr, "state=") {
+		s.t.Errorf("login did not print the sign-in's start address (and only it) on stderr:\n%s", stderr)
 	}
+	all := regexp.MustCompile(regexp.QuoteMeta(s.issuer)+`/auth\?\S+`).FindAllString(browserLog(s.t), -1)
+	if len(all) == 0 {
+		s.t.Fatalf("the browser was not sent on to the authorization URL:\n%s", browserLog(s.t))
+	}
+	m := all[len(all)-1] // the last is this login's
 	u, err := url.Parse(m)
 	if err != nil {
 		s.t.Fatal(err)
