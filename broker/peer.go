@@ -40,6 +40,10 @@ type callbackPeers struct {
 
 	mu     sync.Mutex
 	logged map[uint32]bool // refusals logged, per uid: one line each per sign-in
+	// loggedUnknown: a refusal of a client whose owner could not be told was
+	// logged (once per sign-in too, so a client that keeps closing early cannot
+	// flood the terminal).
+	loggedUnknown bool
 }
 
 // callbackPeers returns the check for one sign-in of profile, nil where the system
@@ -89,7 +93,13 @@ func (g *callbackPeers) refuse(w http.ResponseWriter, r *http.Request) bool {
 	}
 	uid, err := g.owner(c)
 	if err != nil {
-		g.log.Warn("sign-in redirect refused", "profile", g.profile, "reason", "could not tell which user's process connected: "+err.Error())
+		g.mu.Lock()
+		first := !g.loggedUnknown
+		g.loggedUnknown = true
+		g.mu.Unlock()
+		if first {
+			g.log.Warn("sign-in redirect refused", "profile", g.profile, "reason", "could not tell which user's process connected: "+err.Error())
+		}
 		errorPage(w, http.StatusForbidden, "gatepass could not tell who sent this request",
 			"This sign-in takes the browser's redirect only from "+peer.UserName(peer.Self())+"'s programs, and the system did not say whose this one was ("+err.Error()+"). The sign-in goes on waiting.",
 			"Reload this page; if this persists, start again with `gatepass login`.")
