@@ -123,6 +123,11 @@ func LoadConfig(path string) (*Config, error) {
 		}
 		return nil, &ConfigError{File: path, Msg: msg}
 	}
+	if fi, err := os.Stat(path); err == nil {
+		if err := checkConfigFile(path, fi); err != nil {
+			return nil, err
+		}
+	}
 	return ParseConfig(path, data)
 }
 
