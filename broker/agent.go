@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // The agent's control socket (DESIGN §1): one process owns a config's
@@ -50,16 +52,29 @@ func ServeControl(ctx context.Context, b *Broker, path string) error {
 	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("restrict the control socket directory: %w", err)
 	}
+	// The socket's lock is held for the agent's whole life: of two agents starting at
+	// once for one config, the second finds it taken, instead of both seeing no live
+	// socket and the second replacing the first one's (or, on shutdown, removing it).
+	lock := flock.New(path + ".lock")
+	if ok, err := lock.TryLock(); err != nil {
+		return fmt.Errorf("lock the control socket %s: %w", lock.Path(), err)
+	} else if !ok {
+		return fmt.Errorf("another gatepass agent is already running for this config (lock %s); stop it first", lock.Path())
+	}
 	if c := (AgentClient{Path: path}); c.Alive(ctx) {
+		_ = lock.Unlock()
 		return fmt.Errorf("another gatepass agent is already running for this config (socket %s); stop it first", path)
 	}
-	_ = os.Remove(path)
+	_ = os.Remove(path) // a crashed agent's: its lock went with its process
 	ln, err := net.Listen("unix", path)
 	if err != nil {
+		_ = lock.Unlock()
 		return fmt.Errorf("listen on the control socket %s: %w", path, err)
 	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // removed below, while the lock is held
 	if err := os.Chmod(path, 0o600); err != nil {
 		_ = ln.Close()
+		_ = lock.Unlock()
 		return fmt.Errorf("restrict the control socket: %w", err)
 	}
 	srv := &http.Server{Handler: controlHandler(b), ReadHeaderTimeout: 5 * time.Second}
@@ -69,6 +84,7 @@ func ServeControl(ctx context.Context, b *Broker, path string) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		_ = os.Remove(path)
+		_ = lock.Unlock()
 	}()
 	go func() { _ = srv.Serve(ln) }()
 	return nil

@@ -1625,3 +1625,43 @@ func TestControlSocketFreshToken(t *testing.T) {
 		t.Errorf("agent Token with a 1m demand and 1-minute tokens: %v, want the --min-ttl error", err)
 	}
 }
+
+// TestControlSocketConcurrentAgents: of agents starting at once for one config,
+// exactly one serves; the others say another is running, and the one keeps its
+// socket when they give up.
+func TestControlSocketConcurrentAgents(t *testing.T) {
+	e := newEnv(t, demo.Options{})
+	dir, err := os.MkdirTemp("", "gp-sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "gatepass", "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n = 8
+	errs := make(chan error, n)
+	var start sync.WaitGroup
+	start.Add(1)
+	for range n {
+		go func() {
+			start.Wait()
+			errs <- ServeControl(ctx, e.b, path)
+		}()
+	}
+	start.Done()
+	served := 0
+	for range n {
+		if err := <-errs; err == nil {
+			served++
+		} else if !strings.Contains(err.Error(), "already running") {
+			t.Errorf("a losing agent: %v", err)
+		}
+	}
+	if served != 1 {
+		t.Fatalf("%d agents serve one config, want 1", served)
+	}
+	if !(AgentClient{Path: path}).Alive(ctx) {
+		t.Fatal("the agent that won does not answer on its socket")
+	}
+}
