@@ -1529,15 +1529,22 @@ func TestBackgroundRequestsNeverOpenABrowser(t *testing.T) {
 
 // TestControlSocket: the agent's control socket is the user's only (0600 in a 0700
 // directory), refuses a second agent, and tells clients where the proxy listens.
-func TestControlSocket(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, demo.Options{})
-	dir, err := os.MkdirTemp("", "gp-sock") // short: Unix socket paths are limited
+// controlSocketPath is a control socket path in a directory of its own, short
+// (Unix socket paths are limited), removed when the test ends.
+func controlSocketPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gp-sock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "gatepass", "agent.sock")
+	return filepath.Join(dir, "gatepass", "agent.sock")
+}
+
+func TestControlSocket(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	path := controlSocketPath(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := ServeControl(ctx, e.b, path); err != nil {
@@ -1601,12 +1608,7 @@ func TestGoogleTestingAppSevenDays(t *testing.T) {
 func TestControlSocketFreshToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{AccessTTL: time.Minute, IDTokenTTL: time.Minute})
-	dir, err := os.MkdirTemp("", "gp-sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "agent.sock")
+	path := controlSocketPath(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := ServeControl(ctx, e.b, path); err != nil {
@@ -1631,12 +1633,7 @@ func TestControlSocketFreshToken(t *testing.T) {
 // socket when they give up.
 func TestControlSocketConcurrentAgents(t *testing.T) {
 	e := newEnv(t, demo.Options{})
-	dir, err := os.MkdirTemp("", "gp-sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "gatepass", "agent.sock")
+	path := controlSocketPath(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const n = 8

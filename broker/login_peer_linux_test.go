@@ -3,41 +3,26 @@ package broker
 import (
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/gatepass-dev/gatepass/broker/demo"
 	"github.com/gatepass-dev/gatepass/internal/peer"
+	"github.com/gatepass-dev/gatepass/internal/peer/peertest"
 )
 
 // A real client of another user (curl as nobody) that knows the sign-in's state gets
 // 403 from the loopback listener, and the sign-in goes on waiting; this user's browser
 // then finishes it. The owner lookup is the real one (netlink sock_diag).
 func TestLoginRefusesAnotherUsersCurl(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs the tests as root, which this test needs to start a client as another user")
-		}
-		t.Skip("needs root to start a client as another user (CI runs as root)")
-	}
-	curlPath, err := exec.LookPath("curl")
-	if err != nil {
-		t.Fatal("curl is needed (scripts/deps installs it)")
-	}
+	peertest.NeedRoot(t)
 	if err := peer.Probe(peer.Owner); err != nil {
 		t.Fatalf("the owner lookup does not work here, so the listener would not check: %v", err)
 	}
-	const nobody = 65534
+	const nobody = peertest.Nobody
 	curl := func(target string) string {
 		t.Helper()
-		cmd := exec.Command(curlPath, "-sS", "-i", "--max-time", "10", "--noproxy", "*", target)
-		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}
-		cmd.Dir = "/"
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-		out, err := cmd.CombinedOutput()
+		out, err := peertest.Curl(t, nobody, "-sS", "-i", "--max-time", "10", "--noproxy", "*", target).CombinedOutput()
 		if err != nil {
 			t.Fatalf("curl as uid %d: %v\n%s", nobody, err, out)
 		}

@@ -4,11 +4,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/gatepass-dev/gatepass/internal/peer/peertest"
@@ -17,26 +14,13 @@ import (
 // A real client of another user (curl as nobody) gets 403 and its requests reach no
 // upstream; the same curl as this user is served.
 func TestAnotherUsersClientIsRefused(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs the tests as root, which this test needs to start a client as another user")
-		}
-		t.Skip("needs root to start a client as another user (CI runs as root)")
-	}
-	curlPath, err := exec.LookPath("curl")
-	if err != nil {
-		t.Fatal("curl is needed (scripts/deps installs it)")
-	}
+	peertest.NeedRoot(t)
 	e := newEnv(t)
-	curl := func(uid uint32, args ...string) (string, error) {
-		cmd := exec.Command(curlPath, append([]string{"-sS", "--max-time", "10", "-x", "http://" + e.srv.Addr(), "-w", "\n%{http_code}"}, args...)...)
-		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}
-		cmd.Dir = "/"
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
-		out, err := cmd.CombinedOutput()
+	curl := func(uid int, args ...string) (string, error) {
+		out, err := peertest.Curl(t, uid, append([]string{"-sS", "--max-time", "10", "-x", "http://" + e.srv.Addr(), "-w", "\n%{http_code}"}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	const nobody = 65534
+	const nobody = peertest.Nobody
 	out, err := curl(nobody, e.plainGWURL()+"/from-nobody")
 	if err != nil || !strings.HasSuffix(out, "\n403") || !strings.Contains(out, `"error":"other_user"`) || !strings.Contains(out, "uid 65534") {
 		t.Fatalf("curl as uid %d: %v\n%s\nwant 403 other_user naming uid 65534", nobody, err, out)
@@ -66,13 +50,8 @@ func TestAnotherUsersClientIsRefused(t *testing.T) {
 // is down): the proxy sends it nothing, token or otherwise, on the pooled path and on
 // net/http's (an upgrade), and says why.
 func TestGatewayPortHeldByAnotherUser(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs the tests as root, which this test needs to make another user's socket")
-		}
-		t.Skip("needs root to make another user's socket (CI runs as root)")
-	}
-	ln, err := peertest.ListenAs(65534, "127.0.0.1:0")
+	peertest.NeedRoot(t)
+	ln, err := peertest.ListenAs(peertest.Nobody, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

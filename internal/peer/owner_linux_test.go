@@ -48,12 +48,7 @@ func TestPeerOwnerOfLoopbackConnections(t *testing.T) {
 // listenAs opens a loopback listener whose socket belongs to uid (needs root).
 func listenAs(t *testing.T, uid int, addr string) net.Listener {
 	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs the tests as root, which this test needs to make another user's socket")
-		}
-		t.Skip("needs root to make another user's socket (CI runs as root)")
-	}
+	peertest.NeedRoot(t)
 	ln, err := peertest.ListenAs(uid, addr)
 	if err != nil {
 		t.Fatal(err)
