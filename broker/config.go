@@ -45,6 +45,11 @@ type Profile struct {
 	Gateways     []Pattern
 	Inject       TokenKind // key inject: id_token (default) or access_token
 	PlainHTTP    []Pattern // key plain_http: loopback hosts, each covered by Gateways
+	// AllowedOrigins (key allowed_origins, written https://host[:port], "*." allowed)
+	// are the web pages on other hosts that may use this profile's token from a
+	// browser going through the proxy (pages on loopback and on the profile's own
+	// gateways may without it).
+	AllowedOrigins []Pattern
 }
 
 // googleRulesIssuers are issuers that tests treat as Google's (the demo provider
@@ -134,7 +139,7 @@ func LoadConfig(path string) (*Config, error) {
 // The keys a config may hold, in the order EncodeConfig writes them.
 var (
 	topKeys     = []string{"listen", "default_profile", "upstream_proxy", "profiles"}
-	profileKeys = []string{"issuer", "client_id", "client_secret", "scopes", "gateways", "inject", "plain_http"}
+	profileKeys = []string{"issuer", "client_id", "client_secret", "scopes", "gateways", "inject", "plain_http", "allowed_origins"}
 )
 
 // fileConfig and fileProfile mirror the TOML layout for decoding.
@@ -153,6 +158,8 @@ type fileProfile struct {
 	Gateways     []string  `toml:"gateways"`
 	Inject       string    `toml:"inject"`
 	PlainHTTP    []string  `toml:"plain_http"`
+	// AllowedOrigins: https:// origins whose pages may use the token.
+	AllowedOrigins []string `toml:"allowed_origins"`
 }
 
 // ParseConfig decodes and validates a config; path is used in errors and
@@ -212,6 +219,8 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		errs = append(errs, perrs...)
 		p.PlainHTTP, perrs = parsePatterns(fp.PlainHTTP, base+".plain_http")
 		errs = append(errs, perrs...)
+		p.AllowedOrigins, perrs = parseOrigins(fp.AllowedOrigins, base+".allowed_origins")
+		errs = append(errs, perrs...)
 		c.Profiles = append(c.Profiles, p)
 	}
 	if c.DefaultProfile == "" && len(c.Profiles) == 1 {
@@ -259,6 +268,42 @@ func parsePatterns(ss []string, key string) ([]Pattern, []*ConfigError) {
 		p, err := ParsePattern(s)
 		if err != nil {
 			errs = append(errs, &ConfigError{Key: fmt.Sprintf("%s[%d]", key, i), Msg: err.Error()})
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errs
+}
+
+// parseOrigins reads allowed_origins: https://host[:port] with host a gateway-style
+// pattern ("*." for subdomains), no path, query or user.
+func parseOrigins(ss []string, key string) ([]Pattern, []*ConfigError) {
+	var out []Pattern
+	var errs []*ConfigError
+	for i, s := range ss {
+		bad := func(format string, a ...any) {
+			errs = append(errs, &ConfigError{Key: fmt.Sprintf("%s[%d]", key, i), Msg: fmt.Sprintf(format, a...)})
+		}
+		scheme, rest, ok := strings.Cut(s, "://")
+		switch {
+		case !ok:
+			bad("%q is not an origin: write it as https://host[:port]", s)
+			continue
+		case strings.EqualFold(scheme, "http"):
+			bad("%q: only https:// pages may use the token (a plain-HTTP page can be changed on the way; pages on localhost may without being listed)", s)
+			continue
+		case !strings.EqualFold(scheme, "https"):
+			bad("%q: an origin here is https://host[:port]", s)
+			continue
+		}
+		rest = strings.TrimSuffix(rest, "/")
+		if strings.ContainsAny(rest, "/?#@") {
+			bad("%q: an origin has no path, query or user: write https://host[:port]", s)
+			continue
+		}
+		p, err := ParsePattern(rest)
+		if err != nil {
+			bad("%q: %v", s, err)
 			continue
 		}
 		out = append(out, p)
@@ -319,7 +364,7 @@ func expectedType(key []string) string {
 		return "a table [" + formatKey(key) + "]"
 	case last == "profiles":
 		return "tables [profiles.NAME]"
-	case last == "scopes" || last == "gateways" || last == "plain_http":
+	case last == "scopes" || last == "gateways" || last == "plain_http" || last == "allowed_origins":
 		return `an array of strings like ["a", "b"]`
 	}
 	return "a string in quotes"
@@ -618,6 +663,11 @@ func (c *Config) validate(lines map[string]int, skipCoverage map[string]bool) []
 			}
 			seen = append(seen, owned{g, p.Name, key})
 		}
+		for j, o := range p.AllowedOrigins {
+			if msg := checkCanonical(o); msg != "" {
+				add(fmt.Sprintf("%s.allowed_origins[%d]", base, j), "%s", msg)
+			}
+		}
 		for j, h := range p.PlainHTTP {
 			key := fmt.Sprintf("%s.plain_http[%d]", base, j)
 			switch {
@@ -823,6 +873,12 @@ func (p *Profile) IsGoogle() bool {
 	return p.Issuer == "https://accounts.google.com" || p.Issuer == "accounts.google.com"
 }
 
+// AllowsOrigin reports whether a page at https://host:port may use this profile's
+// token (allowed_origins; host normalised as for Gateways).
+func (p *Profile) AllowsOrigin(host, port string) bool {
+	return slices.ContainsFunc(p.AllowedOrigins, func(q Pattern) bool { return q.Matches(host, port) })
+}
+
 // AllowsPlainHTTP reports whether host:port may receive this profile's token
 // over plain HTTP.
 func (p *Profile) AllowsPlainHTTP(host, port string) bool {
@@ -888,6 +944,13 @@ func EncodeConfig(c *Config) ([]byte, error) {
 		}
 		if len(p.PlainHTTP) > 0 {
 			pats("plain_http", p.PlainHTTP)
+		}
+		if len(p.AllowedOrigins) > 0 {
+			origins := make([]string, len(p.AllowedOrigins))
+			for i, o := range p.AllowedOrigins {
+				origins[i] = "https://" + o.String()
+			}
+			arr("allowed_origins", origins)
 		}
 	}
 	if len(bad) > 0 {

@@ -192,11 +192,11 @@ func decideUpstream(r RequestInfo, scheme, host, port string, gateway func(host,
 		d.Host, d.Port, d.Profile = host, port, gw.Profile
 		return d
 	}
-	if site := crossSite(r, gw.Profile, gateway); site != "" {
+	if site := crossSite(r, gw, gateway); site != "" {
 		d := refuse(http.StatusForbidden, "cross_site_request",
 			fmt.Sprintf("a web page on %s sent this request to %s, a gateway of profile %q: gatepass adds the token only to requests from your own tools, from pages on localhost, or from pages of that profile's gateways", site, joinHostPort(host, port), gw.Profile))
 		d.Host, d.Port, d.Profile = host, port, gw.Profile
-		d.Hint = "call the gateway from your own code or tools (curl, Postman, a dev server on localhost), not from another site's page"
+		d.Hint = "call the gateway from your own tools (curl, Postman, a dev server on localhost); if that site's pages should use the token, list its https:// origin in allowed_origins of profile " + gw.Profile
 		return d
 	}
 	return Decision{Action: Inject, Host: host, Port: port, Profile: gw.Profile}
@@ -221,9 +221,9 @@ func (r *RequestInfo) setPage(h http.Header) {
 // pages of the same profile's gateways, the user's own navigation (Sec-Fetch-Site
 // none), and top-level GET navigations, which is what SameSite=Lax lets a cookie do.
 // Tools that are not browsers (curl, Postman's requests, SDKs) send none of these.
-func crossSite(r RequestInfo, profile string, gateway func(host, port string) (Gateway, bool)) string {
+func crossSite(r RequestInfo, gw Gateway, gateway func(host, port string) (Gateway, bool)) string {
 	if r.Origin != "" {
-		if pageAllowed(r.Origin, profile, gateway) {
+		if pageAllowed(r.Origin, gw, gateway) {
 			return ""
 		}
 		return r.Origin
@@ -236,7 +236,7 @@ func crossSite(r RequestInfo, profile string, gateway func(host, port string) (G
 		(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		return ""
 	}
-	if r.Referer != "" && pageAllowed(r.Referer, profile, gateway) {
+	if r.Referer != "" && pageAllowed(r.Referer, gw, gateway) {
 		return ""
 	}
 	if r.Referer != "" {
@@ -247,10 +247,11 @@ func crossSite(r RequestInfo, profile string, gateway func(host, port string) (G
 	return "another site (Sec-Fetch-Site: " + r.FetchSite + ")"
 }
 
-// pageAllowed reports whether a page at origin (an Origin or a Referer) may use
-// profile's token: a loopback host, or a gateway of that profile. "null" (a sandboxed
-// frame, a file, a cross-site redirect) is never allowed.
-func pageAllowed(origin, profile string, gateway func(host, port string) (Gateway, bool)) bool {
+// pageAllowed reports whether a page at origin (an Origin or a Referer) may use the
+// token of gw's profile: a loopback host, a gateway of that profile, or an https://
+// origin the profile lists (allowed_origins). "null" (a sandboxed frame, a file, a
+// cross-site redirect) is never allowed.
+func pageAllowed(origin string, gw Gateway, gateway func(host, port string) (Gateway, bool)) bool {
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" || u.User != nil {
 		return false
@@ -266,8 +267,11 @@ func pageAllowed(origin, profile string, gateway func(host, port string) (Gatewa
 	if isLoopbackName(host) {
 		return true
 	}
-	gw, ok := gateway(host, port)
-	return ok && gw.Profile == profile
+	if strings.EqualFold(u.Scheme, "https") && gw.PageAllowed != nil && gw.PageAllowed(host, port) {
+		return true
+	}
+	pg, ok := gateway(host, port)
+	return ok && pg.Profile == gw.Profile
 }
 
 func decideOriginForm(r RequestInfo) Decision {

@@ -35,7 +35,7 @@ func (f fakeGateways) lookup(host, port string) (Gateway, bool) {
 }
 
 var policyGateways = fakeGateways{
-	"api.team.example":  {Profile: "work"},
+	"api.team.example":  {Profile: "work", PageAllowed: func(host, port string) bool { return host == "docs.team.example" && port == "443" }},
 	"*.gw.team.example": {Profile: "work"},
 	"localhost:9443":    {Profile: "local"},
 	"localhost:8080":    {Profile: "local", PlainHTTP: true},
@@ -210,6 +210,10 @@ func policyCases() map[string]policyCase {
 		"page: Origin of the same profile's gateway":          {page(gwReq, "https://a.gw.team.example", "", "same-site", "cors", "empty"), inject("api.team.example", "443", "work")},
 		"page: Origin of a gateway's other port":              {page(gwReq, "https://api.team.example:8443", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
 		"page: Origin with userinfo":                          {page(gwReq, "https://a@a.gw.team.example", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: an allowed origin":                             {page(gwReq, "https://docs.team.example", "", "same-site", "cors", "empty"), inject("api.team.example", "443", "work")},
+		"page: an allowed origin's img (Referer)":             {page(gwReq, "", "https://docs.team.example/guide", "same-site", "no-cors", "image"), inject("api.team.example", "443", "work")},
+		"page: an allowed origin over http":                   {page(gwReq, "http://docs.team.example", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: an allowed origin on another port":             {page(gwReq, "https://docs.team.example:8443", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
 		"page: dev server on localhost":                       {page(gwReq, "http://localhost:3000", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
 		"page: dev server on 127.0.0.1":                       {page(gwReq, "http://127.0.0.1:5173", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
 		"page: dev server on [::1]":                           {page(gwReq, "http://[::1]:5173", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},

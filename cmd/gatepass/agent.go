@@ -28,7 +28,11 @@ func (t brokerTokens) Gateway(host, port string) (proxy.Gateway, bool) {
 	if !ok {
 		return proxy.Gateway{}, false
 	}
-	return proxy.Gateway{Profile: p.Name, PlainHTTP: p.AllowsPlainHTTP(host, port)}, true
+	gw := proxy.Gateway{Profile: p.Name, PlainHTTP: p.AllowsPlainHTTP(host, port)}
+	if len(p.AllowedOrigins) > 0 {
+		gw.PageAllowed = p.AllowsOrigin
+	}
+	return gw, true
 }
 
 func (t brokerTokens) TokenFor(ctx context.Context, host, port string) (proxy.Token, error) {

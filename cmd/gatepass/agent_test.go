@@ -91,3 +91,41 @@ func TestWriteConfigFile(t *testing.T) {
 		t.Errorf("first write: backup %q, %v; want none", b, err)
 	}
 }
+
+// TestAllowedOriginsReachThePolicy: a profile's allowed_origins let those pages use
+// its token through the proxy (the adapter hands them to the policy); other sites'
+// pages and plain-HTTP ones do not.
+func TestAllowedOriginsReachThePolicy(t *testing.T) {
+	cfg, err := broker.ParseConfig("c.toml", []byte(`[profiles.w]
+issuer = "https://accounts.google.com"
+client_id = "x"
+client_secret = "GOCSPX-secret"
+gateways = ["api.team.example"]
+allowed_origins = ["https://docs.team.example", "https://*.preview.team.example"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(cfg, broker.Deps{Keychain: &broker.FakeKeychain{}, LockDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := brokerTokens{b}
+	for origin, want := range map[string]proxy.Action{
+		"https://docs.team.example":         proxy.Inject,
+		"https://pr-7.preview.team.example": proxy.Inject,
+		"https://preview.team.example":      proxy.Refuse, // "*." is subdomains only
+		"http://docs.team.example":          proxy.Refuse,
+		"https://evil.example":              proxy.Refuse,
+		"":                                  proxy.Inject, // not a browser
+	} {
+		d := proxy.Decide(proxy.RequestInfo{Method: "GET", Scheme: "https", HostHeader: "api.team.example",
+			Tunnel: "api.team.example:443", Origin: origin, FetchSite: "cross-site"}, src.Gateway)
+		if origin == "" {
+			d = proxy.Decide(proxy.RequestInfo{Method: "GET", Scheme: "https", HostHeader: "api.team.example", Tunnel: "api.team.example:443"}, src.Gateway)
+		}
+		if d.Action != want {
+			t.Errorf("Origin %q: %v (%s), want %v", origin, d.Action, d.Reason, want)
+		}
+	}
+}
