@@ -300,3 +300,26 @@ func TestLoginStartAddressRedirects(t *testing.T) {
 		t.Fatal("the issuer saw another state than the start address's redirect carried")
 	}
 }
+
+// TestLoginLetsInRedirectFromOutsideTheSystem: a redirect whose client is no socket of
+// this machine at all (WSL2's mirrored networking brings the Windows browser's this
+// way) is let in, as where the system cannot tell, and said once in the log.
+func TestLoginLetsInRedirectFromOutsideTheSystem(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	var logs syncBuffer
+	e.b.deps.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	o := newSwitchOwner()
+	e.b.peerOwner = o.owner
+	startURL, done := startLogin(t, e, LoginOptions{})
+	o.set(0, peer.ErrExternal)
+	if r := browse(t, startURL, true); r.err != nil || r.status != http.StatusOK || !strings.Contains(r.body, "dev@example.test") {
+		t.Fatalf("a browser from outside the system: %d %v:\n%s", r.status, r.err, r.body)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+	if n := strings.Count(logs.String(), "from outside this system let in"); n != 1 {
+		t.Errorf("%d log lines for the outside client, want 1:\n%s", n, logs.String())
+	}
+}

@@ -44,6 +44,8 @@ type callbackPeers struct {
 	// logged (once per sign-in too, so a client that keeps closing early cannot
 	// flood the terminal).
 	loggedUnknown bool
+	// loggedExternal: a client from outside this system was let in and logged.
+	loggedExternal bool
 }
 
 // callbackPeers returns the check for one sign-in of profile, nil where the system
@@ -92,6 +94,19 @@ func (g *callbackPeers) refuse(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	uid, err := g.owner(c)
+	if errors.Is(err, peer.ErrExternal) {
+		// From outside this system (WSL2's mirrored networking brings the Windows
+		// browser's redirect this way): nobody here owns it, as on a system that
+		// cannot tell at all, where every client is let in.
+		g.mu.Lock()
+		first := !g.loggedExternal
+		g.loggedExternal = true
+		g.mu.Unlock()
+		if first {
+			g.log.Warn("sign-in redirect from outside this system let in (WSL2 mirrored networking or a VM's port forward?): nobody here owns it, so it cannot be checked", "profile", g.profile)
+		}
+		return false
+	}
 	if err != nil {
 		g.mu.Lock()
 		first := !g.loggedUnknown

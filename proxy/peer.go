@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatepass-dev/gatepass/internal/peer"
@@ -38,6 +39,10 @@ type peerGate struct {
 	on          bool  // false: the check does not work here, every connection is served
 	off         error // why it is off
 
+	// log, when set, says once that a connection from outside the system was served.
+	log      func(msg string, args ...any)
+	external atomic.Bool
+
 	mu     sync.Mutex
 	logged map[uint32]time.Time // refusals logged, per uid (at most one line a minute each)
 }
@@ -57,6 +62,12 @@ func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
 		return "", 0, false
 	}
 	uid, err := g.owner(c)
+	if errors.Is(err, peer.ErrExternal) {
+		if g.external.CompareAndSwap(false, true) && g.log != nil {
+			g.log("proxy connection from outside this system served (WSL2 mirrored networking or a VM's port forward?): nobody here owns it, so it cannot be checked", "from", c.RemoteAddr().String())
+		}
+		return "", 0, false
+	}
 	if err != nil {
 		return "could not tell which user's process connected (" + err.Error() + "); gatepass serves only " + userName(g.self) + "'s processes", 0, false
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatepass-dev/gatepass/internal/peer"
 )
 
 // The proxy serves only its own user's processes (and root's); tests set who "holds"
@@ -213,5 +215,21 @@ func TestCrossSitePagesGetNoToken(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), canaryPrefix) {
 		t.Error("a token in the log")
+	}
+}
+
+// TestConnectionFromOutsideTheSystemIsServed: a client that is no socket of this
+// machine (WSL2's mirrored networking) is served, as where the system cannot tell,
+// and said once in the log.
+func TestConnectionFromOutsideTheSystemIsServed(t *testing.T) {
+	e := newEnv(t, withOwner(ownerAfterProbe(0, peer.ErrExternal)))
+	for range 2 {
+		if resp, body := get(t, e.client(), e.plainGWURL()+"/p"); resp.StatusCode != 200 || body != "hello from plain-gateway" {
+			t.Fatalf("%d %q, want served", resp.StatusCode, body)
+		}
+		e.client().CloseIdleConnections()
+	}
+	if n := strings.Count(e.logs.String(), "proxy connection from outside this system served"); n != 1 {
+		t.Errorf("%d log lines, want 1:\n%s", n, e.logs.String())
 	}
 }

@@ -200,6 +200,7 @@ func New(opts Options) (*Server, error) {
 		serverOwner = peer.ServerOwner
 	}
 	s.peers = newPeerGate(owner, serverOwner)
+	s.peers.log = log.Warn
 	if len(opts.CANames) > 0 {
 		ca, err := EnsureCA(opts.CA, opts.CANames, opts.CACertPath, log)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gatepass-dev/gatepass/internal/peer/peertest"
+	"golang.org/x/sys/unix"
 )
 
 // The real lookup (netlink sock_diag) against real sockets.
@@ -103,5 +104,35 @@ func TestServerOwner(t *testing.T) {
 	ln.Close()
 	if uid, err := ServerOwner(c); !errors.Is(err, ErrGone) {
 		t.Fatalf("with the listener closed: ServerOwner = %d, %v; want ErrGone", uid, err)
+	}
+}
+
+// A client that resets its connection (SO_LINGER 0) leaves no socket at all, not even
+// a TIME_WAIT one; the reset also ends this end, so Owner says the client is gone,
+// never that it came from outside the system (which callers let in).
+func TestOwnerOfAResetClientIsGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	local, remote := a.LocalAddr().(*net.TCPAddr), a.RemoteAddr().(*net.TCPAddr)
+	if !establishedHere(unix.AF_INET, local, remote) {
+		t.Fatal("this end of a live connection is not seen as established")
+	}
+	c.Write([]byte("GET /side-effect HTTP/1.1\r\nHost: x\r\n\r\n"))
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close() // RST: the client's socket is destroyed at once
+	if uid, err := Owner(a); !errors.Is(err, ErrGone) {
+		t.Fatalf("after the client's reset: Owner = %d, %v; want ErrGone", uid, err)
 	}
 }

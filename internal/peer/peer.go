@@ -22,6 +22,13 @@ var ErrUnsupported = errors.New("this system does not say which user holds a loo
 // it was looked up), or was not found.
 var ErrGone = errors.New("the socket at the other end was closed or not found")
 
+// ErrExternal: the other end of a loopback connection is not a socket of this kernel
+// at all, while this end is established: a peer outside this system forwarded onto its
+// loopback (WSL2's mirrored networking, for one, hands Windows' connections to the
+// Linux VM this way). Nobody here owns it, so nobody can be told; callers treat it as
+// a system that cannot tell, not as a closed socket.
+var ErrExternal = errors.New("the connection comes from outside this system (its other end is not one of this machine's sockets)")
+
 // Self is this process's user ID.
 func Self() uint32 { return uint32(os.Getuid()) }
 
