@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -31,11 +32,18 @@ import (
 // caller's Accept-Encoding passes through), and an explicit upstream proxy only.
 func newTransport(opts Options, checkConn func(net.Conn) error) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	// The corporate proxy is not an upstream the token goes to in the clear (it
+	// tunnels the gateway's TLS), and on loopback it is often a service account's
+	// (cntlm, px): checkConn is for the upstreams themselves.
+	proxyAddr := ""
+	if up := opts.UpstreamProxy; up != nil {
+		proxyAddr = net.JoinHostPort(up.Hostname(), cmp.Or(up.Port(), map[string]string{"http": "80", "https": "443"}[up.Scheme]))
+	}
 	return &http.Transport{
 		Proxy: upstreamProxyFunc(opts.UpstreamProxy),
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
-			if err == nil {
+			if err == nil && addr != proxyAddr {
 				if err = checkConn(c); err != nil {
 					c.Close()
 					return nil, err
@@ -224,6 +232,7 @@ func (s *Server) serveProxied(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := RequestInfo{Method: r.Method, HostHeader: r.Host, ProxyPort: s.port()}
 	info.setPage(r.Header)
+	info.LocalPage = s.peers.localPage
 	scheme := ""
 	if r.URL.Scheme != "" {
 		info.Scheme, info.Target, info.Userinfo = r.URL.Scheme, r.URL.Host, r.URL.User != nil

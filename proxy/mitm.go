@@ -153,6 +153,7 @@ func (s *Server) serveInTunnel(w http.ResponseWriter, r *http.Request, tunnel De
 	start := time.Now()
 	info := RequestInfo{Method: r.Method, Scheme: "https", HostHeader: r.Host, Tunnel: tunnel.Addr(), ProxyPort: s.port()}
 	info.setPage(r.Header)
+	info.LocalPage = s.peers.localPage
 	if r.RequestURI != "" && !strings.HasPrefix(r.RequestURI, "/") && r.RequestURI != "*" {
 		if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
 			info.Target, info.Userinfo = u.Host, u.User != nil

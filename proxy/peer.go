@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +37,11 @@ var (
 type peerGate struct {
 	owner       func(net.Conn) (uint32, error) // who holds the other end of a loopback connection
 	serverOwner func(net.Conn) (uint32, error) // who runs the loopback server a dialled connection reached
-	self        uint32
-	on          bool  // false: the check does not work here, every connection is served
-	off         error // why it is off
+	// listenerOwner: who listens on a loopback port (peer.ListenerOwner; tests replace it).
+	listenerOwner func(net.IP, int) (uint32, error)
+	self          uint32
+	on            bool  // false: the check does not work here, every connection is served
+	off           error // why it is off
 
 	// log, when set, says once that a connection from outside the system was served.
 	log      func(msg string, args ...any)
@@ -50,7 +54,7 @@ type peerGate struct {
 // newPeerGate probes owner on a loopback connection of its own: the check is on only
 // when that finds this process's user.
 func newPeerGate(owner, serverOwner func(net.Conn) (uint32, error)) *peerGate {
-	g := &peerGate{owner: owner, serverOwner: serverOwner, self: peer.Self(), logged: map[uint32]time.Time{}}
+	g := &peerGate{owner: owner, serverOwner: serverOwner, listenerOwner: peer.ListenerOwner, self: peer.Self(), logged: map[uint32]time.Time{}}
 	g.off = peer.Probe(owner)
 	g.on = g.off == nil
 	return g
@@ -101,12 +105,47 @@ func (g *peerGate) checkUpstream(c net.Conn) error {
 	}
 	uid, err := g.serverOwner(c)
 	switch {
+	case errors.Is(err, peer.ErrGone):
+		// No listener takes it: the port is forwarded by a rule of root's (Docker or
+		// podman DNAT, a hostPort), or the server has just gone. Nobody else can
+		// receive what is sent.
+		return nil
 	case err != nil:
 		return &foreignUpstreamError{owner: "a user gatepass could not tell (" + err.Error() + ")"}
 	case uid == g.self || uid == 0:
 		return nil
 	}
 	return &foreignUpstreamError{owner: userName(uid)}
+}
+
+// localPage reports whether a web page on loopback host:port is served by this user
+// or root (RequestInfo.LocalPage): the listener on that port that takes connections to
+// host, for "localhost" to 127.0.0.1 and ::1 both. None there, or one of another user,
+// is not this user's page. Where the check is off, every loopback page is.
+func (g *peerGate) localPage(host, port string) bool {
+	if !g.on {
+		return true
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return false
+	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if ip := net.ParseIP(host); ip != nil {
+		ips = []net.IP{ip}
+	}
+	found := false
+	for _, ip := range ips {
+		uid, err := g.listenerOwner(ip, p)
+		switch {
+		case errors.Is(err, peer.ErrGone):
+		case err != nil || (uid != g.self && uid != 0):
+			return false
+		default:
+			found = true
+		}
+	}
+	return found
 }
 
 // shouldLog reports whether a refusal of uid is logged now: the first, then at most
@@ -129,6 +168,21 @@ func (g *peerGate) shouldLog(uid uint32, now time.Time) bool {
 func (s *Server) refusePeer(c net.Conn, reason string, uid uint32, known bool) {
 	if !known || s.peers.shouldLog(uid, time.Now()) {
 		s.log.Warn("proxy connection refused", "from", c.RemoteAddr().String(), "reason", reason)
+	}
+	// The answer follows the client's request head (read and dropped, never parsed
+	// or passed on): an answer that came first would reach an HTTP client as bytes on
+	// an idle connection, which Go's client, for one, reports as an error instead.
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4096)
+	var tail []byte
+	for read := 0; read < maxHeaderBytes; {
+		n, err := c.Read(buf)
+		read += n
+		tail = append(tail, buf[:n]...)
+		if bytes.Contains(tail, []byte("\r\n\r\n")) || err != nil {
+			break
+		}
+		tail = tail[max(0, len(tail)-3):]
 	}
 	tc := &loopConn{s: s, c: c, bw: bufio.NewWriterSize(c, 1024)}
 	c.SetWriteDeadline(time.Now().Add(lingerTime))

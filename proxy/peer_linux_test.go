@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -77,5 +80,58 @@ func TestGatewayPortHeldByAnotherUser(t *testing.T) {
 	// The same port run by this user is served.
 	if resp, body := get(t, e.client(), e.plainGWURL()+"/mine"); resp.StatusCode != 200 || body != "hello from plain-gateway" {
 		t.Fatalf("this user's gateway: %d %q", resp.StatusCode, body)
+	}
+}
+
+// A page served on loopback by another user's program is another site: a fetch() from
+// it to a gateway gets no token, though the developer's browser sends it.
+func TestLoopbackPageOfAnotherUserGetsNoToken(t *testing.T) {
+	peertest.NeedRoot(t)
+	ln, err := peertest.ListenAs(peertest.Nobody, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	e := newEnv(t)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	for _, origin := range []string{"http://127.0.0.1:" + port, "http://localhost:" + port} {
+		resp, body := get(t, e.client(), e.tlsGWURL()+"/x", "Origin", origin, "Sec-Fetch-Site", "cross-site")
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Gatepass-Error") != "cross_site_request" {
+			t.Errorf("a page of uid %d's server at %s: %d %q, want 403 cross_site_request", peertest.Nobody, origin, resp.StatusCode, body)
+		}
+	}
+	if n := len(e.tlsGW.requests()); n != 0 {
+		t.Fatalf("the gateway got %d requests from another user's page", n)
+	}
+}
+
+// A corporate proxy daemon on loopback run by a service account (cntlm, px) is not an
+// upstream the token goes to in the clear (it tunnels the gateway's TLS): requests go
+// through it whoever runs it.
+func TestUpstreamProxyOfAServiceAccount(t *testing.T) {
+	peertest.NeedRoot(t)
+	corpPKI := newNamedPKI(t, []string{"gw.corp.test"}, nil)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(corpPKI.pem)
+	corp := &corpProxy{routes: map[string]string{}, conns: map[net.Conn]struct{}{}}
+	corp.tr = newCorpProxy(t).tr
+	ln, err := peertest.ListenAs(peertest.Nobody, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	corp.Server = httptest.NewUnstartedServer(corp)
+	corp.Listener.Close()
+	corp.Listener = ln
+	corp.Start()
+	defer corp.Close()
+	remote := newUpstream(t, "tls-remote-gateway", corpPKI, false)
+	corp.addRoute("gw.corp.test:443", remote.Listener.Addr().String())
+	src := newFakeSource()
+	src.add("gw.corp.test:443", Gateway{Profile: "work"})
+	up, _ := url.Parse("http://" + ln.Addr().String())
+	e := newCorpEnv(t, src, []string{"gw.corp.test"}, roots, up, corpPKI.pem)
+	resp, body := get(t, e.client(), "https://gw.corp.test/a")
+	if resp.StatusCode != http.StatusOK || body != "hello from tls-remote-gateway" {
+		t.Fatalf("through uid %d's corporate proxy: %d %s %q, want the gateway's answer", peertest.Nobody, resp.StatusCode, resp.Header.Get("X-Gatepass-Error"), body)
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -202,11 +203,22 @@ func TestCrossSitePagesGetNoToken(t *testing.T) {
 			t.Fatalf("%s got %d requests from other sites' pages", u.name, n)
 		}
 	}
+	// The developer's dev server, on loopback, run by this user.
+	dev, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	devOrigin := "http://localhost:" + strings.TrimPrefix(dev.Addr().String(), "127.0.0.1:")
 	for _, target := range []string{e.plainGWURL() + "/dev", e.tlsGWURL() + "/dev"} {
-		resp, _ := get(t, c, target, "Origin", "http://localhost:3000", "Sec-Fetch-Site", "cross-site")
+		resp, body := get(t, c, target, "Origin", devOrigin, "Sec-Fetch-Site", "cross-site")
 		if resp.StatusCode != 200 {
-			t.Fatalf("%s from a localhost page: %d", target, resp.StatusCode)
+			t.Fatalf("%s from a page of this user's dev server: %d %s", target, resp.StatusCode, body)
 		}
+	}
+	// A loopback port nobody listens on is no page of this user's.
+	if resp, _ := get(t, c, e.plainGWURL()+"/gone", "Origin", "http://127.0.0.1:9", "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a page on a loopback port nobody serves: %d, want 403", resp.StatusCode)
 	}
 	for _, u := range []*upstream{e.plainGW, e.tlsGW} {
 		if r := last(t, u); r.URI != "/dev" || !strings.Contains(r.Header.Get("Authorization"), canaryPrefix) {
@@ -231,5 +243,28 @@ func TestConnectionFromOutsideTheSystemIsServed(t *testing.T) {
 	}
 	if n := strings.Count(e.logs.String(), "proxy connection from outside this system served"); n != 1 {
 		t.Errorf("%d log lines, want 1:\n%s", n, e.logs.String())
+	}
+}
+
+// TestLoopbackUpstreamWithoutListener: a loopback gateway no listener takes (a port
+// forwarded by Docker's or podman's DNAT rules, which are root's) is served; a lookup
+// that fails is not.
+func TestLoopbackUpstreamWithoutListener(t *testing.T) {
+	for name, tc := range map[string]struct {
+		err    error
+		status int
+	}{
+		"no listener (DNAT)": {fmt.Errorf("%w (no listener on port 8080)", peer.ErrGone), http.StatusOK},
+		"lookup failed":      {errors.New("netlink sock_diag: no buffer space"), http.StatusBadGateway},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, func(o *Options) {
+				o.serverOwner = func(net.Conn) (uint32, error) { return 0, tc.err }
+			})
+			resp, body := get(t, e.client(), e.plainGWURL()+"/p")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%d %q, want %d", resp.StatusCode, body, tc.status)
+			}
+		})
 	}
 }

@@ -73,6 +73,10 @@ type RequestInfo struct {
 	// not added to a request another web site's page made (crossSite).
 	Origin, Referer                 string
 	FetchSite, FetchMode, FetchDest string
+	// LocalPage reports whether a page on loopback (host:port) is served by this user or
+	// root: another account's server on 127.0.0.1 is another site. The server sets it
+	// (peer.go); nil takes every loopback page for the user's own (tests of the rules).
+	LocalPage func(host, port string) bool
 }
 
 // Decision is the policy's answer for one request.
@@ -223,7 +227,7 @@ func (r *RequestInfo) setPage(h http.Header) {
 // Tools that are not browsers (curl, Postman's requests, SDKs) send none of these.
 func crossSite(r RequestInfo, gw Gateway, gateway func(host, port string) (Gateway, bool)) string {
 	if r.Origin != "" {
-		if pageAllowed(r.Origin, gw, gateway) {
+		if pageAllowed(r, r.Origin, gw, gateway) {
 			return ""
 		}
 		return r.Origin
@@ -236,7 +240,7 @@ func crossSite(r RequestInfo, gw Gateway, gateway func(host, port string) (Gatew
 		(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		return ""
 	}
-	if r.Referer != "" && pageAllowed(r.Referer, gw, gateway) {
+	if r.Referer != "" && pageAllowed(r, r.Referer, gw, gateway) {
 		return ""
 	}
 	if r.Referer != "" {
@@ -248,10 +252,11 @@ func crossSite(r RequestInfo, gw Gateway, gateway func(host, port string) (Gatew
 }
 
 // pageAllowed reports whether a page at origin (an Origin or a Referer) may use the
-// token of gw's profile: a loopback host, a gateway of that profile, or an https://
+// token of gw's profile: a loopback host whose server is this user's (r.LocalPage), a
+// gateway of that profile, or an https://
 // origin the profile lists (allowed_origins). "null" (a sandboxed frame, a file, a
 // cross-site redirect) is never allowed.
-func pageAllowed(origin string, gw Gateway, gateway func(host, port string) (Gateway, bool)) bool {
+func pageAllowed(r RequestInfo, origin string, gw Gateway, gateway func(host, port string) (Gateway, bool)) bool {
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" || u.User != nil {
 		return false
@@ -265,7 +270,7 @@ func pageAllowed(origin string, gw Gateway, gateway func(host, port string) (Gat
 		return false
 	}
 	if isLoopbackName(host) {
-		return true
+		return r.LocalPage == nil || r.LocalPage(host, port)
 	}
 	if strings.EqualFold(u.Scheme, "https") && gw.PageAllowed != nil && gw.PageAllowed(host, port) {
 		return true

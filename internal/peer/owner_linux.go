@@ -1,11 +1,15 @@
 package peer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,10 +53,7 @@ func Owner(c net.Conn) (uint32, error) {
 		family = unix.AF_INET
 	}
 	msgs, err := diagQuery(diagRequest(family, 0xffffffff, remote, local, false))
-	if errors.Is(err, ErrGone) && establishedHere(family, local, remote) {
-		// A local client's socket is in the table from its connect() until well after
-		// its close() (as TIME_WAIT, or gone by a reset that also ends this end), so a
-		// missing one under an established end is a peer from outside this kernel.
+	if errors.Is(err, ErrGone) && externalPeers() && externalPeer(outsideLook(family, local, remote), func() { time.Sleep(settle) }) {
 		return 0, ErrExternal
 	}
 	if err != nil {
@@ -70,6 +71,46 @@ func Owner(c net.Conn) (uint32, error) {
 	}
 	return m.uid, nil
 }
+
+// externalPeers reports whether loopback connections may come from outside this
+// kernel: on WSL2, whose mirrored networking hands Windows' connections to the Linux
+// VM that way. Elsewhere a missing client socket is always a gone one (a test may
+// say otherwise).
+var externalPeers = sync.OnceValue(func() bool {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return bytes.Contains(bytes.ToLower(b), []byte("microsoft"))
+})
+
+// externalPeer reports whether the client of this end (local to remote), missing from
+// the table, is outside this kernel rather than gone: it is still missing and this end
+// still established a moment later. A local client's socket is in the table from its
+// connect() until after its close() (as TIME_WAIT), except after a reset, which
+// destroys it at once and ends this end too, but only once this side has processed the
+// reset: the second look, after settle, does not mistake that moment for an outside
+// client. look is one look; wait sleeps between the two (both replaced in tests).
+func externalPeer(look func() bool, wait func()) bool {
+	if !look() {
+		return false
+	}
+	wait()
+	return look()
+}
+
+// outsideLook is externalPeer's look at a real connection: the client is missing and
+// this end is established.
+func outsideLook(family uint8, local, remote *net.TCPAddr) func() bool {
+	return func() bool {
+		if !establishedHere(family, local, remote) {
+			return false
+		}
+		_, err := diagQuery(diagRequest(family, 0xffffffff, remote, local, false))
+		return errors.Is(err, ErrGone)
+	}
+}
+
+// settle is how long externalPeer waits before its second look: far longer than a
+// reset takes to reach this side of a loopback connection.
+const settle = 20 * time.Millisecond
 
 // establishedHere reports whether this process's end of a connection (local to
 // remote) is an established socket of this kernel.
@@ -91,15 +132,21 @@ func ServerOwner(c net.Conn) (uint32, error) {
 	if !ok {
 		return 0, ErrUnsupported
 	}
+	return ListenerOwner(remote.IP, remote.Port)
+}
+
+// ListenerOwner returns the user ID of the process listening on port that takes
+// connections to ip (see ServerOwner); ErrGone when there is none.
+func ListenerOwner(ip net.IP, port int) (uint32, error) {
 	found := false
 	var owner uint32
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		msgs, err := diagQuery(diagRequest(family, 1<<tcpListen, &net.TCPAddr{Port: remote.Port}, &net.TCPAddr{}, true))
+		msgs, err := diagQuery(diagRequest(family, 1<<tcpListen, &net.TCPAddr{Port: port}, &net.TCPAddr{}, true))
 		if err != nil {
 			return 0, err
 		}
 		for _, m := range msgs {
-			if m.state != tcpListen || m.srcPort != remote.Port || m.inode == 0 || !listenerTakes(m, remote.IP) {
+			if m.state != tcpListen || m.srcPort != port || m.inode == 0 || !listenerTakes(m, ip) {
 				continue
 			}
 			if !found || Trusted(owner) {
@@ -109,7 +156,7 @@ func ServerOwner(c net.Conn) (uint32, error) {
 		}
 	}
 	if !found {
-		return 0, fmt.Errorf("%w (no listener on port %d)", ErrGone, remote.Port)
+		return 0, fmt.Errorf("%w (no listener on port %d)", ErrGone, port)
 	}
 	return owner, nil
 }

@@ -53,9 +53,17 @@ func Probe(owner func(net.Conn) (uint32, error)) error {
 	}
 	defer c.Close()
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(2 * time.Second))
-	a, err := ln.Accept()
-	if err != nil {
-		return err
+	var a net.Conn
+	for {
+		if a, err = ln.Accept(); err != nil {
+			return err
+		}
+		if a.RemoteAddr().String() == c.LocalAddr().String() {
+			break
+		}
+		// Someone else's connection to the probe's port (another user racing it to
+		// switch the check off): not the one to look up.
+		a.Close()
 	}
 	defer a.Close()
 	uid, err := owner(a)
