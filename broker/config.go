@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -109,15 +110,16 @@ func ResolveConfigPath(flag string) (string, error) {
 // LoadConfig reads and parses the config file at path. A missing file gives
 // an error wrapping fs.ErrNotExist that says how to create one.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no config file at %s: create one as shown in the README, or run `gatepass demo` to try gatepass against a local demo provider: %w", path, err)
 	}
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return nil, err
+	}
 	if err != nil {
 		// Config errors (exit 2), like a bad key: the fix is the path or the file.
-		if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
-			return nil, &ConfigError{File: path, Msg: "is a directory, not a config file: give --config (or GATEPASS_CONFIG) the path of the config.toml file itself"}
-		}
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err // the path is already in the message
@@ -128,12 +130,29 @@ func LoadConfig(path string) (*Config, error) {
 		}
 		return nil, &ConfigError{File: path, Msg: msg}
 	}
-	if fi, err := os.Stat(path); err == nil {
-		if err := checkConfigFile(path, fi); err != nil {
-			return nil, err
-		}
-	}
 	return ParseConfig(path, data)
+}
+
+// readConfigFile reads the config through one open file, whose mode and owner are
+// the ones checked (checkConfigFile): a file swapped in between a check by name and
+// the read cannot slip past it.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, &ConfigError{File: path, Msg: "is a directory, not a config file: give --config (or GATEPASS_CONFIG) the path of the config.toml file itself"}
+	}
+	if err := checkConfigFile(path, fi); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
 }
 
 // The keys a config may hold, in the order EncodeConfig writes them.

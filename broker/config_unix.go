@@ -5,6 +5,10 @@ package broker
 import (
 	"fmt"
 	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -14,17 +18,65 @@ import (
 // checkConfigFile refuses a config that another user could have written: the config
 // says where the refresh token goes (issuer) and which hosts get tokens (gateways), so
 // whoever can change it can have the developer's tokens sent to a host of theirs, as
-// ssh refuses a config others can write. Group-writable is allowed: on Debian and
-// Ubuntu each user has a group of their own, and a umask of 002 is common there.
+// ssh refuses a config others can write. That covers its directory too (whoever can
+// write it can replace the file), unless the directory is sticky, as /tmp is.
+// Group-writable is allowed only for the owner's own private group (Debian and Ubuntu
+// give each user one, and a umask of 002 is common there); macOS's staff and SUSE's
+// users groups have other members.
 func checkConfigFile(path string, fi fs.FileInfo) error {
-	if fi.Mode().Perm()&0o002 != 0 {
-		return &ConfigError{File: path, Msg: fmt.Sprintf("is writable by every user (mode %#o), so anyone on this machine could make gatepass send your tokens to a host of theirs: run chmod o-w %s", fi.Mode().Perm(), quoteArg(path))}
+	if msg := othersCanWrite(fi, false); msg != "" {
+		return &ConfigError{File: path, Msg: msg + fmt.Sprintf(", so another user could make gatepass send your tokens to a host of theirs: run chmod go-w %s (or copy it to a file of your own: cp %s ~/.config/gatepass/config.toml)", quoteArg(path), quoteArg(path))}
 	}
+	dir := filepath.Dir(path)
+	if di, err := os.Stat(dir); err == nil {
+		if msg := othersCanWrite(di, true); msg != "" {
+			return &ConfigError{File: path, Msg: "its directory " + dir + " " + msg + fmt.Sprintf(", so another user could replace the file: keep the config in a directory of your own (cp %s ~/.config/gatepass/config.toml)", quoteArg(path))}
+		}
+	}
+	return nil
+}
+
+// othersCanWrite says how a user other than this one (or root) can write the file or
+// directory fi: "" when none can. A sticky directory's files can be replaced only by
+// their owners.
+func othersCanWrite(fi fs.FileInfo, isDir bool) string {
+	mode := fi.Mode()
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || peer.Trusted(st.Uid) {
-		return nil
+	if !ok {
+		return ""
 	}
-	return &ConfigError{File: path, Msg: fmt.Sprintf("belongs to %s, not to you (%s), so its owner decides where your tokens go: copy it to a file of your own (cp %s ~/.config/gatepass/config.toml) and use that", peer.UserName(st.Uid), peer.UserName(peer.Self()), quoteArg(path))}
+	if !peer.Trusted(st.Uid) {
+		return fmt.Sprintf("belongs to %s, not to you (%s)", peer.UserName(st.Uid), peer.UserName(peer.Self()))
+	}
+	sticky := isDir && mode&fs.ModeSticky != 0
+	if mode.Perm()&0o002 != 0 && !sticky {
+		return fmt.Sprintf("is writable by every user (mode %#o)", mode.Perm())
+	}
+	if mode.Perm()&0o020 != 0 && !sticky && !privateGroup(st.Uid, st.Gid) {
+		return fmt.Sprintf("is writable by its group %s (mode %#o), which is not yours alone", groupName(st.Gid), mode.Perm())
+	}
+	return ""
+}
+
+// privateGroup reports whether gid is uid's own group: its primary group, named as
+// the user is (the user private group scheme). Root's files count as its own.
+func privateGroup(uid, gid uint32) bool {
+	if uid == 0 && gid == 0 {
+		return true
+	}
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil || u.Gid != strconv.FormatUint(uint64(gid), 10) {
+		return false
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	return err == nil && g.Name == u.Username
+}
+
+func groupName(gid uint32) string {
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
+		return g.Name
+	}
+	return "gid " + strconv.FormatUint(uint64(gid), 10)
 }
 
 // quoteArg quotes s for a POSIX shell when it needs it.

@@ -16,31 +16,50 @@ func TestLoadConfigRefusesOthersWritableConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	const nobody = 65534
 	for name, tc := range map[string]struct {
-		mode    os.FileMode
-		chown   int // -1: keep
-		wantErr string
+		mode, dirMode os.FileMode
+		uid, gid      int // of the file; -1: keep
+		dirUID        int // of the directory; -1: keep
+		wantErr       string
 	}{
-		"0600":                {0o600, -1, ""},
-		"0644":                {0o644, -1, ""},
-		"0664 (user's group)": {0o664, -1, ""},
-		"0666":                {0o666, -1, "is writable by every user (mode 0666)"},
-		"0602":                {0o602, -1, "run chmod o-w"},
-		"another user's":      {0o644, 65534, "belongs to uid 65534"},
+		"0600":                  {0o600, 0o700, -1, -1, -1, ""},
+		"0644":                  {0o644, 0o755, -1, -1, -1, ""},
+		"0664, own group":       {0o664, 0o700, -1, -1, -1, ""},
+		"0666":                  {0o666, 0o700, -1, -1, -1, "is writable by every user (mode 0666)"},
+		"0602":                  {0o602, 0o700, -1, -1, -1, "run chmod go-w"},
+		"0664, a shared group":  {0o664, 0o700, -1, nobody, -1, "is writable by its group"},
+		"0644, a shared group":  {0o644, 0o700, -1, nobody, -1, ""},
+		"another user's":        {0o644, 0o700, nobody, -1, -1, "belongs to uid 65534"},
+		"in a 0777 directory":   {0o600, 0o777, -1, -1, -1, "its directory"},
+		"in a sticky directory": {0o600, 0o777 | os.ModeSticky, -1, -1, -1, ""},
+		"in another user's dir": {0o600, 0o755, -1, -1, nobody, "its directory"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "my config.toml")
+			if (tc.uid >= 0 || tc.gid >= 0 || tc.dirUID >= 0) && os.Getuid() != 0 {
+				t.Skip("needs root to give a file to another user (CI runs as root)")
+			}
+			dir := filepath.Join(t.TempDir(), "conf dir")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "my config.toml")
 			if err := os.WriteFile(path, good, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chmod(path, tc.mode); err != nil {
 				t.Fatal(err)
 			}
-			if tc.chown >= 0 {
-				if os.Getuid() != 0 {
-					t.Skip("needs root to give a file to another user (CI runs as root)")
+			if err := os.Chmod(dir, tc.dirMode); err != nil {
+				t.Fatal(err)
+			}
+			if tc.uid >= 0 || tc.gid >= 0 {
+				if err := os.Chown(path, tc.uid, tc.gid); err != nil {
+					t.Fatal(err)
 				}
-				if err := os.Chown(path, tc.chown, tc.chown); err != nil {
+			}
+			if tc.dirUID >= 0 {
+				if err := os.Chown(dir, tc.dirUID, -1); err != nil {
 					t.Fatal(err)
 				}
 			}
