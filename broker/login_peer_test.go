@@ -48,6 +48,18 @@ func (o *switchOwner) owner(net.Conn) (uint32, error) {
 	return o.uid, o.err
 }
 
+// peerEnv is a test environment whose broker logs to the returned buffer and asks
+// the returned switchOwner who holds each client's end.
+func peerEnv(t *testing.T) (*testEnv, *syncBuffer, *switchOwner) {
+	t.Helper()
+	e := newEnv(t, demo.Options{})
+	logs := &syncBuffer{}
+	e.b.deps.Log = slog.New(slog.NewTextHandler(logs, nil))
+	o := newSwitchOwner()
+	e.b.peerOwner = o.owner
+	return e, logs, o
+}
+
 // noRedirects is a client that returns redirects instead of following them.
 var noRedirects = &http.Client{
 	Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
@@ -149,11 +161,7 @@ func assertWaiting(t *testing.T, e *testEnv, done <-chan error) {
 // a later redirect from this user's browser completes.
 func TestLoginRefusesAnotherUsersRedirect(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, demo.Options{})
-	var logs syncBuffer
-	e.b.deps.Log = slog.New(slog.NewTextHandler(&logs, nil))
-	o := newSwitchOwner()
-	e.b.peerOwner = o.owner
+	e, logs, o := peerEnv(t)
 	var prompt syncBuffer
 	startURL, done := startLogin(t, e, LoginOptions{Prompt: &prompt})
 	au := authorizationURL(t, startURL)
@@ -306,11 +314,7 @@ func TestLoginStartAddressRedirects(t *testing.T) {
 // way) is let in, as where the system cannot tell, and said once in the log.
 func TestLoginLetsInRedirectFromOutsideTheSystem(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, demo.Options{})
-	var logs syncBuffer
-	e.b.deps.Log = slog.New(slog.NewTextHandler(&logs, nil))
-	o := newSwitchOwner()
-	e.b.peerOwner = o.owner
+	e, logs, o := peerEnv(t)
 	startURL, done := startLogin(t, e, LoginOptions{})
 	o.set(0, peer.ErrExternal)
 	if r := browse(t, startURL, true); r.err != nil || r.status != http.StatusOK || !strings.Contains(r.body, "dev@example.test") {

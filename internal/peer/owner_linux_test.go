@@ -11,24 +11,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// loopbackPair is a connection to a listener on addr: the client's end and the
+// accepted one, both closed when the test ends. It skips where addr cannot listen.
+func loopbackPair(t *testing.T, addr string) (client, accepted net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("no %s here: %v", addr, err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); a.Close() })
+	return c, a
+}
+
 // The real lookup (netlink sock_diag) against real sockets.
 func TestPeerOwnerOfLoopbackConnections(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		t.Run(addr, func(t *testing.T) {
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				t.Skipf("no %s here: %v", addr, err)
-			}
-			defer ln.Close()
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			c, a := loopbackPair(t, addr)
 			uid, err := Owner(a)
 			if err != nil || uid != uint32(os.Getuid()) {
 				t.Fatalf("peerOwner = %d, %v; want this process's uid %d", uid, err, os.Getuid())
@@ -111,20 +120,7 @@ func TestServerOwner(t *testing.T) {
 // a TIME_WAIT one; the reset also ends this end, so Owner says the client is gone,
 // never that it came from outside the system (which callers let in).
 func TestOwnerOfAResetClientIsGone(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	c, a := loopbackPair(t, "127.0.0.1:0")
 	local, remote := a.LocalAddr().(*net.TCPAddr), a.RemoteAddr().(*net.TCPAddr)
 	if !establishedHere(unix.AF_INET, local, remote) {
 		t.Fatal("this end of a live connection is not seen as established")
