@@ -25,10 +25,23 @@ import (
 // users groups have other members.
 func checkConfigFile(path string, fi fs.FileInfo) error {
 	if msg := othersCanWrite(fi, false); msg != "" {
-		return &ConfigError{File: path, Msg: msg + fmt.Sprintf(", so another user could make gatepass send your tokens to a host of theirs: run chmod go-w %s (or copy it to a file of your own: cp %s ~/.config/gatepass/config.toml)", quoteArg(path), quoteArg(path))}
+		fix := fmt.Sprintf("run chmod go-w %s, or copy it to a file of your own (cp %s ~/.config/gatepass/config.toml)", quoteArg(path), quoteArg(path))
+		if strings.HasPrefix(msg, "belongs to") {
+			fix = fmt.Sprintf("copy it to a file of your own (cp %s ~/.config/gatepass/config.toml) and use that", quoteArg(path))
+		}
+		return &ConfigError{File: path, Msg: msg + ", so another user could make gatepass send your tokens to a host of theirs: " + fix}
 	}
-	dir := filepath.Dir(path)
-	if di, err := os.Stat(dir); err == nil {
+	// The directory the path names, and the one the file is really in when the path
+	// goes through a symlink: whoever can write either can put another file there.
+	dirs := []string{filepath.Dir(path)}
+	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(real) != dirs[0] {
+		dirs = append(dirs, filepath.Dir(real))
+	}
+	for _, dir := range dirs {
+		di, err := os.Stat(dir)
+		if err != nil {
+			continue
+		}
 		if msg := othersCanWrite(di, true); msg != "" {
 			return &ConfigError{File: path, Msg: "its directory " + dir + " " + msg + fmt.Sprintf(", so another user could replace the file: keep the config in a directory of your own (cp %s ~/.config/gatepass/config.toml)", quoteArg(path))}
 		}

@@ -74,6 +74,44 @@ func TestLoadConfigRefusesOthersWritableConfig(t *testing.T) {
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "'"+path+"'") {
 				t.Fatalf("LoadConfig = %v, want a config error with %q and the quoted path", err, tc.wantErr)
 			}
+			if strings.Contains(err.Error(), "belongs to") && strings.Contains(err.Error(), "chmod") {
+				t.Errorf("a file of another user is not fixed by chmod, yet the error says so: %v", err)
+			}
 		})
+	}
+}
+
+// A config reached through a symlink is checked where the file really is: a link in
+// a directory of the user's own to a file in a directory every user can write is
+// refused.
+func TestLoadConfigThroughSymlinkChecksTheRealDirectory(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join("testdata", "config", "good-full.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(shared, "config.toml")
+	if err := os.WriteFile(real, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "mine.toml")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(link); err == nil || !strings.Contains(err.Error(), "its directory "+shared+" is writable by every user") {
+		t.Fatalf("LoadConfig through a symlink into a 0777 directory = %v, want refused naming that directory", err)
+	}
+	if err := os.Chmod(shared, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(link); err != nil {
+		t.Fatalf("LoadConfig through a symlink into a directory of one's own: %v", err)
 	}
 }

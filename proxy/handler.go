@@ -30,11 +30,11 @@ import (
 // newTransport builds the one upstream transport: a pool sized for many concurrent
 // callers, HTTP/2 where the upstream offers it, compression left to the endpoints (the
 // caller's Accept-Encoding passes through), and an explicit upstream proxy only.
-func newTransport(opts Options, checkConn func(net.Conn) error) *http.Transport {
+func newTransport(opts Options, checkConn, checkProxy func(net.Conn) error) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	// The corporate proxy is not an upstream the token goes to in the clear (it
 	// tunnels the gateway's TLS), and on loopback it is often a service account's
-	// (cntlm, px): checkConn is for the upstreams themselves.
+	// (cntlm, px): checkConn is for the upstreams themselves, checkProxy for it.
 	proxyAddr := ""
 	if up := opts.UpstreamProxy; up != nil {
 		proxyAddr = net.JoinHostPort(up.Hostname(), cmp.Or(up.Port(), map[string]string{"http": "80", "https": "443"}[up.Scheme]))
@@ -43,8 +43,12 @@ func newTransport(opts Options, checkConn func(net.Conn) error) *http.Transport 
 		Proxy: upstreamProxyFunc(opts.UpstreamProxy),
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
-			if err == nil && addr != proxyAddr {
-				if err = checkConn(c); err != nil {
+			if err == nil {
+				check := checkConn
+				if addr == proxyAddr {
+					check = checkProxy
+				}
+				if err = check(c); err != nil {
 					c.Close()
 					return nil, err
 				}
@@ -543,18 +547,22 @@ func (s *Server) dialUpstream(ctx context.Context, network, addr string) (net.Co
 	if up == nil || isLoopbackHost(host) {
 		return d.DialContext(ctx, network, addr)
 	}
-	return dialViaProxy(ctx, d, up, s.opts.UpstreamRootCAs, addr)
+	return dialViaProxy(ctx, d, up, s.opts.UpstreamRootCAs, addr, s.peers.checkProxy)
 }
 
 // dialViaProxy opens a tunnel to addr through an HTTP(S) proxy with CONNECT
 // (RFC 9110 §9.3.6), authenticating with the proxy URL's user info if any.
-func dialViaProxy(ctx context.Context, d *net.Dialer, up *url.URL, roots *x509.CertPool, addr string) (net.Conn, error) {
+func dialViaProxy(ctx context.Context, d *net.Dialer, up *url.URL, roots *x509.CertPool, addr string, checkProxy func(net.Conn) error) (net.Conn, error) {
 	proxyAddr := up.Host
 	if up.Port() == "" {
 		proxyAddr = net.JoinHostPort(up.Hostname(), map[string]string{"http": "80", "https": "443"}[up.Scheme])
 	}
 	c, err := d.DialContext(ctx, "tcp", proxyAddr)
 	if err != nil {
+		return nil, fmt.Errorf("upstream proxy %s: %w", up.Redacted(), err)
+	}
+	if err := checkProxy(c); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("upstream proxy %s: %w", up.Redacted(), err)
 	}
 	if up.Scheme == "https" {

@@ -23,8 +23,13 @@ import (
 // connection (Linux: the kernel's socket table, through netlink sock_diag), the proxy
 // serves only its own user's processes and root's (root can read the agent's memory
 // and keychain anyway, and a container started with --network host runs as root).
-// Every other connection is answered 403 other_user before a byte of its request is
-// read. Where it cannot tell, the proxy says so once, at start, and serves as before.
+// Every other connection is answered 403 other_user, its request head read and dropped
+// (never parsed or passed on). Where it cannot tell, the proxy says so once, at start,
+// and serves as before.
+
+// maxRefusing bounds the refusals answered at once, each holding its connection for up
+// to the 2 s its request head may take and lingerTime.
+const maxRefusing = 64
 
 var (
 	errPeerUnsupported = peer.ErrUnsupported
@@ -43,6 +48,8 @@ type peerGate struct {
 	on            bool  // false: the check does not work here, every connection is served
 	off           error // why it is off
 
+	// refusing holds a token for each refusal being answered (refusePeer).
+	refusing chan struct{}
 	// log, when set, says once that a connection from outside the system was served.
 	log      func(msg string, args ...any)
 	external atomic.Bool
@@ -54,7 +61,8 @@ type peerGate struct {
 // newPeerGate probes owner on a loopback connection of its own: the check is on only
 // when that finds this process's user.
 func newPeerGate(owner, serverOwner func(net.Conn) (uint32, error)) *peerGate {
-	g := &peerGate{owner: owner, serverOwner: serverOwner, listenerOwner: peer.ListenerOwner, self: peer.Self(), logged: map[uint32]time.Time{}}
+	g := &peerGate{owner: owner, serverOwner: serverOwner, listenerOwner: peer.ListenerOwner, self: peer.Self(), logged: map[uint32]time.Time{},
+		refusing: make(chan struct{}, maxRefusing)}
 	g.off = peer.Probe(owner)
 	g.on = g.off == nil
 	return g
@@ -105,10 +113,9 @@ func (g *peerGate) checkUpstream(c net.Conn) error {
 	}
 	uid, err := g.serverOwner(c)
 	switch {
-	case errors.Is(err, peer.ErrGone):
-		// No listener takes it: the port is forwarded by a rule of root's (Docker or
-		// podman DNAT, a hostPort), or the server has just gone. Nobody else can
-		// receive what is sent.
+	case errors.Is(err, peer.ErrForwarded):
+		// No socket here takes it: the port is forwarded by a rule of root's (Docker
+		// or podman DNAT, a hostPort). Nobody else on this machine receives what is sent.
 		return nil
 	case err != nil:
 		return &foreignUpstreamError{owner: "a user gatepass could not tell (" + err.Error() + ")"}
@@ -120,8 +127,11 @@ func (g *peerGate) checkUpstream(c net.Conn) error {
 
 // localPage reports whether a web page on loopback host:port is served by this user
 // or root (RequestInfo.LocalPage): the listener on that port that takes connections to
-// host, for "localhost" to 127.0.0.1 and ::1 both. None there, or one of another user,
-// is not this user's page. Where the check is off, every loopback page is.
+// host. A name ("localhost") needs this user's or root's listener on both 127.0.0.1 and
+// ::1 (or one wildcard that takes both): a browser may have loaded the page from either,
+// and another user could serve one family while the developer's server has the other.
+// None there, or one of another user, is not this user's page. Where the check is off,
+// every loopback page is.
 func (g *peerGate) localPage(host, port string) bool {
 	if !g.on {
 		return true
@@ -134,18 +144,37 @@ func (g *peerGate) localPage(host, port string) bool {
 	if ip := net.ParseIP(host); ip != nil {
 		ips = []net.IP{ip}
 	}
-	found := false
 	for _, ip := range ips {
 		uid, err := g.listenerOwner(ip, p)
-		switch {
-		case errors.Is(err, peer.ErrGone):
-		case err != nil || (uid != g.self && uid != 0):
+		if err != nil || (uid != g.self && uid != 0) {
 			return false
-		default:
-			found = true
 		}
 	}
-	return found
+	return true
+}
+
+// checkProxy vets a connection to the corporate upstream proxy on loopback before the
+// proxy's credentials (Proxy-Authorization) and the gateways' names go to it: it must
+// be run by this user, root, or a system account (cntlm, px run as one), not by another
+// person's account, which could hold its port while the real one is down.
+func (g *peerGate) checkProxy(c net.Conn) error {
+	if !g.on {
+		return nil
+	}
+	ra, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok || !ra.IP.IsLoopback() {
+		return nil
+	}
+	uid, err := g.serverOwner(c)
+	switch {
+	case errors.Is(err, peer.ErrForwarded):
+		return nil
+	case err != nil:
+		return &foreignUpstreamError{owner: "a user gatepass could not tell (" + err.Error() + ")"}
+	case uid == g.self || uid == 0 || !peer.RegularUser(uid):
+		return nil
+	}
+	return &foreignUpstreamError{owner: userName(uid) + ", another person's account"}
 }
 
 // shouldLog reports whether a refusal of uid is logged now: the first, then at most
@@ -163,9 +192,18 @@ func (g *peerGate) shouldLog(uid uint32, now time.Time) bool {
 	return true
 }
 
-// refusePeer answers a connection whose client may not use the proxy, without reading
-// its request, and closes it once the client has had time to read the answer.
+// refusePeer answers a connection whose client may not use the proxy, after its
+// request head (read and dropped), and closes it once the client has had time to read
+// the answer. At most maxRefusing connections are answered at once; beyond that (a
+// flood from another account) a connection is closed without an answer.
 func (s *Server) refusePeer(c net.Conn, reason string, uid uint32, known bool) {
+	select {
+	case s.peers.refusing <- struct{}{}:
+		defer func() { <-s.peers.refusing }()
+	default:
+		c.Close()
+		return
+	}
 	if !known || s.peers.shouldLog(uid, time.Now()) {
 		s.log.Warn("proxy connection refused", "from", c.RemoteAddr().String(), "reason", reason)
 	}

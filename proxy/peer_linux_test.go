@@ -2,15 +2,18 @@ package proxy
 
 import (
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/gatepass-dev/gatepass/internal/peer"
 	"github.com/gatepass-dev/gatepass/internal/peer/peertest"
 )
 
@@ -105,33 +108,73 @@ func TestLoopbackPageOfAnotherUserGetsNoToken(t *testing.T) {
 	}
 }
 
-// A corporate proxy daemon on loopback run by a service account (cntlm, px) is not an
-// upstream the token goes to in the clear (it tunnels the gateway's TLS): requests go
-// through it whoever runs it.
+// A corporate proxy daemon on loopback run by a service account (cntlm, px; nobody
+// here) is not an upstream the token goes to in the clear (it tunnels the gateway's
+// TLS): requests go through it. One run by another person's account (uid 1234, within
+// login.defs' UID_MIN..UID_MAX) gets nothing, not even the proxy's credentials.
 func TestUpstreamProxyOfAServiceAccount(t *testing.T) {
 	peertest.NeedRoot(t)
-	corpPKI := newNamedPKI(t, []string{"gw.corp.test"}, nil)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(corpPKI.pem)
-	corp := &corpProxy{routes: map[string]string{}, conns: map[net.Conn]struct{}{}}
-	corp.tr = newCorpProxy(t).tr
+	for uid, want := range map[int]int{peertest.Nobody: http.StatusOK, 1234: http.StatusBadGateway} {
+		t.Run(strconv.Itoa(uid), func(t *testing.T) {
+			corpPKI := newNamedPKI(t, []string{"gw.corp.test"}, nil)
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(corpPKI.pem)
+			corp := &corpProxy{routes: map[string]string{}, conns: map[net.Conn]struct{}{}}
+			corp.tr = newCorpProxy(t).tr
+			ln, err := peertest.ListenAs(uid, "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var reached atomic.Int32
+			corp.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				reached.Add(1)
+				corp.ServeHTTP(w, r)
+			}))
+			corp.Listener.Close()
+			corp.Listener = ln
+			corp.Start()
+			defer corp.Close()
+			remote := newUpstream(t, "tls-remote-gateway", corpPKI, false)
+			corp.addRoute("gw.corp.test:443", remote.Listener.Addr().String())
+			src := newFakeSource()
+			src.add("gw.corp.test:443", Gateway{Profile: "work"})
+			up, _ := url.Parse("http://" + ln.Addr().String())
+			e := newCorpEnv(t, src, []string{"gw.corp.test"}, roots, up, corpPKI.pem)
+			resp, body := get(t, e.client(), "https://gw.corp.test/a")
+			if resp.StatusCode != want {
+				t.Fatalf("through uid %d's corporate proxy: %d %s %q, want %d", uid, resp.StatusCode, resp.Header.Get("X-Gatepass-Error"), body, want)
+			}
+			if want != http.StatusOK && reached.Load() != 0 {
+				t.Fatalf("uid %d's proxy got %d requests", uid, reached.Load())
+			}
+		})
+	}
+}
+
+// Another user who accepts the proxy's connection to a loopback gateway and closes
+// the listener at once leaves no listener to look up, but the accepted socket is
+// theirs: the connection is refused, not taken for a forwarded port (found by review:
+// about one dial in six handed over the token).
+func TestUpstreamOfAClosedForeignListenerIsRefused(t *testing.T) {
+	peertest.NeedRoot(t)
 	ln, err := peertest.ListenAs(peertest.Nobody, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	corp.Server = httptest.NewUnstartedServer(corp)
-	corp.Listener.Close()
-	corp.Listener = ln
-	corp.Start()
-	defer corp.Close()
-	remote := newUpstream(t, "tls-remote-gateway", corpPKI, false)
-	corp.addRoute("gw.corp.test:443", remote.Listener.Addr().String())
-	src := newFakeSource()
-	src.add("gw.corp.test:443", Gateway{Profile: "work"})
-	up, _ := url.Parse("http://" + ln.Addr().String())
-	e := newCorpEnv(t, src, []string{"gw.corp.test"}, roots, up, corpPKI.pem)
-	resp, body := get(t, e.client(), "https://gw.corp.test/a")
-	if resp.StatusCode != http.StatusOK || body != "hello from tls-remote-gateway" {
-		t.Fatalf("through uid %d's corporate proxy: %d %s %q, want the gateway's answer", peertest.Nobody, resp.StatusCode, resp.Header.Get("X-Gatepass-Error"), body)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := peertest.AcceptAs(peertest.Nobody, ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ln.Close()
+	g := newPeerGate(peerOwner, peer.ServerOwner)
+	var fe *foreignUpstreamError
+	if err := g.checkUpstream(c); !errors.As(err, &fe) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("checkUpstream = %v, want it refused as uid 65534's", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,17 +204,33 @@ func TestCrossSitePagesGetNoToken(t *testing.T) {
 			t.Fatalf("%s got %d requests from other sites' pages", u.name, n)
 		}
 	}
-	// The developer's dev server, on loopback, run by this user.
-	dev, err := net.Listen("tcp", "127.0.0.1:0")
+	// The developer's dev servers, run by this user: one on 127.0.0.1 only, one on
+	// every address (both loopback families).
+	v4, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dev.Close()
-	devOrigin := "http://localhost:" + strings.TrimPrefix(dev.Addr().String(), "127.0.0.1:")
-	for _, target := range []string{e.plainGWURL() + "/dev", e.tlsGWURL() + "/dev"} {
-		resp, body := get(t, c, target, "Origin", devOrigin, "Sec-Fetch-Site", "cross-site")
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s from a page of this user's dev server: %d %s", target, resp.StatusCode, body)
+	defer v4.Close()
+	all, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	portOf := func(ln net.Listener) string { _, p, _ := net.SplitHostPort(ln.Addr().String()); return p }
+	for origin, want := range map[string]int{
+		"http://127.0.0.1:" + portOf(v4):  200,
+		"http://localhost:" + portOf(all): 200,
+		"http://[::1]:" + portOf(all):     200,
+		"http://localhost:" + portOf(v4):  http.StatusForbidden, // ::1 is not the developer's
+	} {
+		for _, target := range []string{e.plainGWURL() + "/dev", e.tlsGWURL() + "/dev"} {
+			resp, body := get(t, c, target, "Origin", origin, "Sec-Fetch-Site", "cross-site")
+			if resp.StatusCode != want {
+				t.Fatalf("%s from a page at %s: %d %s, want %d", target, origin, resp.StatusCode, body, want)
+			}
+			if want == http.StatusForbidden && !strings.Contains(body, "127.0.0.1:PORT") {
+				t.Errorf("the refusal of a localhost page does not say to use the address: %s", body)
+			}
 		}
 	}
 	// A loopback port nobody listens on is no page of this user's.
@@ -254,8 +271,9 @@ func TestLoopbackUpstreamWithoutListener(t *testing.T) {
 		err    error
 		status int
 	}{
-		"no listener (DNAT)": {fmt.Errorf("%w (no listener on port 8080)", peer.ErrGone), http.StatusOK},
-		"lookup failed":      {errors.New("netlink sock_diag: no buffer space"), http.StatusBadGateway},
+		"no socket takes it (DNAT)": {peer.ErrForwarded, http.StatusOK},
+		"a closed server end":       {fmt.Errorf("%w (no listener on port 8080)", peer.ErrGone), http.StatusBadGateway},
+		"lookup failed":             {errors.New("netlink sock_diag: no buffer space"), http.StatusBadGateway},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, func(o *Options) {
@@ -266,5 +284,50 @@ func TestLoopbackUpstreamWithoutListener(t *testing.T) {
 				t.Fatalf("%d %q, want %d", resp.StatusCode, body, tc.status)
 			}
 		})
+	}
+}
+
+// TestRefusalsAreBounded: another account that opens many connections and sends
+// nothing holds at most maxRefusing refusals at once; beyond that a connection is
+// closed without an answer, and the proxy still serves its user.
+func TestRefusalsAreBounded(t *testing.T) {
+	var probed atomic.Bool
+	other := uint32(os.Getuid()) + 4242
+	e := newEnv(t, withOwner(func(c net.Conn) (uint32, error) {
+		if probed.CompareAndSwap(false, true) {
+			return uint32(os.Getuid()), nil
+		}
+		if strings.HasPrefix(c.RemoteAddr().String(), "127.0.0.2:") {
+			return other, nil // the flood comes from 127.0.0.2
+		}
+		return uint32(os.Getuid()), nil
+	}))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range maxRefusing {
+		c, err := d.Dial("tcp", e.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	waitFor(t, func() bool { return len(e.srv.peers.refusing) == maxRefusing }, "every refusal slot taken")
+	c, err := d.Dial("tcp", e.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second)) // far less than a held refusal's 2 s
+	c.Write([]byte("GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+	if b, err := io.ReadAll(c); len(b) != 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+		t.Fatalf("connection %d: read %q, %v; want it closed without an answer", maxRefusing+1, b, err)
+	}
+	if resp, body := get(t, e.client(), e.plainGWURL()+"/p"); resp.StatusCode != 200 || body != "hello from plain-gateway" {
+		t.Fatalf("this user during the flood: %d %q", resp.StatusCode, body)
 	}
 }

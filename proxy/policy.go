@@ -201,6 +201,9 @@ func decideUpstream(r RequestInfo, scheme, host, port string, gateway func(host,
 			fmt.Sprintf("a web page on %s sent this request to %s, a gateway of profile %q: gatepass adds the token only to requests from your own tools, from pages on localhost, or from pages of that profile's gateways", site, joinHostPort(host, port), gw.Profile))
 		d.Host, d.Port, d.Profile = host, port, gw.Profile
 		d.Hint = "call the gateway from your own tools (curl, Postman, a dev server on localhost); if that site's pages should use the token, list its https:// origin in allowed_origins of profile " + gw.Profile
+		if strings.Contains(site, "localhost") {
+			d.Hint = "a page on localhost counts as yours when your server listens on both 127.0.0.1 and [::1] (or on all addresses): open it as http://127.0.0.1:PORT or http://[::1]:PORT instead, whichever your server listens on"
+		}
 		return d
 	}
 	return Decision{Action: Inject, Host: host, Port: port, Profile: gw.Profile}

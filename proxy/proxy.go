@@ -208,7 +208,7 @@ func New(opts Options) (*Server, error) {
 		}
 		s.ca = ca
 	}
-	s.transport = newTransport(opts, s.peers.checkUpstream)
+	s.transport = newTransport(opts, s.peers.checkUpstream, s.peers.checkProxy)
 	s.h1 = newH1Pool(opts.UpstreamRootCAs)
 	s.h1.checkConn = s.peers.checkUpstream
 	s.bufs = newBufferPool()

@@ -127,12 +127,37 @@ func establishedHere(family uint8, local, remote *net.TCPAddr) bool {
 // has no owner the kernel reports. Several such listeners of different users (never
 // the case with SO_REUSEPORT, which requires one user) give the first one that is
 // neither this user nor root.
+//
+// Without a listener, the server's end of c itself says who holds it: a process that
+// accepted it and closed its listener (another user can, to take a gateway's token
+// while passing this check) owns it; only a server end missing from the table
+// altogether is ErrForwarded.
 func ServerOwner(c net.Conn) (uint32, error) {
-	remote, ok := c.RemoteAddr().(*net.TCPAddr)
-	if !ok {
+	local, ok1 := c.LocalAddr().(*net.TCPAddr)
+	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
 		return 0, ErrUnsupported
 	}
-	return ListenerOwner(remote.IP, remote.Port)
+	uid, err := ListenerOwner(remote.IP, remote.Port)
+	if !errors.Is(err, ErrGone) {
+		return uid, err
+	}
+	family := uint8(unix.AF_INET6)
+	if remote.IP.To4() != nil && local.IP.To4() != nil {
+		family = unix.AF_INET
+	}
+	msgs, err := diagQuery(diagRequest(family, 0xffffffff, remote, local, false))
+	switch {
+	case errors.Is(err, ErrGone) && establishedHere(family, local, remote):
+		return 0, ErrForwarded
+	case errors.Is(err, ErrGone):
+		return 0, err // reset: the listener closed with it unaccepted
+	case err != nil:
+		return 0, err
+	case len(msgs) != 1 || msgs[0].inode == 0:
+		return 0, ErrGone // closed by its process: no owner to tell
+	}
+	return msgs[0].uid, nil
 }
 
 // ListenerOwner returns the user ID of the process listening on port that takes

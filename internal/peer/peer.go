@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -29,12 +31,49 @@ var ErrGone = errors.New("the socket at the other end was closed or not found")
 // a system that cannot tell, not as a closed socket.
 var ErrExternal = errors.New("the connection comes from outside this system (its other end is not one of this machine's sockets)")
 
+// ErrForwarded: a connection this process opened to a loopback address is taken by no
+// socket of this machine: no listener, and no server end in the table. A root rule
+// forwards it elsewhere (Docker's or podman's DNAT into a container).
+var ErrForwarded = errors.New("no socket of this machine takes the connection (a port forwarded elsewhere, as Docker's DNAT does)")
+
 // Self is this process's user ID.
 func Self() uint32 { return uint32(os.Getuid()) }
 
 // Trusted reports whether a process of uid may act for this process's user: the
 // user itself, or root (which can read the user's keychain and memory anyway).
 func Trusted(uid uint32) bool { return uid == Self() || uid == 0 }
+
+// RegularUser reports whether uid is a person's account rather than a system one:
+// within UID_MIN..UID_MAX of /etc/login.defs (1000..60000 where it does not say).
+func RegularUser(uid uint32) bool {
+	lo, hi := loginUIDRange()
+	return uid >= lo && uid <= hi
+}
+
+var loginUIDRange = sync.OnceValues(func() (uint32, uint32) {
+	lo, hi := uint32(1000), uint32(60000)
+	b, err := os.ReadFile("/etc/login.defs")
+	if err != nil {
+		return lo, hi
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		n, err := strconv.ParseUint(f[1], 10, 32)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "UID_MIN":
+			lo = uint32(n)
+		case "UID_MAX":
+			hi = uint32(n)
+		}
+	}
+	return lo, hi
+})
 
 // Probe reports whether owner works here: it looks up a loopback connection this
 // process makes to itself, which must come out as this process's user. The error

@@ -31,3 +31,25 @@ func ListenAs(uid int, addr string) (net.Listener, error) {
 	r := <-ch
 	return r.ln, r.err
 }
+
+// AcceptAs accepts one connection on ln as uid: the kernel gives an accepted socket
+// its accepting thread's filesystem uid. Needs root.
+func AcceptAs(uid int, ln net.Listener) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setfsuid(uid); err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		c, err := ln.Accept()
+		unix.Setfsuid(os.Getuid())
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
