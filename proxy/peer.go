@@ -104,25 +104,32 @@ func (e *foreignUpstreamError) Error() string {
 // server is down, and receive the token (in the clear, for a plain_http gateway) and
 // answer in its name. Servers on other hosts are not this machine's users' business.
 func (g *peerGate) checkUpstream(c net.Conn) error {
+	return g.vetServer(c, func(uid uint32) bool { return uid == g.self || uid == 0 }, "")
+}
+
+// vetServer vets c, a connection the proxy opened, when it reaches a loopback server:
+// the uid whose socket takes it must pass ok; a port forwarded elsewhere by a root rule
+// (Docker or podman DNAT, a hostPort) passes, since nobody else on this machine
+// receives what is sent. whose is added to the refusal's owner ("another person's
+// account").
+func (g *peerGate) vetServer(c net.Conn, ok func(uint32) bool, whose string) error {
 	if !g.on {
 		return nil
 	}
-	ra, ok := c.RemoteAddr().(*net.TCPAddr)
-	if !ok || !ra.IP.IsLoopback() {
+	ra, isTCP := c.RemoteAddr().(*net.TCPAddr)
+	if !isTCP || !ra.IP.IsLoopback() {
 		return nil
 	}
 	uid, err := g.serverOwner(c)
 	switch {
 	case errors.Is(err, peer.ErrForwarded):
-		// No socket here takes it: the port is forwarded by a rule of root's (Docker
-		// or podman DNAT, a hostPort). Nobody else on this machine receives what is sent.
 		return nil
 	case err != nil:
 		return &foreignUpstreamError{owner: "a user gatepass could not tell (" + err.Error() + ")"}
-	case uid == g.self || uid == 0:
+	case ok(uid):
 		return nil
 	}
-	return &foreignUpstreamError{owner: userName(uid)}
+	return &foreignUpstreamError{owner: userName(uid) + whose}
 }
 
 // localPage reports whether a web page on loopback host:port is served by this user
@@ -158,23 +165,7 @@ func (g *peerGate) localPage(host, port string) bool {
 // be run by this user, root, or a system account (cntlm, px run as one), not by another
 // person's account, which could hold its port while the real one is down.
 func (g *peerGate) checkProxy(c net.Conn) error {
-	if !g.on {
-		return nil
-	}
-	ra, ok := c.RemoteAddr().(*net.TCPAddr)
-	if !ok || !ra.IP.IsLoopback() {
-		return nil
-	}
-	uid, err := g.serverOwner(c)
-	switch {
-	case errors.Is(err, peer.ErrForwarded):
-		return nil
-	case err != nil:
-		return &foreignUpstreamError{owner: "a user gatepass could not tell (" + err.Error() + ")"}
-	case uid == g.self || uid == 0 || !peer.RegularUser(uid):
-		return nil
-	}
-	return &foreignUpstreamError{owner: userName(uid) + ", another person's account"}
+	return g.vetServer(c, func(uid uint32) bool { return uid == g.self || uid == 0 || !peer.RegularUser(uid) }, ", another person's account")
 }
 
 // shouldLog reports whether a refusal of uid is logged now: the first, then at most

@@ -11,45 +11,36 @@ import (
 
 // ListenAs opens a TCP listener on addr whose socket belongs to uid. The kernel gives
 // a new socket its thread's filesystem uid, which root may set for one locked thread
-// (that thread is never unlocked: it ends with its goroutine). Needs root.
+// (asUser). Needs root.
 func ListenAs(uid int, addr string) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setfsuid(uid); err != nil {
-			ch <- result{nil, err}
-			return
-		}
-		ln, err := net.Listen("tcp", addr)
-		unix.Setfsuid(os.Getuid())
-		ch <- result{ln, err}
-	}()
-	r := <-ch
-	return r.ln, r.err
+	return asUser(uid, func() (net.Listener, error) { return net.Listen("tcp", addr) })
 }
 
 // AcceptAs accepts one connection on ln as uid: the kernel gives an accepted socket
 // its accepting thread's filesystem uid. Needs root.
 func AcceptAs(uid int, ln net.Listener) (net.Conn, error) {
+	return asUser(uid, ln.Accept)
+}
+
+// asUser runs f on a thread of its own whose filesystem uid is uid (that thread is
+// never unlocked: it ends with its goroutine).
+func asUser[T any](uid int, f func() (T, error)) (T, error) {
 	type result struct {
-		c   net.Conn
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
 		if err := unix.Setfsuid(uid); err != nil {
-			ch <- result{nil, err}
+			var zero T
+			ch <- result{zero, err}
 			return
 		}
-		c, err := ln.Accept()
+		v, err := f()
 		unix.Setfsuid(os.Getuid())
-		ch <- result{c, err}
+		ch <- result{v, err}
 	}()
 	r := <-ch
-	return r.c, r.err
+	return r.v, r.err
 }
