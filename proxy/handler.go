@@ -37,7 +37,7 @@ func newTransport(opts Options, checkConn, checkProxy func(net.Conn) error) *htt
 	// (cntlm, px): checkConn is for the upstreams themselves, checkProxy for it.
 	proxyAddr := ""
 	if up := opts.UpstreamProxy; up != nil {
-		proxyAddr = net.JoinHostPort(up.Hostname(), cmp.Or(up.Port(), map[string]string{"http": "80", "https": "443"}[up.Scheme]))
+		proxyAddr = proxyHostPort(up)
 	}
 	return &http.Transport{
 		Proxy: upstreamProxyFunc(opts.UpstreamProxy),
@@ -550,14 +550,16 @@ func (s *Server) dialUpstream(ctx context.Context, network, addr string) (net.Co
 	return dialViaProxy(ctx, d, up, s.opts.UpstreamRootCAs, addr, s.peers.checkProxy)
 }
 
+// proxyHostPort is where the upstream proxy up listens: its host and port, the
+// scheme's default port when it names none.
+func proxyHostPort(up *url.URL) string {
+	return net.JoinHostPort(up.Hostname(), cmp.Or(up.Port(), defaultPorts[up.Scheme]))
+}
+
 // dialViaProxy opens a tunnel to addr through an HTTP(S) proxy with CONNECT
 // (RFC 9110 §9.3.6), authenticating with the proxy URL's user info if any.
 func dialViaProxy(ctx context.Context, d *net.Dialer, up *url.URL, roots *x509.CertPool, addr string, checkProxy func(net.Conn) error) (net.Conn, error) {
-	proxyAddr := up.Host
-	if up.Port() == "" {
-		proxyAddr = net.JoinHostPort(up.Hostname(), map[string]string{"http": "80", "https": "443"}[up.Scheme])
-	}
-	c, err := d.DialContext(ctx, "tcp", proxyAddr)
+	c, err := d.DialContext(ctx, "tcp", proxyHostPort(up))
 	if err != nil {
 		return nil, fmt.Errorf("upstream proxy %s: %w", up.Redacted(), err)
 	}

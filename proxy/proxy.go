@@ -47,9 +47,9 @@ type Token struct {
 type Gateway struct {
 	Profile   string
 	PlainHTTP bool // token may go over plain HTTP to this host:port (loopback only, validated by config)
-	// PageAllowed, when set, reports whether a web page at https://host:port (other
-	// than loopback and the profile's gateways, which always may) may use the token
-	// from a browser (the profile's allowed_origins).
+	// PageAllowed, when set, reports whether a web page at https://host:port may use
+	// the token from a browser (the profile's allowed_origins), beside the pages that
+	// always may: the profile's gateways', and those on loopback served by this user.
 	PageAllowed func(host, port string) bool
 }
 
