@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/gatepass-dev/gatepass/internal/peer"
 )
 
 // The benchmarks measure the proxy's own cost per request, in process: a raw
@@ -120,8 +122,8 @@ func BenchmarkNewConnection(b *testing.B) {
 		name  string
 		owner func(net.Conn) (uint32, error)
 	}{
-		{"peer-check", peerOwner},
-		{"no-check", func(net.Conn) (uint32, error) { return 0, errPeerUnsupported }},
+		{"peer-check", peer.Owner},
+		{"no-check", func(net.Conn) (uint32, error) { return 0, peer.ErrUnsupported }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			up := fixedUpstream(b, nil)

@@ -31,13 +31,6 @@ import (
 // to the 2 s its request head may take and lingerTime.
 const maxRefusing = 64
 
-var (
-	errPeerUnsupported = peer.ErrUnsupported
-	errPeerGone        = peer.ErrGone
-	peerOwner          = peer.Owner
-	userName           = peer.UserName
-)
-
 // peerGate decides, per accepted connection, whether its client may use the proxy.
 type peerGate struct {
 	owner       func(net.Conn) (uint32, error) // who holds the other end of a loopback connection
@@ -68,6 +61,10 @@ func newPeerGate(owner, serverOwner func(net.Conn) (uint32, error)) *peerGate {
 	return g
 }
 
+// trusted reports whether a process of uid may act for the gate's user: that user or
+// root (peer.Trusted, for g.self).
+func (g *peerGate) trusted(uid uint32) bool { return uid == g.self || uid == 0 }
+
 // refusal says why c's client may not use the proxy; "" when it may.
 func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
 	if !g.on {
@@ -81,12 +78,12 @@ func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
 		return "", 0, false
 	}
 	if err != nil {
-		return "could not tell which user's process connected (" + err.Error() + "); gatepass serves only " + userName(g.self) + "'s processes", 0, false
+		return "could not tell which user's process connected (" + err.Error() + "); gatepass serves only " + peer.UserName(g.self) + "'s processes", 0, false
 	}
-	if uid == g.self || uid == 0 { // as peer.Trusted, for the gate's own user
+	if g.trusted(uid) {
 		return "", uid, true
 	}
-	return "this gatepass serves only " + userName(g.self) + "'s processes; the connection came from " + userName(uid), uid, true
+	return "this gatepass serves only " + peer.UserName(g.self) + "'s processes; the connection came from " + peer.UserName(uid), uid, true
 }
 
 // foreignUpstreamError: a loopback upstream is served by a process of another user.
@@ -104,7 +101,7 @@ func (e *foreignUpstreamError) Error() string {
 // server is down, and receive the token (in the clear, for a plain_http gateway) and
 // answer in its name. Servers on other hosts are not this machine's users' business.
 func (g *peerGate) checkUpstream(c net.Conn) error {
-	return g.vetServer(c, func(uid uint32) bool { return uid == g.self || uid == 0 }, "")
+	return g.vetServer(c, g.trusted, "")
 }
 
 // vetServer vets c, a connection the proxy opened, when it reaches a loopback server:
@@ -129,7 +126,7 @@ func (g *peerGate) vetServer(c net.Conn, ok func(uint32) bool, whose string) err
 	case ok(uid):
 		return nil
 	}
-	return &foreignUpstreamError{owner: userName(uid) + whose}
+	return &foreignUpstreamError{owner: peer.UserName(uid) + whose}
 }
 
 // localPage reports whether a web page on loopback host:port is served by this user
@@ -153,7 +150,7 @@ func (g *peerGate) localPage(host, port string) bool {
 	}
 	for _, ip := range ips {
 		uid, err := g.listenerOwner(ip, p)
-		if err != nil || (uid != g.self && uid != 0) {
+		if err != nil || !g.trusted(uid) {
 			return false
 		}
 	}
@@ -165,7 +162,7 @@ func (g *peerGate) localPage(host, port string) bool {
 // be run by this user, root, or a system account (cntlm, px run as one), not by another
 // person's account, which could hold its port while the real one is down.
 func (g *peerGate) checkProxy(c net.Conn) error {
-	return g.vetServer(c, func(uid uint32) bool { return uid == g.self || uid == 0 || !peer.RegularUser(uid) }, ", another person's account")
+	return g.vetServer(c, func(uid uint32) bool { return g.trusted(uid) || !peer.RegularUser(uid) }, ", another person's account")
 }
 
 // shouldLog reports whether a refusal of uid is logged now: the first, then at most
@@ -227,11 +224,11 @@ func (s *Server) refusePeer(c net.Conn, reason string, uid uint32, known bool) {
 // CheckPeers says whether the proxy can tell which user's process connects (for
 // gatepass doctor): what it serves when it can; an error when it should and cannot.
 func CheckPeers() (string, error) {
-	g := newPeerGate(peerOwner, peer.ServerOwner)
+	g := newPeerGate(peer.Owner, peer.ServerOwner)
 	switch {
 	case g.on:
-		return "only " + userName(g.self) + "'s processes (and root's) may use the proxy", nil
-	case errors.Is(g.off, errPeerUnsupported):
+		return "only " + peer.UserName(g.self) + "'s processes (and root's) may use the proxy", nil
+	case errors.Is(g.off, peer.ErrUnsupported):
 		return "not checked on this system: any local user's process may use the proxy", nil
 	default:
 		return "", fmt.Errorf("cannot tell which user's process connects to the proxy (%v), so any local user may use it", g.off)

@@ -172,7 +172,7 @@ func TestUpstreamOfAClosedForeignListenerIsRefused(t *testing.T) {
 	}
 	defer a.Close()
 	ln.Close()
-	g := newPeerGate(peerOwner, peer.ServerOwner)
+	g := newPeerGate(peer.Owner, peer.ServerOwner)
 	var fe *foreignUpstreamError
 	if err := g.checkUpstream(c); !errors.As(err, &fe) || !strings.Contains(err.Error(), "uid 65534") {
 		t.Fatalf("checkUpstream = %v, want it refused as uid 65534's", err)

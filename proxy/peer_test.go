@@ -49,7 +49,7 @@ func TestProxyServesOnlyItsOwnUser(t *testing.T) {
 		"same user":                 {uid: self},
 		"root":                      {uid: 0},
 		"another user":              {uid: other, refused: true, wantReason: "the connection came from uid "},
-		"socket gone before lookup": {err: errPeerGone, refused: true, wantReason: "could not tell which user's process connected"},
+		"socket gone before lookup": {err: peer.ErrGone, refused: true, wantReason: "could not tell which user's process connected"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestPeerCheckOffWhereTheSystemCannotTell(t *testing.T) {
 		owner   func(net.Conn) (uint32, error)
 		logLine string
 	}{
-		"unsupported system": {func(net.Conn) (uint32, error) { return 0, errPeerUnsupported },
+		"unsupported system": {func(net.Conn) (uint32, error) { return 0, peer.ErrUnsupported },
 			`level=INFO msg="the proxy does not check which user's process connects on this system: any local user can use it"`},
 		"lookup fails": {func(net.Conn) (uint32, error) { return 0, errors.New("netlink: permission denied") },
 			`level=WARN msg="the proxy cannot tell which user's process connects, so any local user can use it" why="netlink: permission denied"`},
@@ -165,7 +165,7 @@ func TestPeerGateDecisions(t *testing.T) {
 		uid    uint32
 		err    error
 		served bool
-	}{{1000, nil, true}, {0, nil, true}, {1001, nil, false}, {65534, nil, false}, {0, errPeerGone, false}} {
+	}{{1000, nil, true}, {0, nil, true}, {1001, nil, false}, {65534, nil, false}, {0, peer.ErrGone, false}} {
 		g := &peerGate{owner: func(net.Conn) (uint32, error) { return tc.uid, tc.err }, self: 1000, on: true}
 		reason, _, _ := g.refusal(nil)
 		if (reason == "") != tc.served {

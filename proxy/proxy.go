@@ -193,7 +193,7 @@ func New(opts Options) (*Server, error) {
 	s.base, s.stopBase = context.WithCancel(context.Background())
 	owner := opts.peerOwner
 	if owner == nil {
-		owner = peerOwner
+		owner = peer.Owner
 	}
 	serverOwner := opts.serverOwner
 	if serverOwner == nil {
@@ -276,7 +276,7 @@ func (s *Server) Start() error {
 	s.log.Info("proxy listening", "addr", ln.Addr().String())
 	switch {
 	case s.peers.on:
-	case errors.Is(s.peers.off, errPeerUnsupported):
+	case errors.Is(s.peers.off, peer.ErrUnsupported):
 		s.log.Info("the proxy does not check which user's process connects on this system: any local user can use it")
 	default:
 		s.log.Warn("the proxy cannot tell which user's process connects, so any local user can use it", "why", s.peers.off.Error())
