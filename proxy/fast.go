@@ -528,17 +528,13 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 		body = tc.body
 	}
 	scheme := "http"
-	info := RequestInfo{Method: fr.method, HostHeader: string(fr.host), ProxyPort: s.port()}
 	if tc.inTunnel {
-		scheme, info.Scheme, info.Tunnel = "https", "https", tc.tunnelAddr
-	} else {
-		info.Scheme, info.Target = "http", string(fr.authority)
+		scheme = "https"
 	}
-	d := Decide(info, s.tokens.Gateway)
+	d, addr := tc.decideFast()
 	if d.Action != Forward && d.Action != Inject {
 		return false, false // refusals and the status page
 	}
-	addr := d.Addr()
 	if !s.h1Carries(scheme, d.Host, addr) {
 		return false, false // HTTP/2 and proxied upstreams
 	}
@@ -620,6 +616,37 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 	return true, ok && !w.closeAfter && tc.ctx.Err() == nil
 }
 
+// fastDecision is the policy's decision for the last request the fast path read on
+// a connection, with what it was made from. A keep-alive client sends the same target
+// again and again, and Decide, a pure function of the request and the allow-list
+// (which is fixed for a Server's life, see TokenSource), would decide the same again:
+// normalising the host, looking it up and allocating its strings each time.
+type fastDecision struct {
+	valid           bool
+	method          string
+	authority, host []byte // copies of the request's
+	d               Decision
+	addr            string // d.Addr()
+}
+
+// decideFast is Decide for the fast path's request (tc.fr), and its address.
+func (tc *loopConn) decideFast() (Decision, string) {
+	fr, m := &tc.fr, &tc.decided
+	if m.valid && m.method == fr.method && bytes.Equal(m.authority, fr.authority) && bytes.Equal(m.host, fr.host) {
+		return m.d, m.addr
+	}
+	info := RequestInfo{Method: fr.method, HostHeader: string(fr.host), ProxyPort: tc.s.port()}
+	if tc.inTunnel {
+		info.Scheme, info.Tunnel = "https", tc.tunnelAddr
+	} else {
+		info.Scheme, info.Target = "http", string(fr.authority)
+	}
+	d := Decide(info, tc.s.tokens.Gateway)
+	*m = fastDecision{valid: true, method: fr.method, d: d, addr: d.Addr(),
+		authority: append(m.authority[:0], fr.authority...), host: append(m.host[:0], fr.host...)}
+	return m.d, m.addr
+}
+
 // serveCopy serves, on the loop's other path, the request whose head (tc.head) and
 // body the fast path took but cannot carry.
 func (tc *loopConn) serveCopy(body []byte) bool {
@@ -649,11 +676,16 @@ func (tc *loopConn) upstreamFailed(w *loopWriter, e *RequestLog, d Decision, err
 // client left). tok, if set, goes in the request.
 func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, scheme, addr string, tok *Token, body []byte) bool {
 	fr := &tc.fr
-	req := &h1Request{
+	// The request and its writeRaw are the connection's, reused: the pool holds
+	// neither past send.
+	req := &tc.req
+	*req = h1Request{
 		Method: fr.method, Scheme: scheme, Addr: addr, rawBody: body != nil, track: tc.trackFn,
-		writeRaw: func(bw *bufio.Writer) { fr.writeHead(bw, tok, body) },
+		writeRaw: tc.writeRawFn,
 	}
+	tc.rawTok, tc.rawBody = tok, body
 	x, err := tc.s.h1.send(tc.ctx, c, req)
+	tc.rawTok, tc.rawBody = nil, nil
 	if err != nil {
 		return tc.upstreamFailed(w, e, d, err)
 	}
@@ -701,6 +733,9 @@ func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, s
 	x.eof = true
 	return true
 }
+
+// writeRaw writes the fast path's request upstream (h1Request.writeRaw).
+func (tc *loopConn) writeRaw(bw *bufio.Writer) { tc.fr.writeHead(bw, tc.rawTok, tc.rawBody) }
 
 // relaySlow reads the upstream's answer with net/http's parser and copies it as the
 // other path does (copyResponse).

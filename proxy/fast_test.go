@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -245,6 +246,74 @@ func TestFastPathExchanges(t *testing.T) {
 	}
 	if got := e.otherHTTP.requests()[0].Header.Get("Authorization"); got != "Basic b3du" {
 		t.Errorf("the non-gateway host got Authorization %q, want the caller's own", got)
+	}
+	checkNoCanary(t, e.logs.String())
+}
+
+// TestFastPathDecidesEachRequest: the fast path keeps the policy's last decision on a
+// connection (fastDecision), and a request for another target, or with another Host
+// inside a tunnel, is decided again: the token follows each request's own target,
+// on the listen port and inside an intercepted tunnel.
+func TestFastPathDecidesEachRequest(t *testing.T) {
+	e, ups := loopEnv(t)
+	e.plainGW.handler = loopHandler(e.plainGW)
+	e.otherHTTP.handler = loopHandler(e.otherHTTP)
+	gw := "localhost:" + e.plainGW.port()
+	other := "127.0.0.1:" + e.otherHTTP.port()
+	c, err := net.Dial("tcp", e.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, target := range []string{gw, other, other, gw, gw, other} {
+		// The same Host field every time: the target alone says where it goes.
+		fmt.Fprintf(c, "GET http://%s/%d HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic b3du\r\n\r\n", target, i, gw)
+		if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 200 {
+			t.Fatalf("request %d to %s: %d %q", i, target, resp.StatusCode, body)
+		}
+	}
+	want := map[*upstream][]string{e.plainGW: {"/0", "/3", "/4"}, e.otherHTTP: {"/1", "/2", "/5"}}
+	for u, uris := range want {
+		var got []string
+		for _, r := range u.requests() {
+			got = append(got, r.URI)
+			auth := r.Header.Get("Authorization")
+			if u == e.plainGW && auth != "Bearer "+e.src.current() {
+				t.Errorf("gateway request %s carried Authorization %q, want the token", r.URI, auth)
+			}
+			if u == e.otherHTTP && auth != "Basic b3du" {
+				t.Errorf("non-gateway request %s carried Authorization %q, want the caller's own", r.URI, auth)
+			}
+		}
+		if !slices.Equal(got, uris) {
+			t.Errorf("%s got %v, want %v", u.name, got, uris)
+		}
+	}
+
+	u := ups["h1 upstream"]
+	host := "localhost:" + u.port()
+	conn, tbr := openTunnel(t, e, host)
+	for i, h := range []string{host, "elsewhere.example", host, "elsewhere.example:" + u.port(), host} {
+		fmt.Fprintf(conn, "GET /%d HTTP/1.1\r\nHost: %s\r\n\r\n", i, h)
+		resp, body := readResponse(t, tbr, "GET")
+		if want := map[bool]int{true: 200, false: 421}[h == host]; resp.StatusCode != want {
+			t.Errorf("tunnel request %d with Host %s: %d %q, want %d", i, h, resp.StatusCode, body, want)
+		}
+	}
+	var got []string
+	for _, r := range u.requests() {
+		got = append(got, r.URI)
+		if r.Header.Get("Authorization") != "Bearer "+e.src.current() {
+			t.Errorf("tunnel request %s reached the gateway without the token", r.URI)
+		}
+	}
+	if !slices.Equal(got, []string{"/0", "/2", "/4"}) {
+		t.Errorf("the tunnel's gateway got %v, want /0 /2 /4 (the misdirected ones refused)", got)
+	}
+	if e.srv.fastServed.Load() < 9 {
+		t.Errorf("fast path served %d requests, want all 9 that reached an upstream", e.srv.fastServed.Load())
 	}
 	checkNoCanary(t, e.logs.String())
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -54,7 +55,8 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
-	reused bool // served a request before this one
+	reused bool            // served a request before this one
+	raw    syscall.RawConn // the socket, for connAlive (nil until its first check)
 }
 
 const (
@@ -325,7 +327,7 @@ func (p *h1Pool) roundTrip(ctx context.Context, req *h1Request) (*h1Exchange, er
 // the write still fails: then an idempotent request is sent again, once, on a new
 // connection.
 func (p *h1Pool) send(ctx context.Context, c *h1Conn, req *h1Request) (*h1Exchange, error) {
-	if c.reused && !connAlive(c.conn) {
+	if c.reused && !connAlive(c) {
 		c.conn.Close()
 		var err error
 		if c, err = p.get(ctx, req.Scheme, req.Addr, true); err != nil {

@@ -63,10 +63,17 @@ type loopConn struct {
 	bw         *bufio.Writer
 	head       []byte // the current request's head, as read
 	// fr, fresp and body are the fast path's (fast.go), kept to reuse their memory.
-	fr    fastReq
-	fresp fastResp
-	body  []byte
-	cw    clientWatch
+	fr      fastReq
+	fresp   fastResp
+	body    []byte
+	decided fastDecision
+	// req is the fast path's upstream request; writeRawFn (tc.writeRaw) writes it
+	// with rawTok and rawBody while the pool sends it.
+	req        h1Request
+	writeRawFn func(*bufio.Writer)
+	rawTok     *Token
+	rawBody    []byte
+	cw         clientWatch
 	// up is the fast path's upstream connection while an exchange runs on it: a
 	// hook on ctx, registered once per connection, interrupts it when the client
 	// leaves or the proxy shuts down (trackUpstream).
@@ -112,7 +119,7 @@ func (s *Server) serveLoop(tc *loopConn) {
 	tc.bw = bufio.NewWriterSize(tc.c, loopBufSize)
 	tc.ctx, tc.cancel = context.WithCancel(tc.s.base)
 	defer tc.cancel()
-	tc.trackFn, tc.untrackFn = tc.trackUpstream, tc.untrackUpstream
+	tc.trackFn, tc.untrackFn, tc.writeRawFn = tc.trackUpstream, tc.untrackUpstream, tc.writeRaw
 	defer context.AfterFunc(tc.ctx, func() {
 		if c := tc.up.Load(); c != nil {
 			c.conn.SetDeadline(aLongTimeAgo)

@@ -56,7 +56,9 @@ type Gateway struct {
 // TokenSource is everything the proxy knows about the broker.
 type TokenSource interface {
 	// Gateway reports whether host:port is an allow-listed gateway. host is lowercase, without
-	// trailing dot, IPv6 unbracketed; port is explicit ("443", "80", ...).
+	// trailing dot, IPv6 unbracketed; port is explicit ("443", "80", ...). Its answers must
+	// not change for the life of a Server, which may keep them for a connection's life
+	// (a new allow-list means a new Server, as the agent builds one per config).
 	Gateway(host, port string) (Gateway, bool)
 	// TokenFor returns a fresh token for that gateway host. An error implementing
 	// interface{ SignInRequired() (profile string) } means the profile must sign in again.
