@@ -131,14 +131,48 @@ func TestE2ELoginTokenStatusLogout(t *testing.T) {
 		t.Errorf("printed ID token does not verify: %v", err)
 	}
 
-	for format, want := range map[string]string{
-		"header":          "Authorization: Bearer ",
-		"json":            `"type": "access_token"`,
-		"exec-credential": `"kind": "ExecCredential"`,
-	} {
+	// Each --format carries one access token, and only it. (Each run refreshes:
+	// with no agent running, the CLI holds no access token between runs.)
+	isToken := func(v string) bool {
+		return v != "" && v != idTok && !strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == '"' })
+	}
+	inFuture := func(format, ts string) {
+		exp, err := time.Parse(time.RFC3339, ts)
+		if err != nil || !exp.After(time.Now()) {
+			t.Errorf("token --format %s: expiry %q is not a future RFC 3339 time (%v)", format, ts, err)
+		}
+	}
+	for _, format := range []string{"raw", "header", "json", "exec-credential"} {
 		out, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--type", "access", "--format", format)
-		if code != 0 || !strings.Contains(out, want) {
-			t.Errorf("token --format %s: exit %d, out %q, stderr %q", format, code, out, stderr)
+		if code != 0 {
+			t.Errorf("token --format %s: exit %d, stderr %q", format, code, stderr)
+			continue
+		}
+		switch format {
+		case "raw":
+			if tok, ok := strings.CutSuffix(out, "\n"); !ok || !isToken(tok) {
+				t.Errorf("token --format raw: %q, want an access token and a newline", out)
+			}
+		case "header":
+			tok, ok := strings.CutPrefix(out, "Authorization: Bearer ")
+			if tok, ok2 := strings.CutSuffix(tok, "\n"); !ok || !ok2 || !isToken(tok) {
+				t.Errorf("token --format header: %q, want one Authorization line with an access token", out)
+			}
+		case "json":
+			var j struct{ Profile, Type, Token, Expiry string }
+			if err := json.Unmarshal([]byte(out), &j); err != nil || j.Profile != profile || j.Type != "access_token" || !isToken(j.Token) {
+				t.Errorf("token --format json: %v, %+v; want profile %s, type access_token and the token", err, j, profile)
+			}
+			inFuture(format, j.Expiry)
+		case "exec-credential":
+			var ec struct {
+				APIVersion, Kind string
+				Status           struct{ Token, ExpirationTimestamp string }
+			}
+			if err := json.Unmarshal([]byte(out), &ec); err != nil || ec.APIVersion != "client.authentication.k8s.io/v1" || ec.Kind != "ExecCredential" || !isToken(ec.Status.Token) {
+				t.Errorf("token --format exec-credential: %v, %+v; want a v1 ExecCredential with the token in status.token", err, ec)
+			}
+			inFuture(format, ec.Status.ExpirationTimestamp)
 		}
 	}
 
@@ -359,6 +393,8 @@ func TestCLIUsageAndConfigErrors(t *testing.T) {
 		"login: no default profile":     {[]string{"--config", twoProfiles, "login", "--no-browser"}, exitUsage, "default"},
 		"proxy --listen not loopback":   {[]string{"--config", good, "proxy", "--listen", "0.0.0.0:9999"}, exitUsage, "every network interface"},
 		"proxy --listen bad port":       {[]string{"--config", good, "proxy", "--listen", "127.0.0.1:99999"}, exitUsage, "99999"},
+		"gui --listen not loopback":     {[]string{"--config", good, "gui", "--listen", "0.0.0.0:9999"}, exitUsage, "every network interface"},
+		"gui --demo --listen bad port":  {[]string{"gui", "--demo", "--listen", "127.0.0.1:99999"}, exitUsage, "99999"},
 		"doctor without a config":       {[]string{"--config", "/nonexistent/gatepass.toml", "doctor"}, exitUsage, "/nonexistent/gatepass.toml"},
 		"token --type unknown":          {[]string{"--config", "/nonexistent/gatepass.toml", "token", "--type", "foo"}, exitUsage, "use id or access"},
 		"proxy --profile":               {[]string{"--config", good, "--profile", "w", "proxy"}, exitUsage, "every profile"},

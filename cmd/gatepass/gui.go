@@ -231,6 +231,13 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	if err := e.parse("gui", fs, args, "gui [--browser-command CMD] [--demo] [--listen ADDR]"); err != nil {
 		return err
 	}
+	// As for `gatepass proxy`: a usage error before any window opens, not a failure
+	// shown later in it.
+	if *listen != "" {
+		if err := broker.CheckListen(*listen); err != nil {
+			return usagef("--listen %v", err)
+		}
+	}
 	browser := broker.ChooseBrowser(*browserCmd)
 	// What a demo leaves behind is removed when the app ends (or the demo's context
 	// does), before the process exits.
