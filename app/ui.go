@@ -62,7 +62,7 @@ type ui struct {
 	px        Proxy
 	statuses  []broker.ProfileStatus
 	pending   map[string]context.CancelFunc // profile → cancel of its in-flight sign-in
-	lastState map[string]broker.State       // last state seen, for the one notification
+	lastState map[string]broker.State       // last state seen but signing-in, for the one notification (notifyBaseline)
 	cards     map[string]*card
 	cardBox   *fyne.Container
 	notices   *notices
@@ -343,7 +343,8 @@ func (u *ui) addRequests(rows []RequestRow) {
 }
 
 // applyStatus records a profile's new status, raises the sign-in
-// notification on entering sign-in-required, and creates its card.
+// notification on entering sign-in-required (a sign-in attempt that ends where
+// it began does not count: notifyBaseline), and creates its card.
 func (u *ui) applyStatus(st broker.ProfileStatus) {
 	i := slices.IndexFunc(u.statuses, func(s broker.ProfileStatus) bool { return s.Profile == st.Profile })
 	if i < 0 {
@@ -352,7 +353,7 @@ func (u *ui) applyStatus(st broker.ProfileStatus) {
 		u.statuses[i] = st
 	}
 	prev := u.lastState[st.Profile]
-	u.lastState[st.Profile] = st.State
+	u.lastState[st.Profile] = notifyBaseline(prev, st.State)
 	if c := u.copied; c != nil && c.profile == st.Profile && st.State != broker.StateSignedIn && st.State != broker.StateUnknown {
 		u.clearCopied() // signed out, or the issuer ended the sign-in
 	}
@@ -368,6 +369,36 @@ func (u *ui) applyStatus(st broker.ProfileStatus) {
 		u.cards[st.Profile] = c
 		u.cardBox.Add(c.obj)
 	}
+}
+
+// notifyBaseline returns the state that the sign-in notification compares a
+// profile's next status with, once its status went from prev (itself a
+// baseline) to next. It is next, except for signing-in: a sign-in attempt
+// leaves the baseline as it was before the attempt, so the notification
+// (needsNotification) compares the state before the attempt with the state
+// after it:
+//
+//   - sign-in-required → signing-in → sign-in-required (the user cancelled,
+//     closed the browser, or the sign-in failed or timed out; the broker puts
+//     the old state back): no notification. The user was told once already and
+//     has just acted on it; the card still shows the current reason.
+//   - signed-in (or refreshing, signed-out, unknown) → signing-in →
+//     sign-in-required: one notification, as for any first entry into
+//     sign-in-required; the profile was not known to need sign-in.
+//   - "" (first seen) → signing-in → sign-in-required: one notification, like
+//     a first-seen sign-in-required.
+//   - any → signing-in → signed-in: no notification; the baseline becomes
+//     signed-in, so a later refusal notifies once again.
+//
+// Every other state (signed-out, signed-in, refreshing, sign-in-required,
+// unknown) is what the broker says the profile is, not the user's own attempt,
+// so it becomes the baseline. In particular a refresh that ends in
+// sign-in-required (signed-in → refreshing → sign-in-required) notifies once.
+func notifyBaseline(prev, next broker.State) broker.State {
+	if next == broker.StateSigningIn {
+		return prev
+	}
+	return next
 }
 
 func (u *ui) status(profile string) (broker.ProfileStatus, bool) {

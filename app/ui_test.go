@@ -328,6 +328,100 @@ func TestSignInRequiredCard(t *testing.T) {
 	}
 }
 
+// TestSignInNotificationSequences: the desktop notification comes once per
+// entry into sign-in-required (DESIGN.md §4: one notification, no storms). A
+// sign-in attempt (signing-in) that the user cancels, or that fails, puts the
+// broker back in the state it left (broker/login.go); back in sign-in-required,
+// that is no new entry, and the card shows the current reason anyway.
+func TestSignInNotificationSequences(t *testing.T) {
+	const (
+		out      = broker.StateSignedOut
+		in       = broker.StateSignedIn
+		refresh  = broker.StateRefreshing
+		signing  = broker.StateSigningIn
+		required = broker.StateSignInRequired
+		unknown  = broker.StateUnknown
+	)
+	type step struct {
+		state  broker.State
+		reason string
+		notify bool
+	}
+	const (
+		expired = "invalid_grant: token has been expired or revoked"
+		rapt    = "invalid_rapt: reauth related error"
+	)
+	tests := map[string][]step{
+		"cancelled sign-in while required": {
+			{required, expired, true}, {signing, "", false}, {required, expired, false},
+		},
+		"failed sign-in, new reason shown, not notified": {
+			{required, expired, true}, {signing, "", false}, {required, rapt, false},
+		},
+		"repeated cancelled sign-ins": {
+			{in, "", false}, {required, expired, true},
+			{signing, "", false}, {required, expired, false},
+			{signing, "", false}, {required, expired, false},
+			{signing, "", false}, {required, expired, false},
+		},
+		"signed in, then refused": {
+			{in, "", false}, {required, expired, true}, {required, expired, false},
+		},
+		"refresh refused": {
+			{in, "", false}, {refresh, "", false}, {required, expired, true},
+		},
+		"sign-in from signed in ends required": {
+			{in, "", false}, {signing, "", false}, {required, expired, true},
+		},
+		"sign-in succeeds, later refused": {
+			{required, expired, true}, {signing, "", false}, {in, "", false},
+			{refresh, "", false}, {required, rapt, true},
+		},
+		"first seen signing in, then required": {
+			{signing, "", false}, {required, expired, true},
+		},
+		"cancelled sign-in while signed out": {
+			{out, "", false}, {signing, "", false}, {out, "", false}, {required, expired, true},
+		},
+		"keychain unknown, then refused": {
+			{unknown, "keychain locked", false}, {required, expired, true},
+		},
+		"signed out by you, then signed in again": {
+			{required, expired, true}, {out, "", false}, {signing, "", false}, {in, "", false},
+		},
+	}
+	for name, steps := range tests {
+		t.Run(name, func(t *testing.T) {
+			br := newFakeBroker() // no profile yet: the first step is its first status
+			e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+			for i, s := range steps {
+				st := workStatus(s.state)
+				st.Reason = s.reason
+				var want *fyne.Notification
+				if s.notify {
+					body := "Profile work needs you to sign in again"
+					if s.reason != "" {
+						body += " (" + s.reason + ")"
+					}
+					want = fyne.NewNotification("gatepass: sign-in required", body+". Use Sign in in the gatepass window or tray.")
+				}
+				ok := t.Run(fmt.Sprintf("%d %s", i, s.state), func(t *testing.T) {
+					test.AssertNotificationSent(t, want, func() {
+						br.events <- broker.Event{Status: st}
+						e.q.run(t)
+					})
+				})
+				if !ok {
+					t.Fatalf("step %d (%s, reason %q): want notification %v; the steps after it depend on it", i, s.state, s.reason, s.notify)
+				}
+				if c := e.u.cards["work"]; s.state == required && (!c.reason.Visible() || !strings.Contains(c.reason.Text, s.reason)) {
+					t.Errorf("step %d: card reason %q (shown %v), want it to show %q", i, c.reason.Text, c.reason.Visible(), s.reason)
+				}
+			}
+		})
+	}
+}
+
 func TestCopyTokenKeychainLockedOffersRetry(t *testing.T) {
 	br := newFakeBroker(signedIn(time.Hour))
 	br.tokenErr = &broker.KeychainError{Op: "read", Account: "work", Kind: broker.KeychainLocked}
