@@ -584,8 +584,8 @@ func TestLoginGoogleRules(t *testing.T) {
 	for i := range 2 { // the second sign-in is after the first consent
 		e.login()
 		q := e.idp.Stats().LastAuthParams
-		if q.Get("access_type") != "offline" || q.Get("prompt") != "consent" || strings.Contains(q.Get("scope"), "offline_access") {
-			t.Fatalf("sign-in %d asked for access_type=%q prompt=%q scope=%q; want offline, consent and no offline_access",
+		if q.Get("access_type") != "offline" || q.Get("prompt") != "select_account consent" || strings.Contains(q.Get("scope"), "offline_access") {
+			t.Fatalf("sign-in %d asked for access_type=%q prompt=%q scope=%q; want offline, select_account consent and no offline_access",
 				i+1, q.Get("access_type"), q.Get("prompt"), q.Get("scope"))
 		}
 		if en, ok := e.entry(); !ok || en.RefreshToken == "" {

@@ -23,9 +23,14 @@ type provider struct {
 	verifier      *oidc.IDTokenVerifier
 	revocationURL string
 	// authParams are added to every authorization URL: Google needs
-	// access_type=offline and prompt=consent to return a refresh token.
+	// access_type=offline and prompt=consent to return a refresh token, and
+	// prompt=select_account to let the user pick (or add) another account.
 	authParams []oauth2.AuthCodeOption
 }
+
+// googlePrompt is the prompt of every Google sign-in: show the account chooser,
+// then the consent screen.
+const googlePrompt = "select_account consent"
 
 // discoveryDoc holds the discovery fields go-oidc does not expose itself.
 type discoveryDoc struct {
@@ -37,8 +42,8 @@ type discoveryDoc struct {
 // discover runs OpenID Connect Discovery 1.0 for the profile's issuer and
 // prepares the OAuth config. Google gets google.Endpoint (fixed auth style:
 // client credentials in the form body, so a failing refresh costs one
-// request, not two) plus access_type=offline and prompt=consent; other
-// issuers get the offline_access scope when discovery lists it.
+// request, not two) plus access_type=offline and prompt="select_account
+// consent"; other issuers get the offline_access scope when discovery lists it.
 //
 // The config keeps an issuer minus one trailing "/", so that
 // "https://login.example/" and "https://login.example" name the same profile;
@@ -63,9 +68,14 @@ func discover(ctx context.Context, p *Profile, client *http.Client, clock Clock)
 	if p.IsGoogle() {
 		// (Google's discovery names google.Endpoint.TokenURL itself.)
 		endpoint.AuthStyle = google.Endpoint.AuthStyle
+		// prompt is a space-separated list (OpenID Connect Core §3.1.2.1):
+		// consent, or Google returns no new refresh token (GOOGLE.md);
+		// select_account, or Google signs the browser's current account
+		// straight in and a profile cannot be switched to another account
+		// (LESSONS.md). A --login-hint is sent as well.
 		params = append(params,
 			oauth2.AccessTypeOffline,
-			oauth2.SetAuthURLParam("prompt", "consent"))
+			oauth2.SetAuthURLParam("prompt", googlePrompt))
 		if doc.RevocationEndpoint == "" {
 			doc.RevocationEndpoint = "https://oauth2.googleapis.com/revoke"
 		}
