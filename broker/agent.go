@@ -105,11 +105,14 @@ type controlToken struct {
 	Expiry time.Time `json:"expiry"`
 }
 
-// controlError is the wire form of an error; SignIn marks ErrSignInRequired.
+// controlError is the wire form of an error; SignIn marks ErrSignInRequired, and
+// Reason is then the agent's SignInRequiredError.Reason (the issuer's invalid_grant
+// or invalid_rapt, "not signed in", …), so the CLI tells the user why, not only that.
 type controlError struct {
 	Error   string `json:"error"`
 	SignIn  bool   `json:"sign_in_required,omitempty"`
 	Profile string `json:"profile,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 func controlHandler(b *Broker) http.Handler {
@@ -130,6 +133,7 @@ func controlHandler(b *Broker) http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeControl(w, http.StatusOK, b.Statuses())
 	})
+	mux.HandleFunc("GET /v1/ca", b.serveCA)
 	mux.HandleFunc("GET /v1/token", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		kind, err := ParseTokenKind(q.Get("kind"))
@@ -147,7 +151,7 @@ func controlHandler(b *Broker) http.Handler {
 			var sr *SignInRequiredError
 			ce := controlError{Error: err.Error()}
 			if errors.As(err, &sr) {
-				ce.SignIn, ce.Profile = true, sr.Profile
+				ce.SignIn, ce.Profile, ce.Reason = true, sr.Profile, sr.Reason
 			}
 			writeControl(w, http.StatusConflict, ce)
 			return
@@ -231,10 +235,20 @@ func (c AgentClient) do(ctx context.Context, method, path string, q url.Values, 
 	if resp.StatusCode != http.StatusOK {
 		var ce controlError
 		if json.Unmarshal(body, &ce) != nil || ce.Error == "" {
+			if resp.StatusCode == http.StatusNotFound {
+				// The mux's own 404: an agent from an older gatepass, without this request.
+				return fmt.Errorf("gatepass agent answered HTTP 404 to %s: %w", path, errors.ErrUnsupported)
+			}
 			return fmt.Errorf("gatepass agent answered HTTP %d", resp.StatusCode)
 		}
 		if ce.SignIn {
-			return &SignInRequiredError{Profile: ce.Profile, Reason: "the running agent has no valid sign-in"}
+			// The agent's reason, as its own `gatepass status` line says it; it is
+			// printed to a terminal, so without control characters.
+			reason := printable(ce.Reason, 1000)
+			if reason == "" { // an agent from before the reason went over the socket
+				reason = "the running gatepass agent has no valid sign-in; `gatepass status` says why"
+			}
+			return &SignInRequiredError{Profile: ce.Profile, Reason: reason}
 		}
 		return errors.New(ce.Error)
 	}

@@ -48,6 +48,7 @@ type Broker struct {
 	nextSub  int
 
 	proxyAddr  atomic.Pointer[func() string] // SetProxyAddr
+	ca         atomic.Pointer[AgentCA]       // SetCA
 	showWindow atomic.Pointer[func()]        // SetShowWindow
 
 	grantTimeout time.Duration // bounds a refresh grant: refreshGrantTimeout, shorter in tests

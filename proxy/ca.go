@@ -142,7 +142,7 @@ func ensureCA(store CAStore, names []string, certPath string, log *slog.Logger, 
 	}
 	ca.now = now
 	if certPath != "" {
-		if err := writeCertFile(certPath, ca.certPEM); err != nil {
+		if err := WriteCertFile(certPath, ca.certPEM); err != nil {
 			return nil, err
 		}
 	}
@@ -404,10 +404,10 @@ func randomSerial() *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-// writeCertFile writes the CA certificate for `gatepass ca path`: the file is public
+// WriteCertFile writes the CA certificate for `gatepass ca path`: the file is public
 // (0644), its directory private to the user (0700). It is replaced atomically and only
-// when the content changed.
-func writeCertFile(path string, certPEM []byte) error {
+// when the content changed, so a client reading it never sees half of it.
+func WriteCertFile(path string, certPEM []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, certPEM) {
 		return nil
 	}

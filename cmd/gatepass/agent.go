@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gatepass-dev/gatepass/app"
@@ -160,7 +164,7 @@ func newProxy(b *broker.Broker, cfg *broker.Config, opts agentOptions) (*proxy.S
 			return nil, err
 		}
 	}
-	return proxy.New(proxy.Options{
+	srv, err := proxy.New(proxy.Options{
 		Listen:        listen,
 		Tokens:        brokerTokens{b},
 		CA:            newKeychainCA(broker.SystemKeychain{}, cfg),
@@ -171,6 +175,15 @@ func newProxy(b *broker.Broker, cfg *broker.Config, opts agentOptions) (*proxy.S
 		OnRequest:     opts.onRequest,
 		Command:       shellCommand(cfg),
 	})
+	if err != nil {
+		return nil, err
+	}
+	// `gatepass ca export` and `ca path` ask the agent for the CA it just read
+	// from the keychain, rather than reading (or replacing) it themselves.
+	if cert := srv.CACertPEM(); cert != nil {
+		b.SetCA(broker.AgentCA{CertPEM: cert, Path: caCertPath(cfg)})
+	}
+	return srv, nil
 }
 
 // shellCommand is how a user's shell runs gatepass for cfg: with --config
@@ -247,7 +260,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	return srv.Shutdown(sctx)
 }
 
-func cmdCA(_ context.Context, e *env, args []string) error {
+func cmdCA(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
 		return usagef("usage: gatepass ca export [--out FILE] | gatepass ca path")
 	}
@@ -275,21 +288,95 @@ func cmdCA(_ context.Context, e *env, args []string) error {
 	if len(names) == 0 {
 		return usagef("no gateways in %s: the local CA is only needed to add tokens to HTTPS gateway requests", cfg.Path)
 	}
-	ca, err := proxy.EnsureCA(newKeychainCA(broker.SystemKeychain{}, cfg), names, caCertPath(cfg), e.logger())
+	ca, err := e.localCA(ctx, cfg, names)
 	if err != nil {
 		return err
 	}
 	if sub == "path" {
-		fmt.Fprintln(e.stdout, caCertPath(cfg))
+		fmt.Fprintln(e.stdout, ca.path)
 		return nil
 	}
 	if *out == "" {
-		_, err = e.stdout.Write(ca.CertPEM())
+		_, err = e.stdout.Write(ca.certPEM)
 		return err
 	}
-	if err := os.WriteFile(*out, ca.CertPEM(), 0o644); err != nil {
+	if err := os.WriteFile(*out, ca.certPEM, 0o644); err != nil {
 		return fmt.Errorf("write the CA certificate: %w", err)
 	}
-	fmt.Fprintf(e.stderr, "Wrote the gatepass CA certificate to %s (it can sign only for: %v).\n", *out, names)
+	fmt.Fprintf(e.stderr, "Wrote the gatepass CA certificate to %s (it can sign only for: %v).\n", *out, ca.names)
 	return nil
+}
+
+// localCA is the CA certificate that `ca export` and `ca path` hand out, the file
+// that holds it, and the names it may sign for.
+type localCA struct {
+	certPEM []byte
+	path    string
+	names   []string
+}
+
+// localCA is the running agent's CA when an agent owns cfg: the one its proxy
+// intercepts with, without a keychain read here. Only when no agent runs is the
+// CA loaded (or made) from the keychain, as the agent itself would.
+func (e *env) localCA(ctx context.Context, cfg *broker.Config, names []string) (localCA, error) {
+	if c, ok := e.agent(ctx, cfg); ok {
+		ca, err := agentCA(ctx, c, caCertPath(cfg))
+		if !errors.Is(err, broker.ErrNoAgent) {
+			return ca, err
+		}
+		// The agent stopped between the ping and the question: no one else
+		// holds the CA now.
+	}
+	ca, err := proxy.EnsureCA(newKeychainCA(broker.SystemKeychain{}, cfg), names, caCertPath(cfg), e.logger())
+	if err != nil {
+		return localCA{}, err
+	}
+	return localCA{certPEM: ca.CertPEM(), path: caCertPath(cfg), names: names}, nil
+}
+
+// agentCA asks the agent for its CA certificate and makes sure the file at its
+// path holds exactly that certificate: another gatepass (an older one, or one
+// run while no agent ran) may have replaced it since the agent wrote it.
+func agentCA(ctx context.Context, c broker.AgentClient, defaultPath string) (localCA, error) {
+	got, err := c.CA(ctx)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		return localCA{}, errors.New("the running gatepass agent for this config is from an older gatepass and cannot say which local CA it uses: " +
+			"restart it (quit the desktop app, or stop `gatepass proxy`, and start it again), then run this command again")
+	case err != nil:
+		return localCA{}, err
+	}
+	names, err := caCertNames(got.CertPEM)
+	if err != nil {
+		return localCA{}, fmt.Errorf("the running gatepass agent sent an unusable CA certificate (%v): restart it and try again", err)
+	}
+	ca := localCA{certPEM: got.CertPEM, path: got.Path, names: names}
+	if ca.path == "" {
+		ca.path = defaultPath
+	}
+	if err := proxy.WriteCertFile(ca.path, ca.certPEM); err != nil {
+		return localCA{}, err
+	}
+	return ca, nil
+}
+
+// caCertNames checks that certPEM is one CA certificate and nothing else (never a
+// key, whatever an agent sends) and returns the names its constraints permit.
+func caCertNames(certPEM []byte) ([]string, error) {
+	block, rest := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("not exactly one PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.IsCA {
+		return nil, errors.New("not a CA certificate")
+	}
+	names := slices.Clone(cert.PermittedDNSDomains)
+	for _, r := range cert.PermittedIPRanges {
+		names = append(names, r.IP.String())
+	}
+	return names, nil
 }

@@ -4,12 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/zalando/go-keyring"
+
+	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
 
@@ -17,21 +24,33 @@ import (
 // the agent is stopped (SIGINT) and waited for when the test ends.
 func startAgent(t *testing.T, cfg string, args ...string) *syncBuffer {
 	t.Helper()
+	out, _ := runAgent(t, cfg, args...)
+	return out
+}
+
+// runAgent is startAgent that also returns stop, which ends the agent (SIGINT) and
+// waits for it; it is called again when the test ends, and does nothing then.
+func runAgent(t *testing.T, cfg string, args ...string) (out *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, gatepassBin, append([]string{"--config", cfg, "proxy"}, args...)...)
 	cmd.Env = testEnv(t)
-	out := &syncBuffer{}
+	out = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		cancel()
-	})
-	return out
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+			cancel()
+		})
+	}
+	t.Cleanup(stop)
+	return out, stop
 }
 
 // TestE2EAgentControlSocket: while `gatepass proxy` runs, CLI commands get
@@ -124,5 +143,180 @@ func TestE2EAgentControlSocket(t *testing.T) {
 	}
 	if strings.Contains(agentLog.String(), tokens[0]) {
 		t.Errorf("the agent log contains a token")
+	}
+}
+
+// waitAgentToken waits until the agent for cfg holds a token (it refreshes once
+// at start), as `gatepass status` reports it.
+func waitAgentToken(t *testing.T, cfg string, agentLog *syncBuffer) {
+	t.Helper()
+	for range 50 {
+		out, _, _ := runGatepass(t, nil, "--config", cfg, "status", "--json")
+		var status struct {
+			Profiles []struct {
+				State  string
+				Expiry time.Time
+			}
+		}
+		if json.Unmarshal([]byte(out), &status) == nil && len(status.Profiles) == 1 &&
+			status.Profiles[0].State == "signed-in" && !status.Profiles[0].Expiry.IsZero() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the agent holds no token after 5s\nagent log:\n%s", agentLog.String())
+}
+
+// TestE2EAgentSignInReason: when the issuer refuses the agent's refresh token
+// (Google's invalid_rapt: a reauthentication policy), `gatepass token` asking the
+// agent exits 3 with the issuer's reason and the command that fixes it, not a
+// generic "no valid sign-in"; `gatepass status` says the reason too. No token is
+// in either.
+func TestE2EAgentSignInReason(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	listen := freePort(t)
+	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
+	login(t, cfg)
+	agentLog := startAgent(t, cfg)
+	waitListening(t, listen)
+	waitAgentToken(t, cfg, agentLog)
+	access, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--type", "access")
+	if code != 0 {
+		t.Fatalf("token via the agent: exit %d: %s", code, stderr)
+	}
+	idTok, _, _ := runGatepass(t, nil, "--config", cfg, "token", "--type", "id")
+	raw, err := keyring.Get(broker.KeychainService, profile)
+	var entry struct {
+		RT string `json:"rt"`
+	}
+	if err != nil || json.Unmarshal([]byte(raw), &entry) != nil || entry.RT == "" {
+		t.Fatalf("keychain entry: %v", err)
+	}
+	secrets := []string{strings.TrimSpace(access), strings.TrimSpace(idTok), entry.RT, p.ClientSecret()}
+
+	p.FailNext("token", http.StatusBadRequest, "application/json",
+		`{"error":"invalid_rapt","error_description":"reauth related error (invalid_rapt)"}`)
+	refreshes := p.Stats().Refreshes
+	// --min-ttl longer than the token lives: the agent must refresh, and is refused.
+	// The second call is answered from the agent's sign-in-required state.
+	for _, args := range [][]string{{"token", "--min-ttl", "10h"}, {"token"}} {
+		out, stderr, code := runGatepass(t, nil, append([]string{"--config", cfg}, args...)...)
+		if code != exitSignIn || out != "" {
+			t.Errorf("%v after invalid_rapt (agent running): exit %d, stdout %q; want 3 and nothing", args, code, out)
+		}
+		for _, want := range []string{"sign-in required", "invalid_rapt", "reauthentication policy", "reauth related error",
+			"run `gatepass login --profile " + profile + "`"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%v after invalid_rapt: stderr lacks %q:\n%s", args, want, stderr)
+			}
+		}
+		if strings.Contains(stderr, "no valid sign-in") {
+			t.Errorf("%v: the agent's reason was replaced by a generic one:\n%s", args, stderr)
+		}
+		for _, s := range secrets {
+			if s != "" && strings.Contains(stderr, s) {
+				t.Errorf("%v: stderr holds a token or secret:\n%s", args, stderr)
+			}
+		}
+	}
+	if n := p.Stats().Refreshes; n != refreshes {
+		// FailNext answers are not counted: any counted refresh spent the token again.
+		t.Errorf("refreshes %d -> %d: the refused refresh token was sent again", refreshes, n)
+	}
+	out, _, code := runGatepass(t, nil, "--config", cfg, "status")
+	if code != 0 || !regexp.MustCompile(`(?m)^`+profile+` +sign-in-required .*invalid_rapt`).MatchString(out) {
+		t.Errorf("status via the agent after invalid_rapt: exit %d\n%s", code, out)
+	}
+	for _, s := range secrets {
+		if s != "" && (strings.Contains(out, s) || strings.Contains(agentLog.String(), s)) {
+			t.Errorf("status output or the agent log holds a token or secret")
+		}
+	}
+}
+
+// TestE2EAgentCA: with an agent running, `ca export` and `ca path` give the CA its
+// proxy intercepts with, asked over the control socket: the keychain is not read
+// (a corrupt entry stays as it is, where reading it would replace it with a new CA
+// the agent does not use), and the file at `ca path` holds the agent's certificate
+// even when something replaced it. Without an agent, the CA comes from the keychain
+// as before.
+func TestE2EAgentCA(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	listen := freePort(t)
+	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
+	account := newKeychainCA(broker.SystemKeychain{}, &broker.Config{Path: cfg}).account
+	t.Cleanup(func() { _ = keyring.Delete(caService, account) })
+	caFile := filepath.Join(filepath.Dir(cfg), "gatepass-ca.pem")
+	readFile := func(path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("read %s: %v", path, err)
+		}
+		return string(b)
+	}
+
+	// No agent: the CA is made on first use and kept in the keychain.
+	agentCert, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export")
+	if code != 0 || !strings.HasPrefix(agentCert, "-----BEGIN CERTIFICATE-----") || !strings.Contains(stderr, "generated a new local CA") {
+		t.Fatalf("ca export without an agent: exit %d, stdout %q, stderr %s", code, agentCert, stderr)
+	}
+	if strings.Contains(agentCert, "PRIVATE KEY") {
+		t.Fatalf("ca export printed a private key")
+	}
+
+	agentLog, stop := runAgent(t, cfg)
+	waitListening(t, listen)
+	if got := readFile(caFile); got != agentCert {
+		t.Fatalf("the agent did not start with the stored CA\nagent log:\n%s", agentLog.String())
+	}
+	// A keychain entry that is not gatepass's and a CA file someone replaced: a
+	// command that read the keychain would make a new CA; one that asks the agent
+	// gets the agent's.
+	const corrupt = `{"cert": "-----BEGIN CERT`
+	if err := keyring.Set(caService, account, corrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caFile, []byte("not the agent's CA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export")
+	if code != 0 || out != agentCert || stderr != "" {
+		t.Errorf("ca export with the agent running: exit %d, the agent's CA %v, stderr %q", code, out == agentCert, stderr)
+	}
+	exported := filepath.Join(testDir(t), "exported.pem")
+	if _, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export", "--out", exported); code != 0 || readFile(exported) != agentCert {
+		t.Errorf("ca export --out with the agent running: exit %d, the agent's CA %v, stderr %q", code, readFile(exported) == agentCert, stderr)
+	}
+	out, stderr, code = runGatepass(t, nil, "--config", cfg, "ca", "path")
+	if code != 0 || strings.TrimSpace(out) != caFile || stderr != "" {
+		t.Errorf("ca path with the agent running: exit %d, stdout %q, stderr %q; want %s", code, out, stderr, caFile)
+	}
+	if got := readFile(caFile); got != agentCert {
+		t.Errorf("the file at ca path does not hold the agent's CA:\n%s", got)
+	}
+	if fi, err := os.Stat(caFile); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("%s: %v, %v; want mode 0644", caFile, fi.Mode().Perm(), err)
+	}
+	if raw, err := keyring.Get(caService, account); err != nil || raw != corrupt {
+		t.Errorf("the keychain's CA entry changed while the agent ran: %v, %.40q", err, raw)
+	}
+	if strings.Contains(agentLog.String(), "generated a new local CA") {
+		t.Errorf("the agent made a new CA:\n%s", agentLog.String())
+	}
+
+	// The agent gone, the keychain is the CA's home again: the corrupt entry is
+	// replaced, as before there was an agent to ask.
+	stop()
+	out, stderr, code = runGatepass(t, nil, "--config", cfg, "ca", "export")
+	if code != 0 || !strings.HasPrefix(out, "-----BEGIN CERTIFICATE-----") || out == agentCert ||
+		!strings.Contains(stderr, "generated a new local CA") || !strings.Contains(stderr, "corrupt") {
+		t.Errorf("ca export after the agent stopped: exit %d, a new CA %v, stderr %s", code, out != agentCert, stderr)
+	}
+	if raw, err := keyring.Get(caService, account); err != nil || raw == corrupt || !strings.Contains(raw, "PRIVATE KEY") {
+		t.Errorf("keychain entry after ca export without an agent: %v, %.40q", err, raw)
+	}
+	if path, _, code := runGatepass(t, nil, "--config", cfg, "ca", "path"); code != 0 || strings.TrimSpace(path) != caFile || readFile(caFile) != out {
+		t.Errorf("ca path without an agent: exit %d, %q; the file holds the new CA %v", code, path, readFile(caFile) == out)
 	}
 }
