@@ -22,14 +22,8 @@ import (
 func TestControlSocketSignInReason(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})
-	path := controlSocketPath(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := ServeControl(ctx, e.b, path); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := serveControl(t, e.b)
 	e.login()
-	c := AgentClient{Path: path}
 	tok, err := c.Token(ctx, testProfile, AccessToken, time.Minute)
 	if err != nil {
 		t.Fatalf("agent Token while signed in: %v", err)

@@ -1541,6 +1541,18 @@ func controlSocketPath(t *testing.T) string {
 	return filepath.Join(dir, "gatepass", "agent.sock")
 }
 
+// serveControl serves b's control socket, at a path of its own, until the test
+// ends, and returns a client of it and the test's context.
+func serveControl(t *testing.T, b *Broker) (AgentClient, context.Context) {
+	t.Helper()
+	path := controlSocketPath(t)
+	ctx := t.Context()
+	if err := ServeControl(ctx, b, path); err != nil {
+		t.Fatal(err)
+	}
+	return AgentClient{Path: path}, ctx
+}
+
 func TestControlSocket(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})
@@ -1608,14 +1620,8 @@ func TestGoogleTestingAppSevenDays(t *testing.T) {
 func TestControlSocketFreshToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{AccessTTL: time.Minute, IDTokenTTL: time.Minute})
-	path := controlSocketPath(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := ServeControl(ctx, e.b, path); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := serveControl(t, e.b)
 	e.login()
-	c := AgentClient{Path: path}
 	tok, err := c.FreshToken(ctx, testProfile, AccessToken, DefaultMargin)
 	if err != nil || tok.Value == "" {
 		t.Fatalf("agent FreshToken with 1-minute tokens: %v", err)

@@ -169,12 +169,7 @@ func TestFastPathExchanges(t *testing.T) {
 	e.otherHTTP.handler = loopHandler(e.otherHTTP)
 	gw := "localhost:" + e.plainGW.port()
 	other := "127.0.0.1:" + e.otherHTTP.port()
-	c, err := net.Dial("tcp", e.srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
+	c, br := dialProxy(t, e)
 	big := strings.Repeat("u", fastMaxBody+1)
 	for _, tc := range []struct {
 		name, host, head, body string
@@ -260,13 +255,8 @@ func TestFastPathDecidesEachRequest(t *testing.T) {
 	e.otherHTTP.handler = loopHandler(e.otherHTTP)
 	gw := "localhost:" + e.plainGW.port()
 	other := "127.0.0.1:" + e.otherHTTP.port()
-	c, err := net.Dial("tcp", e.srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, br := dialProxy(t, e)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
 	for i, target := range []string{gw, other, other, gw, gw, other} {
 		// The same Host field every time: the target alone says where it goes.
 		fmt.Fprintf(c, "GET http://%s/%d HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic b3du\r\n\r\n", target, i, gw)
@@ -316,4 +306,15 @@ func TestFastPathDecidesEachRequest(t *testing.T) {
 		t.Errorf("fast path served %d requests, want all 9 that reached an upstream", e.srv.fastServed.Load())
 	}
 	checkNoCanary(t, e.logs.String())
+}
+
+// dialProxy opens a client connection to e's proxy, closed when the test ends.
+func dialProxy(t *testing.T, e *env) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", e.srv.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
 }
