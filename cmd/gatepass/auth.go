@@ -214,9 +214,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROFILE\tSTATE\tIDENTITY\tISSUER\tNOTE")
-	now := time.Now()
+	now, command := time.Now(), shellCommand(cfg)
 	for _, st := range statuses {
-		note := statusNote(st, now)
+		note := statusNote(st, now, command)
 		id := st.Email
 		if id == "" {
 			id = "-"
@@ -236,8 +236,10 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 
 // statusNote is the NOTE column: the token's expiry (or that it has expired), then
 // the reason a refresh is failing or sign-in is required, so a failing refresh is
-// not hidden behind an expiry.
-func statusNote(st broker.ProfileStatus, now time.Time) string {
+// not hidden behind an expiry, and for a profile that needs a new sign-in the
+// command that signs in again. command is how the user's shell runs gatepass for
+// the config (shellCommand: with --config unless it is the default config).
+func statusNote(st broker.ProfileStatus, now time.Time, command string) string {
 	var parts []string
 	if !st.Expiry.IsZero() {
 		at := st.Expiry.Local()
@@ -257,6 +259,9 @@ func statusNote(st broker.ProfileStatus, now time.Time) string {
 	}
 	if st.Reason != "" {
 		parts = append(parts, st.Reason)
+	}
+	if st.State == broker.StateSignInRequired {
+		parts = append(parts, "run `"+command+" login --profile "+st.Profile+"`")
 	}
 	return strings.Join(parts, "; ")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -10,9 +11,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/proxy"
 )
@@ -109,7 +113,8 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	}
 	check("loopback", lerr, "can listen on 127.0.0.1 for the sign-in redirect")
 
-	if px := e.proxyStatus(ctx, cfg); px.Running {
+	px := e.proxyStatus(ctx, cfg)
+	if px.Running {
 		check("proxy", nil, "this config's gatepass proxy answers on "+px.Address)
 	} else if px.Note != "" {
 		check("proxy", errors.New(px.Note), "")
@@ -123,7 +128,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	check("users", perr, msg)
 
 	if names := caNames(cfg); len(names) > 0 {
-		msg, err := checkCA(newKeychainCA(kc, cfg), names)
+		msg, err := e.checkLocalCA(ctx, cfg, names, kc, px.Running)
 		check("ca", err, msg)
 	}
 
@@ -164,7 +169,101 @@ func probeKeychain(kc broker.Keychain) error {
 	return nil
 }
 
-// checkCA reports on the proxy's local CA without changing it.
+// checkLocalCA is doctor's CA check. When an agent runs for cfg it checks the CA
+// that agent's proxy intercepts with, asked over the control socket: reading the
+// keychain here would be a second read (a prompt on macOS) of an entry the agent
+// already holds (LESSONS: one keychain read at agent start; CLI asks the agent).
+// Only without an agent is the keychain entry checked. proxyRunning says whether
+// this config's proxy answers (doctor's proxy check).
+func (e *env) checkLocalCA(ctx context.Context, cfg *broker.Config, names []string, kc broker.Keychain, proxyRunning bool) (string, error) {
+	if c, ok := e.agent(ctx, cfg); ok {
+		got, err := c.CA(ctx)
+		switch {
+		case err == nil:
+			return checkAgentCA(got, caCertPath(cfg), names, shellCommand(cfg))
+		case errors.Is(err, broker.ErrNoAgent):
+			// The agent stopped between the ping and the question: the keychain
+			// is the CA's only home again.
+		case errors.Is(err, errors.ErrUnsupported):
+			return "", errors.New("the running gatepass agent for this config is from an older gatepass and cannot say which local CA it uses: " +
+				"restart it (quit the desktop app, or stop `gatepass proxy`, and start it again), then run doctor again")
+		case !proxyRunning:
+			// The desktop app with its proxy switched off has read no CA yet, and
+			// nothing intercepts: nothing is wrong, and the keychain is not read.
+			return "not checked: the running gatepass agent's proxy is off, so it has not loaded the local CA yet " +
+				"(it does when the proxy is switched on; run doctor again then)", nil
+		default:
+			return "", fmt.Errorf("the running gatepass agent did not say which local CA it uses: %w", err)
+		}
+	}
+	return checkCA(newKeychainCA(kc, cfg), names)
+}
+
+// checkAgentCA checks the CA certificate a running agent answered with: one CA
+// certificate (never a key), not about to expire, whose name constraints permit
+// every gateway of the config (names, from caNames), and that the file at its path
+// (defaultPath when the agent names none) holds exactly it, as curl --cacert reads
+// it. command is how the user's shell runs gatepass for this config (shellCommand).
+// It changes nothing: the fixes say what does.
+func checkAgentCA(got broker.AgentCA, defaultPath string, names []string, command string) (string, error) {
+	const restart = "restart the agent (quit the desktop app, or stop `gatepass proxy`, and start it again)"
+	have, err := caCertNames(got.CertPEM)
+	if err != nil {
+		return "", fmt.Errorf("the running gatepass agent answered with an unusable local CA certificate (%v): %s, then run doctor again", err, restart)
+	}
+	block, _ := pem.Decode(got.CertPEM)
+	cert, err := x509.ParseCertificate(block.Bytes) // caCertNames parsed it already
+	if err != nil {
+		return "", err
+	}
+	if time.Until(cert.NotAfter) < 30*24*time.Hour {
+		return "", fmt.Errorf("the running gatepass agent's local CA expires %s: %s, which renews it, then trust it again (`%s ca export`)",
+			cert.NotAfter.Format(time.DateOnly), restart, command)
+	}
+	permitted := map[string]bool{}
+	for _, n := range have {
+		permitted[caNameKey(n)] = true
+	}
+	var missing []string
+	for _, n := range names {
+		if !permitted[caNameKey(n)] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("the running gatepass agent's local CA may not sign for %s (it may for %s): the config's gateways changed since the agent started; "+
+			"%s so that it makes a CA for them, then trust it again (`%s ca export`)",
+			strings.Join(missing, ", "), strings.Join(have, ", "), restart, command)
+	}
+	path := got.Path
+	if path == "" {
+		path = defaultPath
+	}
+	onDisk, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("%s, the running gatepass agent's CA certificate file, is missing: `%s ca path` writes it again", path, command)
+	case err != nil:
+		return "", fmt.Errorf("read the running gatepass agent's CA certificate file: %w", err)
+	case !bytes.Equal(onDisk, got.CertPEM):
+		return "", fmt.Errorf("%s does not hold the running gatepass agent's local CA (something replaced it), so `curl --cacert %s` does not trust the proxy: "+
+			"`%s ca path` writes the agent's certificate there again", path, app.ShellQuote(path), command)
+	}
+	return fmt.Sprintf("local CA of the running gatepass agent valid until %s, may sign only for %s (gateways: %s); %s holds it",
+		cert.NotAfter.Format(time.DateOnly), strings.Join(have, ", "), strings.Join(names, ", "), path), nil
+}
+
+// caNameKey is a name constraint or gateway name in one spelling, to compare them:
+// lowercase, an IP address in its canonical form.
+func caNameKey(n string) string {
+	n = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(n, "["), "]"))
+	if a, err := netip.ParseAddr(n); err == nil {
+		return a.Unmap().String()
+	}
+	return strings.TrimSuffix(n, ".")
+}
+
+// checkCA reports on the proxy's local CA in the keychain without changing it.
 func checkCA(store keychainCA, names []string) (string, error) {
 	certPEM, _, found, err := store.LoadCA()
 	if err != nil {

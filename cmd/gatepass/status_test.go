@@ -30,7 +30,7 @@ func TestStatusNote(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := statusNote(tc.st, now); got != tc.want {
+			if got := statusNote(tc.st, now, "gatepass"); got != tc.want {
 				t.Errorf("statusNote = %q, want %q", got, tc.want)
 			}
 		})
