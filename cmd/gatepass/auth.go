@@ -258,7 +258,7 @@ func statusNote(st broker.ProfileStatus, now time.Time, command string) string {
 		}
 	}
 	if st.Reason != "" {
-		parts = append(parts, st.Reason)
+		parts = append(parts, strings.TrimRight(st.Reason, ". ")) // the issuer's sentence, then "; run …"
 	}
 	if st.State == broker.StateSignInRequired {
 		parts = append(parts, "run `"+command+" login --profile "+st.Profile+"`")

@@ -146,6 +146,10 @@ func TestStatusSignInFix(t *testing.T) {
 	if got, want := statusNote(required, now, "gatepass"), "the issuer refused; run `gatepass login --profile work`"; got != want {
 		t.Errorf("statusNote (default config) = %q, want %q", got, want)
 	}
+	revoked := broker.ProfileStatus{Profile: "work", State: broker.StateSignInRequired, Reason: "Token has been expired or revoked."}
+	if got, want := statusNote(revoked, now, "gatepass"), "Token has been expired or revoked; run `gatepass login --profile work`"; got != want {
+		t.Errorf("statusNote (issuer's sentence) = %q, want %q", got, want)
+	}
 	cmd := shellCommand(&broker.Config{Path: "/tmp/my configs/g.toml"})
 	if got, want := statusNote(required, now, cmd), "the issuer refused; run `gatepass --config '/tmp/my configs/g.toml' login --profile work`"; got != want {
 		t.Errorf("statusNote (other config) = %q, want %q", got, want)
