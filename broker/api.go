@@ -99,6 +99,10 @@ var ErrSignInRequired = errors.New("sign-in required")
 type SignInRequiredError struct {
 	Profile string
 	Reason  string
+	// Command is how the user's shell runs gatepass for this config ("gatepass
+	// --config FILE" for another than the default one), for the fix the message
+	// names; "" is "gatepass". The CLI sets it before printing.
+	Command string
 }
 
 func (e *SignInRequiredError) Error() string {
@@ -106,7 +110,11 @@ func (e *SignInRequiredError) Error() string {
 	if e.Reason != "" {
 		msg += " (" + e.Reason + ")"
 	}
-	return msg + "; run `gatepass login --profile " + e.Profile + "`"
+	command := e.Command
+	if command == "" {
+		command = "gatepass"
+	}
+	return msg + "; run `" + command + " login --profile " + e.Profile + "`"
 }
 
 // Is makes errors.Is(err, ErrSignInRequired) true.

@@ -240,14 +240,15 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	b.SetProxyAddr(srv.Addr)
 	logw.Flush() // the start-up's log lines (a new CA, say) come before what follows
 	fmt.Fprintf(e.stderr, "gatepass proxy listening on %s (CA certificate: %s). Ctrl-C stops it.\n", srv.Addr(), caCertPath(cfg))
+	command := shellCommand(cfg)
 	for _, st := range b.Statuses() {
 		// Only states a sign-in fixes: right after start a profile may still be
 		// refreshing, which is not a reason to sign in.
 		switch st.State {
 		case broker.StateSignedOut:
-			fmt.Fprintf(e.stderr, "profile %s is not signed in: run `gatepass login --profile %s`\n", st.Profile, st.Profile)
+			fmt.Fprintf(e.stderr, "profile %s is not signed in: run `%s login --profile %s`\n", st.Profile, command, st.Profile)
 		case broker.StateSignInRequired:
-			fmt.Fprintf(e.stderr, "profile %s needs a new sign-in (%s): run `gatepass login --profile %s`\n", st.Profile, st.Reason, st.Profile)
+			fmt.Fprintf(e.stderr, "profile %s needs a new sign-in (%s): run `%s login --profile %s`\n", st.Profile, st.Reason, command, st.Profile)
 		case broker.StateUnknown:
 			fmt.Fprintf(e.stderr, "profile %s: %s; requests for its gateways read the keychain again\n", st.Profile, st.Reason)
 		}

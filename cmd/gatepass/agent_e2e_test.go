@@ -16,6 +16,7 @@ import (
 
 	"github.com/zalando/go-keyring"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
@@ -205,7 +206,7 @@ func TestE2EAgentSignInReason(t *testing.T) {
 			t.Errorf("%v after invalid_rapt (agent running): exit %d, stdout %q; want 3 and nothing", args, code, out)
 		}
 		for _, want := range []string{"sign-in required", "invalid_rapt", "reauthentication policy", "reauth related error",
-			"run `gatepass login --profile " + profile + "`"} {
+			"run `gatepass --config " + app.ShellQuote(cfg) + " login --profile " + profile + "`"} {
 			if !strings.Contains(stderr, want) {
 				t.Errorf("%v after invalid_rapt: stderr lacks %q:\n%s", args, want, stderr)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/zalando/go-keyring"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
 
@@ -203,7 +204,7 @@ func TestE2ELoginTokenStatusLogout(t *testing.T) {
 		t.Errorf("keychain entry after logout: %v", err)
 	}
 	_, stderr, code = runGatepass(t, nil, "--config", cfg, "token")
-	if code != exitSignIn || !strings.Contains(stderr, "gatepass login --profile "+profile) {
+	if code != exitSignIn || !strings.Contains(stderr, "gatepass --config "+app.ShellQuote(cfg)+" login --profile "+profile) {
 		t.Errorf("token after logout: exit %d (want 3), stderr %q", code, stderr)
 	}
 	out, _, _ = runGatepass(t, nil, "--config", cfg, "status")
@@ -253,8 +254,8 @@ func TestE2ESignInRequiredAfterRevocation(t *testing.T) {
 	if out != "" {
 		t.Errorf("stdout not empty: %q", out)
 	}
-	if !strings.Contains(stderr, "gatepass login --profile "+profile) {
-		t.Errorf("stderr lacks the fix: %s", stderr)
+	if !strings.Contains(stderr, "run `gatepass --config "+app.ShellQuote(cfg)+" login --profile "+profile+"`") {
+		t.Errorf("stderr lacks the fix for this config: %s", stderr)
 	}
 	if strings.Contains(stderr, "level=") {
 		t.Errorf("token's stderr has a log line besides the error:\n%s", stderr)

@@ -131,6 +131,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	var sir *broker.SignInRequiredError
+	if errors.As(err, &sir) && sir.Command == "" {
+		// The fix names this config, so that it signs in the profile asked about.
+		if path, perr := broker.ResolveConfigPath(e.configFlag); perr == nil {
+			sir.Command = shellCommand(&broker.Config{Path: path})
+		}
+	}
 	fmt.Fprintf(stderr, "gatepass %s: %v\n", name, err)
 	return exitCode(err)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/zalando/go-keyring"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
@@ -549,8 +550,16 @@ func TestE2EProxySignInHintNamesConfig(t *testing.T) {
 	p, _, profile := demoSetup(t, demo.Options{})
 	listen := freePort(t)
 	cfg := gatewayConfig(t, p, profile, listen, []string{"127.0.0.1:9"}, []string{"127.0.0.1:9"})
-	startAgent(t, cfg)
+	agentOut := startAgent(t, cfg)
 	waitListening(t, listen)
+	// Its start-up lines name the config too.
+	startHint := "profile " + profile + " is not signed in: run `gatepass --config " + app.ShellQuote(cfg) + " login --profile " + profile + "`"
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(agentOut.String(), startHint) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(agentOut.String(), startHint) {
+		t.Errorf("the agent's start-up output lacks %q:\n%s", startHint, agentOut.String())
+	}
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: listen})}, Timeout: 10 * time.Second}
 	resp, err := client.Get("http://127.0.0.1:9/orders")
 	if err != nil {
