@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +63,7 @@ func ChooseBrowser(flagCommand string) Browser {
 
 func chooseBrowser(flagCommand string, getenv func(string) string, goos string, start startFunc) Browser {
 	if strings.TrimSpace(flagCommand) != "" {
-		cmds, err := splitCommands(flagCommand, 0, goos != "windows")
+		cmds, err := runnable(splitCommands(flagCommand, 0, goos != "windows"))
 		if err != nil {
 			return badCommand{source: flagSource, value: flagCommand, err: err}
 		}
@@ -76,7 +77,7 @@ func chooseBrowser(flagCommand string, getenv func(string) string, goos string, 
 		if goos == "windows" {
 			sep = ';' // os.PathListSeparator: a ':' is part of C:\…
 		}
-		cmds, err := splitCommands(env, sep, goos != "windows")
+		cmds, err := runnable(splitCommands(env, sep, goos != "windows"))
 		if err != nil {
 			return badCommand{source: envSource, value: env, err: err}
 		}
@@ -197,6 +198,24 @@ func (b badCommand) Open(string) error {
 	}
 	return fmt.Errorf("cannot parse %s: %v in: %s; %s (a path with spaces goes in quotes: \"/opt/My Browser/bin/browser\" --new-window)",
 		b.source, b.err, value, fix)
+}
+
+// runnable drops the commands that are only empty words (” or ""), as if they were
+// blank, and refuses one whose name is empty but that has arguments.
+func runnable(cmds [][]string, err error) ([][]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := cmds[:0]
+	for _, argv := range cmds {
+		switch {
+		case argv[0] != "":
+			out = append(out, argv)
+		case slices.ContainsFunc(argv, func(w string) bool { return w != "" }):
+			return nil, errors.New("the command's name is empty ('' or \"\" before its arguments)")
+		}
+	}
+	return out, nil
 }
 
 // splitCommands splits s into words as a POSIX shell does, without expanding

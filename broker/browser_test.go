@@ -65,6 +65,8 @@ func TestChooseBrowserPrecedence(t *testing.T) {
 		"windows opener":           {"", "", "windows", []string{"rundll32", "url.dll,FileProtocolHandler", testURL}},
 		"blank $BROWSER is unset":  {"", "   ", "darwin", []string{"open", testURL}},
 		"only separators is unset": {"", "::", "linux", []string{"xdg-open", testURL}},
+		"empty quotes are no flag": {"''", "env-browser", "linux", []string{"env-browser", testURL}},
+		"empty $BROWSER entries":   {"", `"":next`, "linux", []string{"next", testURL}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -202,6 +204,7 @@ func TestBrowserCommandMalformed(t *testing.T) {
 		"flag, backslash":     {`opener \`, "", []string{"cannot parse --browser-command", "backslash at the end"}},
 		"$BROWSER, quote":     {"", `firefox:'/opt/My Browser/b`, []string{"cannot parse $BROWSER", `single quote (') is not closed`, "pass --browser-command"}},
 		"$BROWSER, backslash": {"", `firefox \`, []string{"cannot parse $BROWSER", "backslash at the end"}},
+		"flag, empty name":    {`'' --new-window`, "fine-browser", []string{"cannot parse --browser-command", "name is empty"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatepass-dev/gatepass/app"
@@ -293,9 +294,22 @@ func cmdCA(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if ca.fromAgent {
+		if missing := uncovered(ca.names, names); len(missing) > 0 {
+			fmt.Fprintf(e.stderr, "warning: the running gatepass agent's local CA may not sign for %s: the config's gateways changed since it started; "+
+				"restart it (quit the desktop app, or stop `gatepass proxy`, and start it again) so that it makes a CA for them, then trust that one\n",
+				strings.Join(missing, ", "))
+		}
+	}
 	if sub == "path" {
+		if ca.fileErr != nil {
+			return ca.fileErr // the path is only worth printing if the file holds the CA
+		}
 		fmt.Fprintln(e.stdout, ca.path)
 		return nil
+	}
+	if ca.fileErr != nil {
+		fmt.Fprintf(e.stderr, "warning: %v\n", ca.fileErr) // the export does not need that file
 	}
 	if *out == "" {
 		_, err = e.stdout.Write(ca.certPEM)
@@ -314,6 +328,10 @@ type localCA struct {
 	certPEM []byte
 	path    string
 	names   []string
+	// fromAgent says a running agent answered; fileErr, that the file at path
+	// could not be made to hold its certificate.
+	fromAgent bool
+	fileErr   error
 }
 
 // localCA is the running agent's CA when an agent owns cfg: the one its proxy
@@ -351,13 +369,11 @@ func agentCA(ctx context.Context, c broker.AgentClient, defaultPath string) (loc
 	if err != nil {
 		return localCA{}, fmt.Errorf("the running gatepass agent sent an unusable CA certificate (%v): restart it and try again", err)
 	}
-	ca := localCA{certPEM: got.CertPEM, path: got.Path, names: names}
+	ca := localCA{certPEM: got.CertPEM, path: got.Path, names: names, fromAgent: true}
 	if ca.path == "" {
 		ca.path = defaultPath
 	}
-	if err := proxy.WriteCertFile(ca.path, ca.certPEM); err != nil {
-		return localCA{}, err
-	}
+	ca.fileErr = proxy.WriteCertFile(ca.path, ca.certPEM)
 	return ca, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -304,6 +305,39 @@ func TestE2EAgentCA(t *testing.T) {
 	}
 	if strings.Contains(agentLog.String(), "generated a new local CA") {
 		t.Errorf("the agent made a new CA:\n%s", agentLog.String())
+	}
+
+	// A directory where the CA file goes: ca path fails (its path would not hold
+	// the CA), while export still hands out the agent's CA, with a warning.
+	if err := os.Remove(caFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(caFile, "in-the-way"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export"); code != 0 || out != agentCert || !strings.Contains(stderr, "warning: write CA certificate "+caFile) {
+		t.Errorf("ca export with the CA file blocked: exit %d, the agent's CA %v, stderr %q; want the CA and a warning", code, out == agentCert, stderr)
+	}
+	if out, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "path"); code != exitFailure || out != "" || !strings.Contains(stderr, caFile) {
+		t.Errorf("ca path with the CA file blocked: exit %d, stdout %q, stderr %q; want exit 1 naming the file", code, out, stderr)
+	}
+	if err := os.RemoveAll(caFile); err != nil {
+		t.Fatal(err)
+	}
+	// The config's gateways changed since the agent started: its CA cannot sign
+	// for the new one, and export says so.
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bytes.Replace(raw, []byte(`gateways = ["api.example.test"]`), []byte(`gateways = ["api.example.test", "new.example.test"]`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export"); code != 0 || out != agentCert || !strings.Contains(stderr, "may not sign for new.example.test") || !strings.Contains(stderr, "restart it") {
+		t.Errorf("ca export after a gateway was added: exit %d, the agent's CA %v, stderr %q; want the CA and a warning to restart the agent", code, out == agentCert, stderr)
+	}
+	if err := os.WriteFile(cfg, raw, 0o600); err != nil {
+		t.Fatal(err)
 	}
 
 	// The agent gone, the keychain is the CA's home again: the corrupt entry is

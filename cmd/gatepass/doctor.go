@@ -220,17 +220,7 @@ func checkAgentCA(got broker.AgentCA, defaultPath string, names []string, comman
 		return "", fmt.Errorf("the running gatepass agent's local CA expires %s: %s, which renews it, then trust it again (`%s ca export`)",
 			cert.NotAfter.Format(time.DateOnly), restart, command)
 	}
-	permitted := map[string]bool{}
-	for _, n := range have {
-		permitted[caNameKey(n)] = true
-	}
-	var missing []string
-	for _, n := range names {
-		if !permitted[caNameKey(n)] {
-			missing = append(missing, n)
-		}
-	}
-	if len(missing) > 0 {
+	if missing := uncovered(have, names); len(missing) > 0 {
 		return "", fmt.Errorf("the running gatepass agent's local CA may not sign for %s (it may for %s): the config's gateways changed since the agent started; "+
 			"%s so that it makes a CA for them, then trust it again (`%s ca export`)",
 			strings.Join(missing, ", "), strings.Join(have, ", "), restart, command)
@@ -251,6 +241,22 @@ func checkAgentCA(got broker.AgentCA, defaultPath string, names []string, comman
 	}
 	return fmt.Sprintf("local CA of the running gatepass agent valid until %s, may sign only for %s (gateways: %s); %s holds it",
 		cert.NotAfter.Format(time.DateOnly), strings.Join(have, ", "), strings.Join(names, ", "), path), nil
+}
+
+// uncovered returns the names (the config's gateways, from caNames) that a CA
+// permitting have may not sign for.
+func uncovered(have, names []string) []string {
+	permitted := map[string]bool{}
+	for _, n := range have {
+		permitted[caNameKey(n)] = true
+	}
+	var missing []string
+	for _, n := range names {
+		if !permitted[caNameKey(n)] {
+			missing = append(missing, n)
+		}
+	}
+	return missing
 }
 
 // caNameKey is a name constraint or gateway name in one spelling, to compare them:
