@@ -143,7 +143,11 @@ to_ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us/,"",v); print v/1000} el
 RES=$W/results; mkdir -p "$RES"
 record() { # name rps p50 p99
   echo "$2" >> "$RES/$1.rps"; echo "$3" >> "$RES/$1.p50"; echo "$4" >> "$RES/$1.p99"
+  echo "$ROUND $2 $4" >> "$RES/$1.rounds"  # for the per-round ratios
 }
+# cpu_times prints the machine's total and stolen CPU time so far (/proc/stat, in ticks):
+# steal is time the hypervisor gave this VM's CPUs to someone else.
+cpu_times() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9; exit }' /proc/stat; }
 run_wrk() { # name url [script]
   local name=$1 url=$2 script=${3:-}
   local args=(-t2 -c"$CONNS" --latency)
@@ -177,6 +181,8 @@ run_tls() { # name [proxy]
 median() { sort -g "$1" | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 
 for r in $(seq "$ROUNDS"); do
+  ROUND=$r
+  read -r t0 s0 < <(cpu_times)
   echo "# round $r/$ROUNDS (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   # Odd rounds run the paths in this order, even rounds in the reverse order, so no path
   # always runs right after the same neighbour (or first, on a machine still busy from the last).
@@ -200,6 +206,8 @@ for r in $(seq "$ROUNDS"); do
   else
     for run in "${runs[@]}"; do $run; done
   fi
+  read -r t1 s1 < <(cpu_times)
+  awk -v r="$r" -v t="$((t1 - t0))" -v s="$((s1 - s0))" 'BEGIN { printf "%d %.1f\n", r, (t > 0 ? 100 * s / t : 0) }' >> "$RES/steal.rounds"
   sleep 2  # let tinyproxy's TIME_WAIT sockets and stragglers settle
 done
 declare -A RPS P50 P99
@@ -236,6 +244,18 @@ for n in direct nginx tinyproxy goproxy-10-lines gatepass gatepass-nolog go-boun
   [ "$got" = "$ROUNDS" ] || echo "WARNING: $n has results from $got of $ROUNDS rounds (see the FAILED lines above)"
 done
 echo "gatepass wrote $(wc -l < "$W/gatepass.log") log lines; any token in them: $(grep -c bench-token "$W/gatepass.log" || true)"
+
+# Per round, in the same round: a round in which the host took the CPUs away (steal) or
+# something else ran shows up here, where a median hides it.
+at() { awk -v r="$1" -v c="$3" '$1 == r { print $c }' "$RES/$2.rounds" 2>/dev/null; }
+echo
+echo "Per round (steal: CPU time the hypervisor gave to others, % of the round):"
+echo
+echo "| round | steal % | gatepass / nginx rps | gatepass / nginx p99 | go-evloop-raw / nginx rps | go-bound-raw / nginx rps | gatepass-mitm / direct TLS |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
+for r in $(seq "$ROUNDS"); do
+  echo "| $r | $(awk -v r="$r" '$1 == r { print $2 }' "$RES/steal.rounds") | $(ratio "$(at "$r" gatepass 2)" "$(at "$r" nginx 2)") | $(ratio "$(at "$r" gatepass 3)" "$(at "$r" nginx 3)") | $(ratio "$(at "$r" go-evloop-raw 2)" "$(at "$r" nginx 2)") | $(ratio "$(at "$r" go-bound-raw 2)" "$(at "$r" nginx 2)") | $(ratio "$(at "$r" gatepass-mitm 2)" "$(at "$r" direct-tls 2)") |"
+done
 
 [ "${STREAM:-1}" = 1 ] || exit 0
 set +o pipefail  # head gets SIGPIPE when curl is done with it
