@@ -65,6 +65,14 @@ func newPeerGate(owner, serverOwner func(net.Conn) (uint32, error)) *peerGate {
 // root (peer.Trusted, for g.self).
 func (g *peerGate) trusted(uid uint32) bool { return uid == g.self || uid == 0 }
 
+// unknownPeer and gonePeer stand for the client's uid in a refusal whose owner could
+// not be found (known false): the lookup failed, or the client's socket was already
+// closed (a port check such as `nc -z`, a client that gave up), so nobody reads the answer.
+const (
+	unknownPeer = ^uint32(0)
+	gonePeer    = ^uint32(0) - 1
+)
+
 // refusal says why c's client may not use the proxy; "" when it may.
 func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
 	if !g.on {
@@ -78,7 +86,11 @@ func (g *peerGate) refusal(c net.Conn) (reason string, uid uint32, known bool) {
 		return "", 0, false
 	}
 	if err != nil {
-		return "could not tell which user's process connected (" + err.Error() + "); gatepass serves only " + peer.UserName(g.self) + "'s processes", 0, false
+		uid = unknownPeer
+		if errors.Is(err, peer.ErrGone) {
+			uid = gonePeer
+		}
+		return "could not tell which user's process connected (" + err.Error() + "); gatepass serves only " + peer.UserName(g.self) + "'s processes", uid, false
 	}
 	if g.trusted(uid) {
 		return "", uid, true
@@ -192,7 +204,11 @@ func (s *Server) refusePeer(c net.Conn, reason string, uid uint32, known bool) {
 		c.Close()
 		return
 	}
-	if !known || s.peers.shouldLog(uid, time.Now()) {
+	switch {
+	case !known && uid == gonePeer:
+		// Not worth a warning: the client left before it could be checked.
+		s.log.Debug("proxy connection refused", "from", c.RemoteAddr().String(), "reason", reason)
+	case s.peers.shouldLog(uid, time.Now()): // once a minute per user (all unknowns as one)
 		s.log.Warn("proxy connection refused", "from", c.RemoteAddr().String(), "reason", reason)
 	}
 	// The answer follows the client's request head (read and dropped, never parsed

@@ -131,15 +131,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	fmt.Fprintf(stderr, "gatepass %s: %s\n", name, errorMessage(err, e.configFlag))
+	return exitCode(err)
+}
+
+// errorMessage is err as the CLI prints it: a sign-in-required error's fix names
+// the config (--config FILE when it is not the default), so that it signs in the
+// profile asked about, also when a wrapping fmt.Errorf already holds the old text.
+func errorMessage(err error, configFlag string) string {
+	msg := err.Error()
 	var sir *broker.SignInRequiredError
 	if errors.As(err, &sir) && sir.Command == "" {
-		// The fix names this config, so that it signs in the profile asked about.
-		if path, perr := broker.ResolveConfigPath(e.configFlag); perr == nil {
+		if path, perr := broker.ResolveConfigPath(configFlag); perr == nil {
+			old := sir.Error()
 			sir.Command = shellCommand(&broker.Config{Path: path})
+			msg = strings.Replace(msg, old, sir.Error(), 1)
 		}
 	}
-	fmt.Fprintf(stderr, "gatepass %s: %v\n", name, err)
-	return exitCode(err)
+	return msg
 }
 
 // exitCode maps an error to DESIGN §2's exit codes.

@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 )
 
@@ -53,5 +57,25 @@ func TestStatusWithoutKeychain(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Profiles) != 1 || doc.Profiles[0].State != broker.StateUnknown || doc.Profiles[0].Reason == "" {
 		t.Errorf("status --json without a Secret Service: %v\n%s", err, out)
+	}
+}
+
+// TestErrorMessageNamesConfig: a sign-in-required error printed by the CLI names the
+// config in its fix, whether it arrives as is or wrapped by fmt.Errorf (whose text
+// was made before the CLI knew the config).
+func TestErrorMessageNamesConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "my config.toml")
+	want := "run `gatepass --config " + app.ShellQuote(cfg) + " login --profile work`"
+	for name, err := range map[string]error{
+		"as is":   &broker.SignInRequiredError{Profile: "work", Reason: "revoked"},
+		"wrapped": fmt.Errorf("token for api.example: %w", &broker.SignInRequiredError{Profile: "work", Reason: "revoked"}),
+	} {
+		got := errorMessage(err, cfg)
+		if !strings.Contains(got, want) || strings.Count(got, "login --profile") != 1 || !strings.Contains(got, "revoked") {
+			t.Errorf("%s: %q, want the reason and one fix: %q", name, got, want)
+		}
+	}
+	if got := errorMessage(errors.New("other"), cfg); got != "other" {
+		t.Errorf("another error: %q", got)
 	}
 }
