@@ -512,7 +512,7 @@ func TestE2EProxyStartWhileRefreshing(t *testing.T) {
 	out := startAgent(t, cfg)
 	waitListening(t, listen)
 	time.Sleep(200 * time.Millisecond) // the start-up lines follow the listen
-	if s := out.String(); !strings.Contains(s, "listening on") || strings.Contains(s, "gatepass login") {
+	if s := out.String(); !strings.Contains(s, "listening on") || strings.Contains(s, "login --profile") {
 		t.Errorf("start-up of a signed-in profile:\n%s", s)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	keyring "github.com/zalando/go-keyring"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 )
 
@@ -372,8 +373,8 @@ func TestRealOPLifecycle(t *testing.T) {
 	}
 	if _, stderr, code := s.gatepass("token"); code != 3 {
 		t.Errorf("token after logout: exit %d, want 3\nstderr:\n%s", code, stderr)
-	} else if !strings.Contains(stderr, "gatepass login") {
-		t.Errorf("token after logout: stderr does not tell the user to run `gatepass login`:\n%s", stderr)
+	} else if fix := s.loginFix(); !strings.Contains(stderr, fix) {
+		t.Errorf("token after logout: stderr does not tell the user to run %s:\n%s", fix, stderr)
 	}
 	if st := s.status(); st.State != broker.StateSignedOut {
 		t.Errorf("status after logout: state %q, want %q", st.State, broker.StateSignedOut)
@@ -393,8 +394,8 @@ func TestRealOPRevokedAtIssuer(t *testing.T) {
 	if code != 3 || stdout != "" {
 		t.Fatalf("token with a revoked refresh token: exit %d, stdout %d bytes; want 3 and none\nstderr:\n%s", code, len(stdout), stderr)
 	}
-	if !strings.Contains(stderr, "gatepass login") {
-		t.Errorf("stderr does not tell the user to run `gatepass login`:\n%s", stderr)
+	if fix := s.loginFix(); !strings.Contains(stderr, fix) {
+		t.Errorf("stderr does not tell the user to run %s:\n%s", fix, stderr)
 	}
 	s.login()
 	s.verifyID(s.token("--type", "id"))
@@ -449,4 +450,10 @@ func TestRealOPConcurrentRefresh(t *testing.T) {
 	if sub, code := s.userinfoSubject(at); code != http.StatusOK || sub != realOPSubject {
 		t.Errorf("userinfo with the access token after the concurrent refreshes: HTTP %d sub=%q", code, sub)
 	}
+}
+
+// loginFix is the command a sign-in-required error tells the user to run: it names
+// this (non-default) config.
+func (s *realOPSetup) loginFix() string {
+	return "run `gatepass --config " + app.ShellQuote(s.config) + " login --profile " + s.profile + "`"
 }
