@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net"
@@ -136,7 +137,11 @@ func ensureCA(store CAStore, names []string, certPath string, log *slog.Logger, 
 		if err := store.SaveCA(ca.certPEM, keyPEM); err != nil {
 			return nil, fmt.Errorf("save local CA to the keychain: %w", err)
 		}
-		log.Warn("generated a new local CA: clients must trust it again (run `gatepass ca export`)",
+		trust := "clients must trust it again"
+		if _, err := os.Stat(certPath); !found && (certPath == "" || errors.Is(err, fs.ErrNotExist)) {
+			trust = "clients must trust it" // the first one: no other was handed out before
+		}
+		log.Warn("generated a new local CA: "+trust+" (`gatepass ca export` prints it)",
 			"reason", reason, "names", strings.Join(want, ","), "cert", certPath)
 		ca.issued = reason
 	}

@@ -247,6 +247,9 @@ func TestEnsureCARegenerates(t *testing.T) {
 			if strings.Count(line, "\n") != 1 || !strings.Contains(line, "generated a new local CA") || !strings.Contains(line, "gatepass ca export") || !strings.Contains(line, tc.wantReason) {
 				t.Errorf("want one line with the reason %q and the fix, got:\n%s", tc.wantReason, line)
 			}
+			if tc.wantReason != "no CA stored yet" && !strings.Contains(line, "trust it again") {
+				t.Errorf("a replaced CA must be trusted again, and the line should say so:\n%s", line)
+			}
 			if !slices.Equal(ca.Names(), normalized(t, names)) {
 				t.Errorf("names %v", ca.Names())
 			}
@@ -254,6 +257,27 @@ func TestEnsureCARegenerates(t *testing.T) {
 				t.Errorf("Issued() = %q, want the reason %q (the window shows it)", ca.Issued(), tc.wantReason)
 			}
 		})
+	}
+}
+
+// TestFirstCASaysTrustIt: the first CA is to be trusted, not trusted "again".
+func TestFirstCASaysTrustIt(t *testing.T) {
+	_, _, logs := newTestCA(t, "api.team.example")
+	if line := logs.String(); !strings.Contains(line, "clients must trust it (") || strings.Contains(line, "again") {
+		t.Errorf("the first CA's line: %s", line)
+	}
+	// The keychain entry gone, but a certificate was handed out before (its file is
+	// still there): that one may be trusted, so the new one must be trusted again.
+	certPath := filepath.Join(t.TempDir(), "gatepass-ca.pem")
+	if err := os.WriteFile(certPath, []byte("an earlier CA"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs = &logBuffer{}
+	if _, err := EnsureCA(&memCAStore{}, []string{"api.team.example"}, certPath, slog.New(slog.NewTextHandler(logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if line := logs.String(); !strings.Contains(line, "clients must trust it again") {
+		t.Errorf("a CA after one was handed out: %s", line)
 	}
 }
 

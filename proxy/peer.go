@@ -243,6 +243,9 @@ func CheckPeers() (string, error) {
 	g := newPeerGate(peer.Owner, peer.ServerOwner)
 	switch {
 	case g.on:
+		if g.self == 0 {
+			return "only root's processes may use the proxy", nil
+		}
 		return "only " + peer.UserName(g.self) + "'s processes (and root's) may use the proxy", nil
 	case errors.Is(g.off, peer.ErrUnsupported):
 		return "not checked on this system: any local user's process may use the proxy", nil

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -176,5 +177,21 @@ func TestUpstreamOfAClosedForeignListenerIsRefused(t *testing.T) {
 	var fe *foreignUpstreamError
 	if err := g.checkUpstream(c); !errors.As(err, &fe) || !strings.Contains(err.Error(), "uid 65534") {
 		t.Fatalf("checkUpstream = %v, want it refused as uid 65534's", err)
+	}
+}
+
+// TestCheckPeersNamesTheUser: doctor's users line names whose processes the proxy
+// serves, without "(and root's)" when that user is root.
+func TestCheckPeersNamesTheUser(t *testing.T) {
+	msg, err := CheckPeers()
+	if err != nil {
+		t.Skipf("no peer check here: %v", err)
+	}
+	if os.Getuid() == 0 {
+		if msg != "only root's processes may use the proxy" {
+			t.Errorf("as root: %q", msg)
+		}
+	} else if !strings.Contains(msg, "'s processes (and root's) may use the proxy") {
+		t.Errorf("as uid %d: %q", os.Getuid(), msg)
 	}
 }
