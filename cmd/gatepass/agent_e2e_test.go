@@ -243,12 +243,7 @@ func TestE2EAgentSignInReason(t *testing.T) {
 // even when something replaced it. Without an agent, the CA comes from the keychain
 // as before.
 func TestE2EAgentCA(t *testing.T) {
-	p, _, profile := demoSetup(t, demo.Options{})
-	listen := freePort(t)
-	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
-	account := newKeychainCA(broker.SystemKeychain{}, &broker.Config{Path: cfg}).account
-	t.Cleanup(func() { _ = keyring.Delete(caService, account) })
-	caFile := filepath.Join(filepath.Dir(cfg), "gatepass-ca.pem")
+	cfg, listen, account, caFile := caSetup(t)
 	readFile := func(path string) string {
 		t.Helper()
 		b, err := os.ReadFile(path)
@@ -354,4 +349,16 @@ func TestE2EAgentCA(t *testing.T) {
 	if path, _, code := runGatepass(t, nil, "--config", cfg, "ca", "path"); code != 0 || strings.TrimSpace(path) != caFile || readFile(caFile) != out {
 		t.Errorf("ca path without an agent: exit %d, %q; the file holds the new CA %v", code, path, readFile(caFile) == out)
 	}
+}
+
+// caSetup is a demo config with a gateway and a listen port of its own, the keychain
+// account of its local CA (removed when the test ends) and the CA file's path.
+func caSetup(t *testing.T) (cfg, listen, account, caFile string) {
+	t.Helper()
+	p, _, profile := demoSetup(t, demo.Options{})
+	listen = freePort(t)
+	cfg = demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
+	account = newKeychainCA(broker.SystemKeychain{}, &broker.Config{Path: cfg}).account
+	t.Cleanup(func() { _ = keyring.Delete(caService, account) })
+	return cfg, listen, account, filepath.Join(filepath.Dir(cfg), "gatepass-ca.pem")
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,12 +23,7 @@ import (
 // the command that writes the agent's certificate back. Without an agent the
 // keychain entry is checked as before.
 func TestE2EDoctorAgentCA(t *testing.T) {
-	p, _, profile := demoSetup(t, demo.Options{})
-	listen := freePort(t)
-	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
-	account := newKeychainCA(broker.SystemKeychain{}, &broker.Config{Path: cfg}).account
-	t.Cleanup(func() { _ = keyring.Delete(caService, account) })
-	caFile := filepath.Join(filepath.Dir(cfg), "gatepass-ca.pem")
+	cfg, listen, account, caFile := caSetup(t)
 
 	agentLog, stop := runAgent(t, cfg)
 	waitListening(t, listen)
