@@ -391,9 +391,14 @@ func caCertNames(certPEM []byte) ([]string, error) {
 	if !cert.IsCA {
 		return nil, errors.New("not a CA certificate")
 	}
+	return certNames(cert), nil
+}
+
+// certNames is what a CA's name constraints permit: DNS names, then IP addresses.
+func certNames(cert *x509.Certificate) []string {
 	names := slices.Clone(cert.PermittedDNSDomains)
 	for _, r := range cert.PermittedIPRanges {
 		names = append(names, r.IP.String())
 	}
-	return names, nil
+	return names
 }

@@ -289,11 +289,6 @@ func checkCA(store keychainCA, names []string) (string, error) {
 	if time.Until(cert.NotAfter) < 30*24*time.Hour {
 		return "", fmt.Errorf("the local CA expires %s; `gatepass proxy` will renew it (then trust it again)", cert.NotAfter.Format(time.DateOnly))
 	}
-	var have []string
-	have = append(have, cert.PermittedDNSDomains...)
-	for _, r := range cert.PermittedIPRanges {
-		have = append(have, r.IP.String())
-	}
 	return fmt.Sprintf("local CA valid until %s, may sign only for %s (gateways: %s)",
-		cert.NotAfter.Format(time.DateOnly), strings.Join(have, ", "), strings.Join(names, ", ")), nil
+		cert.NotAfter.Format(time.DateOnly), strings.Join(certNames(cert), ", "), strings.Join(names, ", ")), nil
 }
