@@ -84,6 +84,9 @@ func policyCases() map[string]policyCase {
 	gwReq := inTunnel("api.team.example:443", "https", "api.team.example")
 	postReq := gwReq
 	postReq.Method = http.MethodPost
+	// What a page's request to that gateway (profile work) comes to: the token, or 403.
+	pageInjected := inject("api.team.example", "443", "work")
+	pageRefused := refusedFor(403, "api.team.example", "443", "work")
 	return map[string]policyCase{
 		// CONNECT (authority-form, RFC 9110 §9.3.6)
 		"connect gateway":                     {connect("api.team.example:443"), intercept("api.team.example", "443", "work")},
@@ -202,32 +205,32 @@ func policyCases() map[string]policyCase {
 		"tunnel unknown scheme":                     {inTunnel("api.team.example:443", "ftp", "api.team.example"), refused(400)},
 
 		// Requests a browser's page sent (Origin, Referer, Fetch Metadata).
-		"page: fetch from another site":                       {page(gwReq, "https://evil.example", "", "cross-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: Origin null (sandboxed frame)":                 {page(gwReq, "null", "", "cross-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: Origin of a sibling site":                      {page(gwReq, "https://wiki.team.example", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: loopback Origin, another profile's gateway":    {page(gwReq, "https://localhost:9443", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: loopback IP Origin, another profile's gateway": {page(gwReq, "https://127.0.0.1:8443", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: Origin of the same profile's gateway":          {page(gwReq, "https://a.gw.team.example", "", "same-site", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: Origin of a gateway's other port":              {page(gwReq, "https://api.team.example:8443", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: Origin with userinfo":                          {page(gwReq, "https://a@a.gw.team.example", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: an allowed origin":                             {page(gwReq, "https://docs.team.example", "", "same-site", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: an allowed origin's img (Referer)":             {page(gwReq, "", "https://docs.team.example/guide", "same-site", "no-cors", "image"), inject("api.team.example", "443", "work")},
-		"page: an allowed origin over http":                   {page(gwReq, "http://docs.team.example", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: an allowed origin on another port":             {page(gwReq, "https://docs.team.example:8443", "", "same-site", "cors", "empty"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: dev server on localhost":                       {page(gwReq, "http://localhost:3000", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: dev server on 127.0.0.1":                       {page(gwReq, "http://127.0.0.1:5173", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: dev server on [::1]":                           {page(gwReq, "http://[::1]:5173", "", "cross-site", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: img from another site (no Origin)":             {page(gwReq, "", "https://evil.example/page", "cross-site", "no-cors", "image"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: img, no Referer":                               {page(gwReq, "", "", "cross-site", "no-cors", "image"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: img from localhost page":                       {page(gwReq, "", "http://localhost:3000/", "cross-site", "no-cors", "image"), inject("api.team.example", "443", "work")},
-		"page: link followed from another site":               {page(gwReq, "", "https://chat.example/", "cross-site", "navigate", "document"), inject("api.team.example", "443", "work")},
-		"page: POST navigation from another site":             {page(postReq, "", "", "cross-site", "navigate", "document"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: form POST with Origin":                         {page(postReq, "https://evil.example", "", "cross-site", "navigate", "document"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: iframe from another site":                      {page(gwReq, "", "https://evil.example/", "cross-site", "navigate", "iframe"), refusedFor(403, "api.team.example", "443", "work")},
-		"page: address typed by the user":                     {page(gwReq, "", "", "none", "navigate", "document"), inject("api.team.example", "443", "work")},
-		"page: the gateway's own page":                        {page(gwReq, "", "https://api.team.example/docs", "same-origin", "no-cors", "image"), inject("api.team.example", "443", "work")},
-		"page: same-origin fetch":                             {page(gwReq, "https://api.team.example", "", "same-origin", "cors", "empty"), inject("api.team.example", "443", "work")},
-		"page: WebSocket from another site":                   {page(inTunnel("api.team.example:443", "https", "api.team.example"), "https://evil.example", "", "cross-site", "websocket", "websocket"), refusedFor(403, "api.team.example", "443", "work")},
+		"page: fetch from another site":                       {page(gwReq, "https://evil.example", "", "cross-site", "cors", "empty"), pageRefused},
+		"page: Origin null (sandboxed frame)":                 {page(gwReq, "null", "", "cross-site", "cors", "empty"), pageRefused},
+		"page: Origin of a sibling site":                      {page(gwReq, "https://wiki.team.example", "", "same-site", "cors", "empty"), pageRefused},
+		"page: loopback Origin, another profile's gateway":    {page(gwReq, "https://localhost:9443", "", "cross-site", "cors", "empty"), pageInjected},
+		"page: loopback IP Origin, another profile's gateway": {page(gwReq, "https://127.0.0.1:8443", "", "cross-site", "cors", "empty"), pageInjected},
+		"page: Origin of the same profile's gateway":          {page(gwReq, "https://a.gw.team.example", "", "same-site", "cors", "empty"), pageInjected},
+		"page: Origin of a gateway's other port":              {page(gwReq, "https://api.team.example:8443", "", "same-site", "cors", "empty"), pageRefused},
+		"page: Origin with userinfo":                          {page(gwReq, "https://a@a.gw.team.example", "", "same-site", "cors", "empty"), pageRefused},
+		"page: an allowed origin":                             {page(gwReq, "https://docs.team.example", "", "same-site", "cors", "empty"), pageInjected},
+		"page: an allowed origin's img (Referer)":             {page(gwReq, "", "https://docs.team.example/guide", "same-site", "no-cors", "image"), pageInjected},
+		"page: an allowed origin over http":                   {page(gwReq, "http://docs.team.example", "", "same-site", "cors", "empty"), pageRefused},
+		"page: an allowed origin on another port":             {page(gwReq, "https://docs.team.example:8443", "", "same-site", "cors", "empty"), pageRefused},
+		"page: dev server on localhost":                       {page(gwReq, "http://localhost:3000", "", "cross-site", "cors", "empty"), pageInjected},
+		"page: dev server on 127.0.0.1":                       {page(gwReq, "http://127.0.0.1:5173", "", "cross-site", "cors", "empty"), pageInjected},
+		"page: dev server on [::1]":                           {page(gwReq, "http://[::1]:5173", "", "cross-site", "cors", "empty"), pageInjected},
+		"page: img from another site (no Origin)":             {page(gwReq, "", "https://evil.example/page", "cross-site", "no-cors", "image"), pageRefused},
+		"page: img, no Referer":                               {page(gwReq, "", "", "cross-site", "no-cors", "image"), pageRefused},
+		"page: img from localhost page":                       {page(gwReq, "", "http://localhost:3000/", "cross-site", "no-cors", "image"), pageInjected},
+		"page: link followed from another site":               {page(gwReq, "", "https://chat.example/", "cross-site", "navigate", "document"), pageInjected},
+		"page: POST navigation from another site":             {page(postReq, "", "", "cross-site", "navigate", "document"), pageRefused},
+		"page: form POST with Origin":                         {page(postReq, "https://evil.example", "", "cross-site", "navigate", "document"), pageRefused},
+		"page: iframe from another site":                      {page(gwReq, "", "https://evil.example/", "cross-site", "navigate", "iframe"), pageRefused},
+		"page: address typed by the user":                     {page(gwReq, "", "", "none", "navigate", "document"), pageInjected},
+		"page: the gateway's own page":                        {page(gwReq, "", "https://api.team.example/docs", "same-origin", "no-cors", "image"), pageInjected},
+		"page: same-origin fetch":                             {page(gwReq, "https://api.team.example", "", "same-origin", "cors", "empty"), pageInjected},
+		"page: WebSocket from another site":                   {page(inTunnel("api.team.example:443", "https", "api.team.example"), "https://evil.example", "", "cross-site", "websocket", "websocket"), pageRefused},
 		"page: non-gateway from another site":                 {page(abs("https", "example.com", "example.com"), "https://evil.example", "", "cross-site", "cors", "empty"), forward("example.com", "443")},
 		"page: plain_http gateway from another site":          {page(abs("http", "localhost:8080", "localhost:8080"), "https://evil.example", "", "cross-site", "cors", "empty"), refusedFor(403, "localhost", "8080", "local")},
 	}

@@ -365,11 +365,11 @@ func agentCA(ctx context.Context, c broker.AgentClient, defaultPath string) (loc
 	case err != nil:
 		return localCA{}, err
 	}
-	names, err := caCertNames(got.CertPEM)
+	cert, err := parseCACert(got.CertPEM)
 	if err != nil {
 		return localCA{}, fmt.Errorf("the running gatepass agent sent an unusable CA certificate (%v): restart it and try again", err)
 	}
-	ca := localCA{certPEM: got.CertPEM, path: got.Path, names: names, fromAgent: true}
+	ca := localCA{certPEM: got.CertPEM, path: got.Path, names: certNames(cert), fromAgent: true}
 	if ca.path == "" {
 		ca.path = defaultPath
 	}
@@ -377,9 +377,9 @@ func agentCA(ctx context.Context, c broker.AgentClient, defaultPath string) (loc
 	return ca, nil
 }
 
-// caCertNames checks that certPEM is one CA certificate and nothing else (never a
-// key, whatever an agent sends) and returns the names its constraints permit.
-func caCertNames(certPEM []byte) ([]string, error) {
+// parseCACert checks that certPEM is one CA certificate and nothing else (never a
+// key, whatever an agent sends) and returns it.
+func parseCACert(certPEM []byte) (*x509.Certificate, error) {
 	block, rest := pem.Decode(certPEM)
 	if block == nil || block.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
 		return nil, errors.New("not exactly one PEM certificate")
@@ -391,7 +391,7 @@ func caCertNames(certPEM []byte) ([]string, error) {
 	if !cert.IsCA {
 		return nil, errors.New("not a CA certificate")
 	}
-	return certNames(cert), nil
+	return cert, nil
 }
 
 // certNames is what a CA's name constraints permit: DNS names, then IP addresses.

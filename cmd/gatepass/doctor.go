@@ -207,15 +207,11 @@ func (e *env) checkLocalCA(ctx context.Context, cfg *broker.Config, names []stri
 // It changes nothing: the fixes say what does.
 func checkAgentCA(got broker.AgentCA, defaultPath string, names []string, command string) (string, error) {
 	const restart = "restart the agent (quit the desktop app, or stop `gatepass proxy`, and start it again)"
-	have, err := caCertNames(got.CertPEM)
+	cert, err := parseCACert(got.CertPEM)
 	if err != nil {
 		return "", fmt.Errorf("the running gatepass agent answered with an unusable local CA certificate (%v): %s, then run doctor again", err, restart)
 	}
-	block, _ := pem.Decode(got.CertPEM)
-	cert, err := x509.ParseCertificate(block.Bytes) // caCertNames parsed it already
-	if err != nil {
-		return "", err
-	}
+	have := certNames(cert)
 	if time.Until(cert.NotAfter) < 30*24*time.Hour {
 		return "", fmt.Errorf("the running gatepass agent's local CA expires %s: %s, which renews it, then trust it again (`%s ca export`)",
 			cert.NotAfter.Format(time.DateOnly), restart, command)
