@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -174,9 +175,15 @@ func browserLog(t *testing.T) string {
 	return string(b)
 }
 
-// writeConfig writes a config file into the test's directory.
+// writeConfig writes a config file into the test's directory. A config that sets no
+// `listen` gets a free loopback port of its own: with the default (127.0.0.1:8787), the
+// developer's own gatepass, running while they test, would answer this test's status,
+// doctor and ca commands for a config it does not know.
 func writeConfig(t *testing.T, toml string) string {
 	t.Helper()
+	if !topLevelListen.MatchString(toml) {
+		toml = fmt.Sprintf("listen = %q\n", freePort(t)) + toml
+	}
 	f, err := os.CreateTemp(testDir(t), "config-*.toml")
 	if err == nil {
 		_, err = f.WriteString(toml)
@@ -189,6 +196,9 @@ func writeConfig(t *testing.T, toml string) string {
 	}
 	return f.Name()
 }
+
+// topLevelListen finds a `listen` key; the tests put it before any table.
+var topLevelListen = regexp.MustCompile(`(?m)^\s*listen\s*=`)
 
 // uniqueProfile returns a profile name no other test (or earlier run on
 // the same keyring) uses.
