@@ -281,6 +281,76 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	}
 }
 
+// TestShutdownCutsOff: when Shutdown's time runs out with requests in flight (on the
+// request loop, inside an intercepted tunnel, and a non-gateway one), it says so
+// with ErrCutOff, and their log lines say the proxy cut them off, not that the client left.
+func TestShutdownCutsOff(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{}, 3)
+	slow := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush() // the head, then the body never comes
+		started <- struct{}{}
+		<-release
+	}
+	e.plainGW.handler, e.tlsGW.handler, e.otherHTTP.handler = slow, slow, slow
+	c := e.client()
+	urls := []string{e.plainGWURL() + "/slow", e.tlsGWURL() + "/slow", e.otherHTTPURL() + "/slow"}
+	results := make(chan error, len(urls))
+	for _, u := range urls {
+		go func() {
+			resp, err := c.Get(u)
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			results <- err
+		}()
+	}
+	for range urls {
+		<-started
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := e.srv.Shutdown(ctx)
+	if !errors.Is(err, ErrCutOff) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with requests in flight past its time = %v, want ErrCutOff wrapping the deadline", err)
+	}
+	for range urls {
+		if err := <-results; err == nil {
+			t.Errorf("a request cut off by Shutdown read a whole body")
+		}
+	}
+	// Each request logs when it ends.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var cut []string
+		for _, l := range e.entries.all() {
+			if l.Path == "/slow" {
+				if strings.Contains(l.Err, "client went away") {
+					t.Fatalf("a request the proxy cut off is logged as %q", l.Err)
+				}
+				cut = append(cut, l.Err)
+			}
+		}
+		if len(cut) == len(urls) {
+			for _, msg := range cut {
+				if !strings.HasPrefix(msg, "cut off: the proxy shut down") {
+					t.Errorf("log of a request cut off by Shutdown: err=%q", msg)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log entries of the cut-off requests: %+v", e.entries.all())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestConnectOverBrokenTLS(t *testing.T) {
 	e := newEnv(t)
 	// A client that CONNECTs to a gateway and then sends garbage instead of a TLS

@@ -165,6 +165,9 @@ type Server struct {
 	fastServed, fastSlowAnswers atomic.Int64
 	// closing is set when Shutdown begins: tunnels close after the request in hand.
 	closing atomic.Bool
+	// cutOff is set when Shutdown's time ran out and it closes what is still in
+	// flight: the requests it ends are logged as cut off, not as clients gone.
+	cutOff atomic.Bool
 	// base is the parent of every intercepted connection's context; Shutdown cancels
 	// it last, ending exchanges that outlived the drain.
 	base     context.Context
@@ -325,6 +328,10 @@ func (s *Server) port() string {
 	return s.proxyPort
 }
 
+// ErrCutOff is what Shutdown returns (wrapping ctx's error) when ctx ended before every
+// request in flight had finished: those requests were cut off.
+var ErrCutOff = errors.New("requests still in flight were cut off")
+
 // Shutdown stops accepting, waits for in-flight requests (including those inside
 // intercepted tunnels) until ctx ends, then closes tunnels and idle upstream connections.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -360,6 +367,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err == nil {
 		err = ctx.Err()
+	}
+	if err != nil && errors.Is(err, ctx.Err()) { // the time ran out: what is left is cut off
+		s.cutOff.Store(true)
+		err = fmt.Errorf("%w: %w", ErrCutOff, err)
 	}
 	_ = s.mitm.Close()
 	s.mu.Lock()
@@ -430,6 +441,10 @@ func (s *Server) CACertPEM() []byte {
 // logRequest writes the one log line of a request and tells OnRequest. The entry holds
 // no token by construction: only method, host, path, status and profile.
 func (s *Server) logRequest(e RequestLog) {
+	if s.cutOff.Load() && strings.HasPrefix(e.Err, "client went away") {
+		// Shutdown closed the connection, not the client.
+		e.Err = "cut off: the proxy shut down before the exchange ended"
+	}
 	if ctx := context.Background(); s.log.Enabled(ctx, slog.LevelInfo) {
 		if h, ok := s.log.Handler().(*logHandler); !ok || !h.logRequest(time.Now(), e) {
 			var buf [8]slog.Attr

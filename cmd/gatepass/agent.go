@@ -14,9 +14,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gatepass-dev/gatepass/app"
@@ -256,10 +259,40 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	}
 	<-ctx.Done()
 	logw.Flush() // requests logged before the signal come before this line
-	fmt.Fprintln(e.stderr, "gatepass proxy: shutting down, draining in-flight requests")
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return drain(e, srv)
+}
+
+// drainTime is how long `gatepass proxy` waits for requests in flight when it stops.
+const drainTime = 10 * time.Second
+
+// drain shuts the proxy down, waiting up to drainTime for requests in flight; a second
+// Ctrl-C (or SIGTERM) stops the wait. Requests still in flight then are cut off, and
+// the error says so.
+func drain(e *env, srv *proxy.Server) error {
+	fmt.Fprintf(e.stderr, "gatepass proxy: shutting down, draining in-flight requests (up to %s; Ctrl-C again stops now)\n", drainTime)
+	sctx, scancel := context.WithTimeout(context.Background(), drainTime)
 	defer scancel()
-	return srv.Shutdown(sctx)
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	var hurried atomic.Bool
+	go func() {
+		select {
+		case <-again:
+			hurried.Store(true)
+			scancel()
+		case <-sctx.Done():
+		}
+	}()
+	err := srv.Shutdown(sctx)
+	switch {
+	case !errors.Is(err, proxy.ErrCutOff):
+		return err
+	case hurried.Load():
+		return errors.New("stopped at once (a second Ctrl-C): requests still in flight were cut off")
+	default:
+		return fmt.Errorf("requests still in flight after %s were cut off", drainTime)
+	}
 }
 
 func cmdCA(ctx context.Context, e *env, args []string) error {

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,8 +38,15 @@ func startAgent(t *testing.T, cfg string, args ...string) *syncBuffer {
 // waits for it; it is called again when the test ends, and does nothing then.
 func runAgent(t *testing.T, cfg string, args ...string) (out *syncBuffer, stop func()) {
 	t.Helper()
+	_, out, stop = agentCmd(t, cfg, args...)
+	return out, stop
+}
+
+// agentCmd is runAgent that also returns the agent's process.
+func agentCmd(t *testing.T, cfg string, args ...string) (cmd *exec.Cmd, out *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, gatepassBin, append([]string{"--config", cfg, "proxy"}, args...)...)
+	cmd = exec.CommandContext(ctx, gatepassBin, append([]string{"--config", cfg, "proxy"}, args...)...)
 	cmd.Env = testEnv(t)
 	out = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -52,7 +63,77 @@ func runAgent(t *testing.T, cfg string, args ...string) (out *syncBuffer, stop f
 		})
 	}
 	t.Cleanup(stop)
-	return out, stop
+	return cmd, out, stop
+}
+
+// TestE2EProxySecondInterrupt: Ctrl-C drains requests in flight and says how long
+// it waits; a second Ctrl-C stops at once, says the requests in flight were cut off
+// (exit 1), and their log lines say so rather than blaming the client.
+func TestE2EProxySecondInterrupt(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	defer close(release)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		select { // the body never comes
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	listen := freePort(t)
+	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
+	cmd, out, _ := agentCmd(t, cfg)
+	waitListening(t, listen)
+
+	proxyURL, _ := url.Parse("http://" + listen)
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	got := make(chan error, 1)
+	go func() {
+		resp, err := c.Get(slow.URL + "/slow")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	<-started
+	_ = cmd.Process.Signal(os.Interrupt)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "Ctrl-C again stops now") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no drain message after Ctrl-C:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second): // the drain alone would wait 10 s
+		t.Fatalf("a second Ctrl-C did not stop the proxy:\n%s", out)
+	}
+	t.Logf("stopped %s after the second Ctrl-C", time.Since(start).Round(time.Millisecond))
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("exit after requests were cut off: %v, want exit code 1", err)
+	}
+	log := out.String()
+	if !strings.Contains(log, "stopped at once (a second Ctrl-C): requests still in flight were cut off") {
+		t.Errorf("the proxy did not say it cut requests off:\n%s", log)
+	}
+	if !regexp.MustCompile(`path=/slow .*err="cut off: the proxy shut down`).MatchString(log) || strings.Contains(log, "client went away") {
+		t.Errorf("the cut-off request's log line:\n%s", log)
+	}
+	if err := <-got; err == nil {
+		t.Errorf("the client read a whole body from a request the proxy cut off")
+	}
 }
 
 // TestE2EAgentControlSocket: while `gatepass proxy` runs, CLI commands get
