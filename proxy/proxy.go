@@ -307,7 +307,7 @@ func listenError(listen string, err error) error {
 		if who != "" {
 			who = " by " + who
 		}
-		return fmt.Errorf("listen on %s: port %s is already in use%s; stop that program or set another `listen` address in the config: %w", listen, port, who, err)
+		return fmt.Errorf("listen on %s: port %s is already in use%s; stop that program or choose another address (`listen` in the config, or --listen): %w", listen, port, who, err)
 	}
 	return fmt.Errorf("listen on %s (port %s): %w", listen, port, err)
 }

@@ -541,6 +541,24 @@ func TestE2EProxyPortTaken(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "FAIL  proxy") || !strings.Contains(out, "port "+port+" is already in use") {
 		t.Errorf("doctor with the port taken: exit %d\n%s", code, out)
 	}
+	// The same port given with --listen: the fix names both places an address comes from.
+	free := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", freePort(t)))
+	_, stderr, code = runGatepass(t, nil, "--config", free, "proxy", "--listen", holder.Addr().String())
+	if code != exitFailure || !strings.Contains(stderr, "port "+port+" is already in use") || !strings.Contains(stderr, "or --listen") {
+		t.Errorf("proxy --listen on a taken port: exit %d, stderr %q", code, stderr)
+	}
+
+	// An agent already running for the config holds its port: that is said, not the port,
+	// whose fix (another address) would only run into the agent next.
+	listen := freePort(t)
+	running := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
+	startAgent(t, running)
+	waitListening(t, listen)
+	_, stderr, code = runGatepass(t, nil, "--config", running, "proxy")
+	if code != exitFailure || !strings.Contains(stderr, "another gatepass agent is already running for this config") ||
+		!strings.Contains(stderr, "with its proxy on "+listen) || strings.Contains(stderr, "already in use") {
+		t.Errorf("proxy beside a running agent of the config: exit %d, stderr %q", code, stderr)
+	}
 }
 
 // TestE2EProxySignInHintNamesConfig: the 401 of a proxy started on a config
