@@ -47,7 +47,7 @@ func TestBadInput(t *testing.T) {
 		"CONNECT to the proxy via 0.0.0.0": {req: "CONNECT 0.0.0.0:%SELFPORT% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "508", wantBody: "loop_detected"},
 		"CONNECT to a closed port":         {req: "CONNECT %DEAD% HTTP/1.1\r\nHost: x\r\n\r\n", wantStatus: "502", wantBody: "X-Gatepass-Error: upstream_unreachable"},
 		"GET through the proxy to itself":  {req: "GET http://%SELF%/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wantStatus: "508"},
-		"oversized headers":                {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*maxHeaderBytes) + "\r\n\r\n", wantStatus: "431"},
+		"oversized headers":                {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*maxHeaderBytes) + "\r\n\r\n", wantStatus: "431", wantBody: "X-Gatepass-Error: request_header_too_large"},
 		"bad header line":                  {req: "GET http://example.com/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", wantStatus: "400"},
 		"status page POST":                 {req: "POST / HTTP/1.1\r\nHost: %SELF%\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", wantStatus: "405"},
 	}

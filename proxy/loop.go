@@ -185,7 +185,20 @@ func (tc *loopConn) loop() (handedOver bool) {
 		}
 		n, err := headLen(tc.br, tc.setReadDeadline)
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return tc.handOver(false) // a head this large: the server answers 431 or serves it
+			// A head larger than the loop's buffer (large cookies, say): the server
+			// serves it, unless it is too large even for the server.
+			head, err := tc.readLongHead()
+			switch {
+			case errors.Is(err, errHeadTooLarge):
+				tc.writeAndClose(refuse(http.StatusRequestHeaderFieldsTooLarge, "request_header_too_large",
+					fmt.Sprintf("the request head is larger than %d KiB", maxHeaderBytes>>10)))
+				tc.linger = true
+				return false
+			case err != nil:
+				return false
+			}
+			tc.head = head
+			return tc.handOver(true)
 		}
 		if err != nil {
 			return false
@@ -343,6 +356,34 @@ func (c *replayConn) CloseRead() error {
 		return hc.CloseRead()
 	}
 	return nil
+}
+
+var errHeadTooLarge = errors.New("request head too large")
+
+// readLongHead takes a request head that does not fit the loop's buffer out of it,
+// reading on into a buffer of its own until the head ends: the bytes read (the
+// head, perhaps with more after it), for the server to read again. Past
+// maxHeaderBytes it stops with errHeadTooLarge, which the loop answers in the shape
+// of every answer the proxy makes up (the server's own 431 is plain text).
+func (tc *loopConn) readLongHead() ([]byte, error) {
+	var read []byte
+	for {
+		b, _ := tc.br.Peek(tc.br.Buffered())
+		from := max(0, len(read)-2) // the blank line may straddle two reads
+		read = append(read, b...)
+		tc.br.Discard(len(b))
+		rest := read[from:]
+		if bytes.Contains(rest, []byte("\n\n")) || bytes.Contains(rest, []byte("\n\r\n")) {
+			return read, nil
+		}
+		if len(read) > maxHeaderBytes {
+			return nil, errHeadTooLarge
+		}
+		tc.setReadDeadline(time.Now(), loopHeaderTimeout)
+		if _, err := tc.br.Peek(1); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // headLen returns the length of the request head at the start of br, blank line

@@ -210,7 +210,11 @@ func TestLoopHandsOver(t *testing.T) {
 		},
 		"head larger than the server allows": {
 			req:        "GET /huge HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + strings.Repeat("b", 2*maxHeaderBytes) + "\r\n\r\n",
-			wantStatus: 431,
+			wantStatus: 431, wantBody: `"error":"request_header_too_large"`, here: true,
+		},
+		"head just within what the server allows": {
+			req:        "GET /max HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + strings.Repeat("b", maxHeaderBytes-200) + "\r\n\r\n",
+			wantStatus: 200, wantBody: "hello /max", thenServes: true,
 		},
 		"malformed request line": {
 			req:        "GET\r\nHost: " + host + "\r\n\r\n",
