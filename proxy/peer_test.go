@@ -227,14 +227,16 @@ func TestCrossSitePagesGetNoToken(t *testing.T) {
 		"http://localhost:" + portOf(all): 200,
 		"http://[::1]:" + portOf(all):     200,
 		"http://localhost:" + portOf(v4):  http.StatusForbidden, // ::1 is not the developer's
+		"https://localhost:" + portOf(v4): http.StatusForbidden, // the same, for an https page
 	} {
 		for _, target := range []string{e.plainGWURL() + "/dev", e.tlsGWURL() + "/dev"} {
 			resp, body := get(t, c, target, "Origin", origin, "Sec-Fetch-Site", "cross-site")
 			if resp.StatusCode != want {
 				t.Fatalf("%s from a page at %s: %d %s, want %d", target, origin, resp.StatusCode, body, want)
 			}
-			if want == http.StatusForbidden && !strings.Contains(body, "127.0.0.1:PORT") {
-				t.Errorf("the refusal of a localhost page does not say to use the address: %s", body)
+			scheme, _, _ := strings.Cut(origin, "://")
+			if want == http.StatusForbidden && !strings.Contains(body, scheme+"://127.0.0.1:PORT") {
+				t.Errorf("the refusal of a localhost page does not say to use the address, with the page's scheme: %s", body)
 			}
 		}
 	}

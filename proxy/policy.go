@@ -202,7 +202,9 @@ func decideUpstream(r RequestInfo, scheme, host, port string, gateway func(host,
 		d.Host, d.Port, d.Profile = host, port, gw.Profile
 		d.Hint = "call the gateway from your own tools (curl, Postman, a dev server on localhost); if that site's pages should use the token, list its https:// origin in allowed_origins of profile " + gw.Profile
 		if strings.Contains(site, "localhost") {
-			d.Hint = "a page on localhost counts as yours when your server listens on both 127.0.0.1 and [::1] (or on all addresses): open it as http://127.0.0.1:PORT or http://[::1]:PORT instead, whichever your server listens on"
+			scheme, _, _ := strings.Cut(site, "://") // the page's own: an https dev server stays https
+			d.Hint = "a page on localhost counts as yours when your server listens on both 127.0.0.1 and [::1] (or on all addresses): open it as " +
+				scheme + "://127.0.0.1:PORT or " + scheme + "://[::1]:PORT instead, whichever your server listens on"
 		}
 		return d
 	}
