@@ -683,8 +683,8 @@ func tokenEndpointError(p *Profile, err error) error {
 		}
 		return &IssuerError{Issuer: p.Issuer, Op: "token request", Err: errors.New(msg), Hint: hint}
 	}
-	if isNetError(err) {
-		return &IssuerError{Issuer: p.Issuer, Op: "token request", Err: err, Hint: "is the issuer reachable? check your network or `upstream_proxy`"}
+	if hint := IssuerHint(err); hint != "" {
+		return &IssuerError{Issuer: p.Issuer, Op: "token request", Err: err, Hint: hint}
 	}
 	return &IssuerError{Issuer: p.Issuer, Op: "token request", Err: sanitize(err), Hint: "the issuer's answer was not a usable token response"}
 }

@@ -1325,7 +1325,7 @@ func TestRefreshGrantIsBounded(t *testing.T) {
 	if !errors.As(r.err, &re) || !errors.Is(r.err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want a *RefreshError for the deadline", r.err)
 	}
-	if msg := r.err.Error(); !strings.Contains(msg, "is the issuer reachable?") {
+	if msg := r.err.Error(); !strings.Contains(msg, "is the issuer reachable from here?") {
 		t.Errorf("message %q does not say what to check", msg)
 	}
 	if st, _ := e.b.Status(testProfile); st.State != StateSignedIn || st.Reason == "" {

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -163,12 +165,37 @@ func discoveryError(p *Profile, err error) error {
 	if errors.As(err, &mm) {
 		err = fmt.Errorf("the discovery document names the issuer %q", mm.Discovered)
 		hint = fmt.Sprintf("set `issuer` of profile %s to %q exactly (ID tokens carry that name)", p.Name, mm.Discovered)
-	} else if isNetError(err) {
-		hint = "is the issuer reachable from here? check your network or `upstream_proxy`"
+	} else if h := IssuerHint(err); h != "" {
+		hint = h
 	} else {
 		err = sanitize(err) // go-oidc quotes the whole response body
 	}
 	return &IssuerError{Issuer: p.Issuer, Op: "discovery (" + strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration)", Err: err, Hint: hint}
+}
+
+// IssuerHint says what to do about a request to an issuer that got no answer: a
+// TLS certificate this machine does not accept is a matter of trust (or of the
+// host name, or of the clock), anything else (DNS, refused, timeout) one of the
+// network. It is "" when err is not such a failure. Login and doctor share it.
+func IssuerHint(err error) string {
+	var (
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+		ua x509.UnknownAuthorityError
+		ve *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.As(err, &he):
+		return "the issuer's TLS certificate is not valid for that host name: check `issuer` in the config (use the name the certificate is for)"
+	case errors.As(err, &ci) && ci.Reason == x509.Expired:
+		return "the issuer's TLS certificate has expired or is not yet valid: check this machine's clock; if the clock is right, the issuer's certificate must be renewed"
+	case errors.As(err, &ua), errors.As(err, &ci), errors.As(err, &ve):
+		return "the issuer's TLS certificate is not trusted by this machine: if `issuer` is right and it uses a private CA, " +
+			"add that CA to the system trust store (or set SSL_CERT_FILE to a bundle that has it), then retry"
+	case isNetError(err):
+		return "is the issuer reachable from here? check `issuer` in the config, your network and `upstream_proxy`"
+	}
+	return ""
 }
 
 // isNetError reports a failure to reach a host at all (DNS, refused,

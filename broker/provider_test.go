@@ -2,9 +2,14 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -119,5 +124,75 @@ func TestGooglePromptAcceptedByDemo(t *testing.T) {
 	e.clock.Advance(2 * time.Hour)
 	if _, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute); err != nil {
 		t.Fatalf("refresh with the stored token: %v", err)
+	}
+}
+
+// TestLoginIssuerHint: a sign-in that cannot get discovery from the issuer says
+// what to fix by what failed: an issuer certificate this machine does not trust is
+// a trust problem (trust store, SSL_CERT_FILE), a closed port a network one.
+func TestLoginIssuerHint(t *testing.T) {
+	t.Parallel()
+	untrusted := httptest.NewTLSServer(http.NotFoundHandler()) // its CA is in no trust store
+	defer untrusted.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "https://" + ln.Addr().String()
+	_ = ln.Close()
+	tests := map[string]struct {
+		issuer    string
+		want, not []string
+	}{
+		"untrusted certificate": {untrusted.URL, []string{"certificate", "not trusted by this machine", "trust store", "SSL_CERT_FILE"}, []string{"reachable"}},
+		"closed port":           {closed, []string{"refused", "is the issuer reachable from here?", "`upstream_proxy`"}, []string{"trust"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, demo.Options{})
+			e.client = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second} // system roots
+			e.cfg.Profiles[0].Issuer = tc.issuer
+			e.b = e.newBroker()
+			_, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second})
+			var ie *IssuerError
+			if !errors.As(err, &ie) {
+				t.Fatalf("Login: %v (%T), want an IssuerError", err, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(ie.Hint, n) {
+					t.Errorf("hint %q says %q", ie.Hint, n)
+				}
+			}
+		})
+	}
+}
+
+// TestIssuerHint: which fix each kind of failure to reach an issuer gets.
+func TestIssuerHint(t *testing.T) {
+	wrap := func(err error) error {
+		return &url.Error{Op: "Get", URL: "https://idp.example/.well-known/openid-configuration", Err: err}
+	}
+	tests := map[string]struct {
+		err  error
+		want string
+	}{
+		"unknown authority": {wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), "trust store"},
+		"wrong host name":   {wrap(&tls.CertificateVerificationError{Err: x509.HostnameError{Certificate: &x509.Certificate{}, Host: "idp.example"}}), "host name"},
+		"expired":           {wrap(&tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}), "clock"},
+		"refused":           {wrap(&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}), "reachable"},
+		"DNS":               {wrap(&net.DNSError{Err: "no such host", Name: "idp.example", IsNotFound: true}), "reachable"},
+		"timeout":           {context.DeadlineExceeded, "reachable"},
+		"a bad answer":      {errors.New("oidc: issuer did not match"), ""},
+	}
+	for name, tc := range tests {
+		got := IssuerHint(tc.err)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: IssuerHint(%v) = %q, want one with %q", name, tc.err, got, tc.want)
+		}
 	}
 }

@@ -77,8 +77,11 @@ type Options struct {
 	Now func() time.Time
 }
 
+// DefaultClientID is the provider's client ID unless Options names another; every
+// config `gatepass demo` writes names it.
+const DefaultClientID = "gatepass-demo.apps.local"
+
 const (
-	defaultClientID     = "gatepass-demo.apps.local"
 	defaultClientSecret = "demo-secret"
 	defaultEmail        = "dev@example.test"
 	defaultSubject      = "1000001"
@@ -250,7 +253,7 @@ func Start(addr string, opts Options) (*Provider, error) {
 
 func newProvider(opts Options) (*Provider, error) {
 	if opts.ClientID == "" {
-		opts.ClientID = defaultClientID
+		opts.ClientID = DefaultClientID
 	}
 	if opts.ClientSecret == "" {
 		opts.ClientSecret = defaultClientSecret

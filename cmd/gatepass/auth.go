@@ -100,7 +100,8 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	typ := fs.String("type", "", "token type: id or access (default: the profile's inject setting)")
 	format := fs.String("format", "raw", "output: raw, header, json or exec-credential")
-	minTTL := fs.Duration("min-ttl", broker.DefaultMargin, "refresh first if the token would expire sooner than this; when not given, a quarter of the token's lifetime is enough if that is shorter")
+	minTTL := broker.DefaultMargin
+	fs.Var(durationFlag{&minTTL}, "min-ttl", "refresh first if the token would expire sooner than this `duration`; when not given, a quarter of the token's lifetime is enough if that is shorter")
 	if err := e.parse("token", fs, args, "token [--type id|access] [--format raw|header|json|exec-credential] [--min-ttl 1m]"); err != nil {
 		return err
 	}
@@ -109,7 +110,7 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("unknown --format %q: use raw, header, json or exec-credential", *format)
 	}
-	if *minTTL < 0 {
+	if minTTL < 0 {
 		return usagef("--min-ttl must not be negative")
 	}
 	var kind broker.TokenKind
@@ -142,7 +143,7 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	// A running agent owns the tokens: ask it rather than spending the
 	// refresh token here (DESIGN §1; no keychain read, no refresh).
 	if c, ok := e.agent(ctx, cfg); ok {
-		tok, err := ask(c, ctx, p.Name, kind, *minTTL)
+		tok, err := ask(c, ctx, p.Name, kind, minTTL)
 		if !errors.Is(err, broker.ErrNoAgent) {
 			if err != nil {
 				return err
@@ -154,11 +155,31 @@ func cmdToken(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := get(b, ctx, p.Name, kind, *minTTL)
+	tok, err := get(b, ctx, p.Name, kind, minTTL)
 	if err != nil {
 		return err
 	}
 	return printToken(e, p.Name, tok, *format)
+}
+
+// durationFlag is a flag.Duration whose parse error says what a valid value looks
+// like, rather than the flag package's bare "parse error".
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration with a unit, such as 90s, 5m or 1h")
+	}
+	*f.d = d
+	return nil
 }
 
 func printToken(e *env, profile string, tok broker.Token, format string) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -75,9 +76,37 @@ func forgetStaleDemoSignIn(kc broker.Keychain, current string) {
 	_ = st.Delete(demoProfile)
 }
 
+// checkDemoDir refuses a directory whose config.toml the demo would overwrite and
+// that is not a config an earlier demo wrote there: `demo --dir ~/.config/gatepass`
+// must not replace a real config and its client secret.
+func checkDemoDir(dir string) error {
+	path := filepath.Join(dir, "config.toml")
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || isDemoConfig(path) {
+		return nil
+	}
+	return usagef("%s already exists and is not a config of an earlier `gatepass demo`; the demo would replace it: "+
+		"give --dir a new or empty directory (or leave --dir out for a temporary one)", path)
+}
+
+// isDemoConfig reports whether the file at path is a config the demo wrote: its one
+// profile is "demo", of the embedded provider's client, at a loopback http issuer.
+func isDemoConfig(path string) bool {
+	cfg, err := broker.LoadConfig(path)
+	if err != nil || len(cfg.Profiles) != 1 {
+		return false
+	}
+	p := cfg.Profiles[0]
+	u, err := url.Parse(p.Issuer)
+	return err == nil && p.Name == demoProfile && p.ClientID == demo.DefaultClientID &&
+		u.Scheme == "http" && u.Hostname() == "127.0.0.1"
+}
+
 // startDemo starts the embedded provider and gateway on loopback and writes
 // a matching config into dir. listen is the proxy address for the config.
 func startDemo(ctx context.Context, dir, listen string, opts demo.Options) (*demoEnv, error) {
+	if err := checkDemoDir(dir); err != nil {
+		return nil, err
+	}
 	p, err := demo.Start("127.0.0.1:0", opts)
 	if err != nil {
 		return nil, fmt.Errorf("start the demo identity provider: %w", err)
@@ -144,6 +173,14 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	auto := fs.Bool("auto-approve", false, "skip the demo consent page")
 	if err := e.parse("demo", fs, args, "demo [--dir DIR] [--listen ADDR] [--rotate] [--token-ttl 1h] [--auto-approve]"); err != nil {
 		return err
+	}
+	// The demo writes a config of its own with a profile of its own: a --config or
+	// --profile would be silently ignored.
+	if e.configFlag != "" {
+		return usagef("--config does not apply to demo: it writes a config of its own; use --dir DIR to choose where (DIR/config.toml)")
+	}
+	if e.profile != "" {
+		return usagef("--profile does not apply to demo: its config has one profile, %q", demoProfile)
 	}
 	made := "" // the directory to remove at the end, when the demo made it
 	if *dir == "" {

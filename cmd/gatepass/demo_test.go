@@ -130,3 +130,70 @@ func TestE2EDemoCommand(t *testing.T) {
 		t.Errorf("demo wrote to stdout: %q", s)
 	}
 }
+
+// TestDemoDirKeepsRealConfig: `demo --dir DIR` refuses (exit 2, naming the file and
+// what to do) to overwrite a DIR/config.toml that an earlier demo did not write, and
+// leaves it as it was; an earlier demo's config there is replaced.
+func TestDemoDirKeepsRealConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.toml")
+	real := "[profiles.work]\nissuer = \"https://accounts.google.com\"\nclient_id = \"123.apps.googleusercontent.com\"\nclient_secret = \"GOCSPX-real\"\n"
+	if err := os.WriteFile(path, []byte(real), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a demo runs until cancelled
+	defer cancel()
+	code := run(ctx, []string{"demo", "--dir", dir, "--listen", freePort(t)}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), path) || !strings.Contains(errb.String(), "--dir") {
+		t.Errorf("demo --dir over a real config: exit %d, stderr %q; want %d naming %s and --dir", code, errb.String(), exitUsage, path)
+	}
+	if _, err := startDemo(context.Background(), dir, freePort(t), demo.Options{}); exitCode(err) != exitUsage {
+		t.Errorf("startDemo over a real config: %v, want a usage error", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != real {
+		t.Errorf("the real config was changed:\n%s", b)
+	}
+
+	// An earlier demo's config (the demo leaves it in a --dir) is replaced.
+	dir = t.TempDir()
+	first, err := startDemo(context.Background(), dir, freePort(t), demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	if first.Provider.ClientID() != demo.DefaultClientID {
+		t.Errorf("demo client ID %q, want demo.DefaultClientID %q", first.Provider.ClientID(), demo.DefaultClientID)
+	}
+	second, err := startDemo(context.Background(), dir, freePort(t), demo.Options{})
+	if err != nil {
+		t.Fatalf("startDemo over an earlier demo's config: %v", err)
+	}
+	defer second.Close()
+	if second.Config.Profiles[0].Issuer != second.Provider.Issuer() {
+		t.Errorf("the config names issuer %s, want the new demo's %s", second.Config.Profiles[0].Issuer, second.Provider.Issuer())
+	}
+}
+
+// TestDemoRejectsConfigAndProfile: --config and --profile do nothing for demo (it
+// writes its own config with its own profile), so they are usage errors that say
+// what to use instead, before or after the command name.
+func TestDemoRejectsConfigAndProfile(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"--config after":  {[]string{"demo", "--config", filepath.Join(t.TempDir(), "x.toml")}, "--dir"},
+		"--config before": {[]string{"--config", filepath.Join(t.TempDir(), "x.toml"), "demo"}, "--dir"},
+		"--profile":       {[]string{"demo", "--profile", "work"}, `"demo"`},
+	}
+	for name, tc := range tests {
+		var out, errb strings.Builder
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		code := run(ctx, tc.args, &out, &errb)
+		cancel()
+		if code != exitUsage || !strings.Contains(errb.String(), "does not apply to demo") || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d, a usage error that says %q", name, code, errb.String(), exitUsage, tc.want)
+		}
+	}
+}

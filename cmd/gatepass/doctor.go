@@ -135,29 +135,44 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	client := broker.NewHTTPClient(cfg, 10*time.Second)
 	for _, p := range profiles {
 		start := time.Now()
-		resp, err := client.Get(strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("discovery answered HTTP %d; check `issuer`", resp.StatusCode)
-			} else if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
-				skew := time.Since(d).Round(time.Second)
-				if skew > 2*time.Minute || skew < -2*time.Minute {
-					err = fmt.Errorf("this machine's clock is %s off the issuer's; ID tokens will fail verification — sync the clock", skew)
-				}
-			}
-			if err == nil {
-				// What a sign-in does with the document: parse it, and check that
-				// it names this issuer.
-				err = broker.CheckDiscovery(ctx, p, client)
-			}
-		}
+		err := checkIssuer(ctx, client, p)
 		check("issuer", err, fmt.Sprintf("%s (profile %s) answers discovery in %s", p.Issuer, p.Name, time.Since(start).Round(time.Millisecond)))
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d check(s) failed", failed)
 	}
 	return nil
+}
+
+// checkIssuer is doctor's issuer check for one profile: discovery answers, with a
+// clock close to the issuer's, and names this issuer. A request that gets no answer
+// says what to fix, as a sign-in would (broker.IssuerHint): trust for a certificate
+// this machine does not accept, the network or upstream_proxy for the rest.
+func checkIssuer(ctx context.Context, client *http.Client, p *broker.Profile) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(p.Issuer, "/")+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if hint := broker.IssuerHint(err); hint != "" {
+			return fmt.Errorf("%w; %s", err, hint)
+		}
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("discovery answered HTTP %d; check `issuer`", resp.StatusCode)
+	}
+	if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+		skew := time.Since(d).Round(time.Second)
+		if skew > 2*time.Minute || skew < -2*time.Minute {
+			return fmt.Errorf("this machine's clock is %s off the issuer's; ID tokens will fail verification — sync the clock", skew)
+		}
+	}
+	// What a sign-in does with the document: parse it, and check that it names
+	// this issuer.
+	return broker.CheckDiscovery(ctx, p, client)
 }
 
 // probeKeychain reads an entry that does not exist: nil when the keychain answers
