@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gatepass-dev/gatepass/broker/demo"
+	"github.com/gatepass-dev/gatepass/internal/issuertest"
 )
 
 // discoveryTransport answers discovery for the issuers it knows, offline.
@@ -132,38 +132,24 @@ func TestGooglePromptAcceptedByDemo(t *testing.T) {
 // a trust problem (trust store, SSL_CERT_FILE), a closed port a network one.
 func TestLoginIssuerHint(t *testing.T) {
 	t.Parallel()
-	untrusted := httptest.NewTLSServer(http.NotFoundHandler()) // its CA is in no trust store
-	defer untrusted.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "https://" + ln.Addr().String()
-	_ = ln.Close()
-	tests := map[string]struct {
-		issuer    string
-		want, not []string
-	}{
-		"untrusted certificate": {untrusted.URL, []string{"certificate", "not trusted by this machine", "trust store", "SSL_CERT_FILE"}, []string{"reachable"}},
-		"closed port":           {closed, []string{"refused", "is the issuer reachable from here?", "`upstream_proxy`"}, []string{"trust"}},
-	}
+	tests := issuertest.Unanswered(t)
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, demo.Options{})
 			e.client = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second} // system roots
-			e.cfg.Profiles[0].Issuer = tc.issuer
+			e.cfg.Profiles[0].Issuer = tc.Issuer
 			e.b = e.newBroker()
 			_, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second})
 			var ie *IssuerError
 			if !errors.As(err, &ie) {
 				t.Fatalf("Login: %v (%T), want an IssuerError", err, err)
 			}
-			for _, w := range tc.want {
+			for _, w := range tc.Want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
 				}
 			}
-			for _, n := range tc.not {
+			for _, n := range tc.Not {
 				if strings.Contains(ie.Hint, n) {
 					t.Errorf("hint %q says %q", ie.Hint, n)
 				}

@@ -3,15 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatepass-dev/gatepass/broker"
+	"github.com/gatepass-dev/gatepass/internal/issuertest"
 )
 
 // TestTokenMinTTLInvalid: a --min-ttl that is not a duration is a usage error
@@ -45,34 +43,20 @@ func TestTokenMinTTLInvalid(t *testing.T) {
 // gets no answer, as its other checks do: the network for a closed port, trust for
 // a certificate this machine does not accept.
 func TestDoctorIssuerHint(t *testing.T) {
-	untrusted := httptest.NewTLSServer(http.NotFoundHandler()) // its CA is in no trust store
-	defer untrusted.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "https://" + ln.Addr().String()
-	_ = ln.Close()
-	tests := map[string]struct {
-		issuer    string
-		want, not []string
-	}{
-		"closed port":           {closed, []string{"connection refused", "is the issuer reachable from here?", "`upstream_proxy`"}, []string{"trust"}},
-		"untrusted certificate": {untrusted.URL, []string{"certificate", "not trusted by this machine", "trust store", "SSL_CERT_FILE"}, []string{"reachable"}},
-	}
+	tests := issuertest.Unanswered(t)
 	client := broker.NewHTTPClient(&broker.Config{}, 5*time.Second)
 	for name, tc := range tests {
-		err := checkIssuer(context.Background(), client, &broker.Profile{Name: "work", Issuer: tc.issuer, ClientID: "x"})
+		err := checkIssuer(context.Background(), client, &broker.Profile{Name: "work", Issuer: tc.Issuer, ClientID: "x"})
 		if err == nil {
 			t.Errorf("%s: the issuer check passed", name)
 			continue
 		}
-		for _, w := range tc.want {
+		for _, w := range tc.Want {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: %q does not say %q", name, err, w)
 			}
 		}
-		for _, n := range tc.not {
+		for _, n := range tc.Not {
 			if strings.Contains(err.Error(), n) {
 				t.Errorf("%s: %q says %q", name, err, n)
 			}
