@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,9 +27,7 @@ func TestEndToEndGoClient(t *testing.T) {
 			t.Fatalf("got %d %q", resp.StatusCode, body)
 		}
 		r := last(t, e.plainGW)
-		if got, want := r.Header.Get("Authorization"), "Bearer "+e.src.current(); got != want {
-			t.Errorf("upstream Authorization = %q, want the injected token", got)
-		}
+		onlyToken(t, r, e.src.current())
 		if r.Header.Get("Proxy-Authorization") != "" || r.Header.Get("Proxy-Connection") != "" {
 			t.Errorf("proxy headers went upstream: %v", r.Header)
 		}
@@ -46,9 +45,7 @@ func TestEndToEndGoClient(t *testing.T) {
 			t.Errorf("client saw a certificate from %q, want gatepass's CA", iss)
 		}
 		r := last(t, e.tlsGW)
-		if got, want := r.Header.Get("Authorization"), "Bearer "+e.src.current(); got != want {
-			t.Errorf("upstream Authorization = %q, want the injected token", got)
-		}
+		onlyToken(t, r, e.src.current())
 		if r.Header.Get("Proxy-Authorization") != "" {
 			t.Errorf("Proxy-Authorization went upstream")
 		}
@@ -100,14 +97,68 @@ func TestEndToEndGoClient(t *testing.T) {
 	})
 
 	t.Run("https absolute-form to a gateway is injected", func(t *testing.T) {
-		resp := rawRequest(t, e.srv.Addr(), "GET "+e.tlsGWURL()+"/abs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+		resp := rawRequest(t, e.srv.Addr(), "GET "+e.tlsGWURL()+"/abs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer caller-own\r\nConnection: close\r\n\r\n")
 		if !strings.HasPrefix(resp, "HTTP/1.1 200") {
 			t.Fatalf("got %q", resp)
 		}
-		if got := last(t, e.tlsGW).Header.Get("Authorization"); got != "Bearer "+e.src.current() {
-			t.Errorf("upstream Authorization = %q", got)
-		}
+		onlyToken(t, last(t, e.tlsGW), e.src.current())
 	})
+}
+
+// TestCallerAuthorizationReplaced: a caller that sends its own Authorization to a
+// gateway has it replaced by the token on every path that injects: the fast path,
+// net/http's path (TE, chunked and large uploads, which the fast path declines) and
+// an intercepted HTTP/2 gateway. The gateway gets exactly one value, the token.
+func TestCallerAuthorizationReplaced(t *testing.T) {
+	e := newEnv(t)
+	gw := "localhost:" + e.plainGW.port()
+	c, br := dialProxy(t, e)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	big := strings.Repeat("u", fastMaxBody+1)
+	const own = "Authorization: Bearer caller-own\r\n"
+	for _, tc := range []struct {
+		name, uri, head, body string
+		fast                  bool
+	}{
+		{"fast path", "/fast", "GET http://" + gw + "/fast HTTP/1.1\r\nHost: " + gw + "\r\n" + own + "\r\n", "", true},
+		{"TE: trailers", "/te", "GET http://" + gw + "/te HTTP/1.1\r\nHost: " + gw + "\r\n" + own + "Te: trailers\r\n\r\n", "", false},
+		{"chunked upload", "/chunked", "POST http://" + gw + "/chunked HTTP/1.1\r\nHost: " + gw + "\r\n" + own + "Transfer-Encoding: chunked\r\n\r\n", "2\r\nhi\r\n0\r\n\r\n", false},
+		{"large upload", "/large", "POST http://" + gw + "/large HTTP/1.1\r\nHost: " + gw + "\r\n" + own + "Content-Length: " + fmt.Sprint(len(big)) + "\r\n\r\n", big, false},
+	} {
+		fast := e.srv.fastServed.Load()
+		io.WriteString(c, tc.head+tc.body)
+		method, _, _ := strings.Cut(tc.head, " ")
+		if resp, body := readResponse(t, br, method); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %q", tc.name, resp.StatusCode, body)
+		}
+		if got := e.srv.fastServed.Load() - fast; (got == 1) != tc.fast {
+			t.Errorf("%s: fast path served %d, want fast=%v (the case tests the wrong path)", tc.name, got, tc.fast)
+		}
+		r := last(t, e.plainGW)
+		if r.URI != tc.uri {
+			t.Fatalf("%s: the gateway's last request is %s, want %s", tc.name, r.URI, tc.uri)
+		}
+		onlyToken(t, r, e.src.current())
+	}
+
+	// An intercepted gateway whose upstream speaks HTTP/2: http.Transport's path.
+	cl := e.client()
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, _ := http.NewRequest(method, e.tlsGWURL()+"/h2-"+method, io.NopCloser(strings.NewReader(big)))
+		req.Header.Set("Authorization", "Bearer caller-own")
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		r := last(t, e.tlsGW)
+		if resp.StatusCode != 200 || r.URI != "/h2-"+method || r.Proto != "HTTP/2.0" {
+			t.Fatalf("%s: %d, the gateway's last request %s over %s; want 200, /h2-%s over HTTP/2.0", method, resp.StatusCode, r.URI, r.Proto, method)
+		}
+		onlyToken(t, r, e.src.current())
+	}
+	checkNoCanary(t, e.logs.String())
 }
 
 func TestInterceptedKeepAlive(t *testing.T) {
@@ -133,6 +184,33 @@ func TestInterceptedKeepAlive(t *testing.T) {
 	}
 	if n := e.srv.ca.signedCount(); n != 1 {
 		t.Errorf("signed %d leaf certificates, want 1", n)
+	}
+}
+
+// TestInterceptedLeafCached: two separate intercepted connections (two CONNECTs,
+// two full TLS handshakes, no session resumption) to the same gateway get the same
+// leaf, signed once by gatepass's CA.
+func TestInterceptedLeafCached(t *testing.T) {
+	e := newEnv(t)
+	host := "localhost:" + e.tlsGW.port()
+	var leaves [][]byte
+	for i := range 2 {
+		tc, br := openTunnel(t, e, host)
+		if tc.ConnectionState().DidResume {
+			t.Fatalf("connection %d resumed a TLS session: its handshake asked for no certificate", i)
+		}
+		leaves = append(leaves, tc.ConnectionState().PeerCertificates[0].Raw)
+		fmt.Fprintf(tc, "GET /leaf-%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", i, host)
+		if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 200 {
+			t.Fatalf("connection %d: %d %q", i, resp.StatusCode, body)
+		}
+		tc.Close()
+	}
+	if n := e.srv.ca.signedCount(); n != 1 {
+		t.Errorf("signed %d leaf certificates for two connections to %s, want 1 (cached)", n, host)
+	}
+	if string(leaves[0]) != string(leaves[1]) {
+		t.Errorf("the two connections saw different leaf certificates, want the cached one")
 	}
 }
 
@@ -323,7 +401,10 @@ func TestWebSocket(t *testing.T) {
 				}
 				rw, target = tc, "/ws"
 			}
-			fmt.Fprintf(rw, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", target, host)
+			// The caller's own Authorization and a Proxy-Authorization for this proxy:
+			// a gateway gets the token in place of the first, nobody gets the second.
+			fmt.Fprintf(rw, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"+
+				"Authorization: Bearer caller-own\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n\r\n", target, host)
 			br := bufio.NewReader(rw)
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
@@ -337,14 +418,26 @@ func TestWebSocket(t *testing.T) {
 				}
 			}
 			r := last(t, tc.up)
-			gotToken := r.Header.Get("Authorization") == "Bearer "+e.src.current()
-			if gotToken != tc.wantToken {
-				t.Errorf("upgrade request Authorization = %q, want token: %v", r.Header.Get("Authorization"), tc.wantToken)
+			if tc.wantToken {
+				onlyToken(t, r, e.src.current())
+			} else if got := r.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer caller-own" {
+				t.Errorf("upgrade request Authorization = %q, want only the caller's own", got)
+			}
+			if got := r.Header.Values("Proxy-Authorization"); len(got) != 0 {
+				t.Errorf("upgrade request carried Proxy-Authorization %q upstream", got)
 			}
 			if r.Header.Get("Upgrade") != "websocket" {
 				t.Errorf("Upgrade header lost: %v", r.Header)
 			}
 		})
+	}
+	// No upstream ever saw the proxy's credentials.
+	for _, u := range []*upstream{e.plainGW, e.tlsGW, e.otherHTTP, e.otherTLS} {
+		for _, r := range u.requests() {
+			if v := r.Header.Values("Proxy-Authorization"); len(v) != 0 || strings.Contains(r.String(), "Zm9vOmJhcg==") {
+				t.Errorf("%s received Proxy-Authorization %q:\n%s", u.name, v, r)
+			}
+		}
 	}
 }
 
@@ -388,8 +481,12 @@ func TestCurl(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			code, body, err := curl(tc.args...)
 			if tc.fail {
-				if err == nil {
-					t.Fatalf("curl succeeded (%s %q); want a certificate verification failure", code, body)
+				// 60: the peer's certificate cannot be authenticated with the given CA
+				// (any other error, a refused connection or a proxy failure, is not
+				// what the case means).
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 60 {
+					t.Fatalf("curl: %v (%s %q); want exit code 60, a certificate verification failure", err, code, body)
 				}
 				return
 			}
@@ -405,6 +502,16 @@ func TestCurl(t *testing.T) {
 				t.Errorf("upstream got token: %v, want %v\n%s", has, tc.token, r)
 			}
 		})
+	}
+}
+
+// onlyToken checks that a gateway received exactly one Authorization value, the
+// token: the caller's own was replaced, not kept beside it (Header.Get reads only the
+// first value, which would hide a second).
+func onlyToken(t testing.TB, r recorded, token string) {
+	t.Helper()
+	if got := r.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+token {
+		t.Errorf("%s %s reached the gateway with Authorization %q, want only the token", r.Method, r.URI, got)
 	}
 }
 

@@ -33,6 +33,16 @@ var fastHeadSeeds = []string{
 	"get http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET http://a/ HTTP/1.0\r\nHost: a\r\n\r\n",
 	"GET http://a/ HTTP/1.1\r\nHost: a\r\nX: \x7f\r\n\r\n",
+	// Control characters in a field value, which net/http refuses: the fast path must
+	// decline them too (found by long fuzzing; seeds so that go test checks them).
+	"GET http://a/ HTTP/1.1\r\nHost: a\r\nX: a\x0bb\r\n\r\n",
+	"GET http://a/ HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+	"GET http://a/ HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+	"GET http://a/ HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n",
+	"GET http://a/ HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\x01\r\n\r\n",
+	"GET /in/tunnel HTTP/1.1\r\nHost: localhost:8443\r\nX: \x1f\r\n\r\n",
+	// Differing duplicate Content-Length (request smuggling): declined.
+	"POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
 }
 
 // FuzzFastHead checks the fast path's reading of a request head against net/http's:

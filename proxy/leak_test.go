@@ -93,6 +93,12 @@ func TestLeakSuite(t *testing.T) {
 	tlsHost := "localhost:" + e.tlsGW.port()
 	otherHTTPHost := "127.0.0.1:" + e.otherHTTP.port()
 	otherTLSHost := "127.0.0.1:" + e.otherTLS.port()
+	// A gateway NOT listed in plain_http that does answer plain HTTP: the TLS-only
+	// gateway above cannot show a plain-HTTP request that was sent (its TLS server
+	// records none), this one records any that reaches it.
+	noPlain := newUpstream(t, "gateway-without-plain_http", nil, false)
+	noPlainHost := "localhost:" + noPlain.port()
+	e.src.add(noPlainHost, Gateway{Profile: "work"})
 
 	// Every path.
 	do("GET", e.plainGWURL()+"/plain")                   // plain gateway: token expected
@@ -117,6 +123,48 @@ func TestLeakSuite(t *testing.T) {
 	inTunnel(tlsHost, "GET https://"+otherTLSHost+"/steer-abs HTTP/1.1\r\nHost: "+tlsHost+"\r\nConnection: close\r\n\r\n") // absolute-form steering
 	inTunnel(tlsHost, "GET https://"+otherTLSHost+"/steer-abs2 HTTP/1.1\r\nHost: "+otherTLSHost+"\r\nConnection: close\r\n\r\n")
 	inTunnel(tlsHost, "GET /ok HTTP/1.1\r\nHost: "+tlsHost+"\r\nConnection: close\r\n\r\n")
+	// http:// to a gateway not in plain_http, on every path: 403 https_required, nothing sent.
+	refusedFrom := len(responses)
+	do("GET", "http://"+noPlainHost+"/no-plain-get", "Authorization", "Bearer caller-own") // fast path's head
+	do("POST", "http://"+noPlainHost+"/no-plain-post")
+	raw("GET http://" + noPlainHost + "/no-plain-te HTTP/1.1\r\nHost: " + noPlainHost + "\r\nTe: trailers\r\nConnection: close\r\n\r\n")             // net/http path
+	raw("GET http://" + noPlainHost + "/no-plain-steer HTTP/1.1\r\nHost: " + otherHTTPHost + "\r\nConnection: close\r\n\r\n")                        // Host names a non-gateway
+	rawHead("GET http://" + noPlainHost + "/no-plain-ws HTTP/1.1\r\nHost: " + noPlainHost + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n") // upgrade
+	for i, r := range responses[refusedFrom:] {
+		if !strings.HasPrefix(r, "HTTP/1.1 403") || !strings.Contains(r, "https_required") {
+			t.Errorf("plain HTTP to a gateway not in plain_http (request %d): want 403 https_required, got:\n%s", i, r)
+		}
+	}
+	// One kept-alive client connection on the plain-HTTP fast path: gateway,
+	// non-gateway, gateway, with the same Host field on all three (only the target
+	// says where each goes). A decision kept from one request and reused for another
+	// target would send the token, or the request, to the wrong upstream.
+	fastBefore := e.srv.fastServed.Load()
+	func() {
+		conn, err := net.Dial("tcp", e.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		for _, target := range []string{e.plainGWURL() + "/keepalive-gw-1", e.otherHTTPURL() + "/keepalive-other", e.plainGWURL() + "/keepalive-gw-2"} {
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: localhost:%s\r\nAuthorization: Bearer caller-own\r\n\r\n", target, e.plainGW.port())
+			resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+			if err != nil {
+				t.Fatalf("kept-alive connection, %s: %v", target, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			record(resp, string(b))
+			if resp.StatusCode != 200 || resp.Close {
+				t.Fatalf("kept-alive connection, %s: %d (close %v), want 200 on a kept connection", target, resp.StatusCode, resp.Close)
+			}
+		}
+	}()
+	if n := e.srv.fastServed.Load() - fastBefore; n != 3 {
+		t.Errorf("the fast path served %d of the 3 kept-alive requests, want 3: the check proves nothing", n)
+	}
 	e.src.signIn["work"] = true
 	do("GET", e.tlsGWURL()+"/signin")
 	do("GET", e.plainGWURL()+"/signin")
@@ -164,6 +212,30 @@ func TestLeakSuite(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s reached the gateway %s %d times, want once", hs.uri, hs.up.name, n)
 		}
+	}
+	// The gateway not in plain_http never got a plain-HTTP request (with or without a token).
+	for _, r := range noPlain.requests() {
+		t.Errorf("the gateway not in plain_http received a plain-HTTP request:\n%s", r)
+	}
+	// On the kept-alive connection, each request reached the upstream its target
+	// names: the non-gateway got its own (with the caller's Authorization, checked
+	// for a canary below), the gateway only its two.
+	keptAlive := map[*upstream][]string{}
+	for _, u := range []*upstream{e.plainGW, e.otherHTTP} {
+		for _, r := range u.requests() {
+			if strings.HasPrefix(r.URI, "/keepalive-") {
+				keptAlive[u] = append(keptAlive[u], r.URI)
+				if u == e.otherHTTP && r.Header.Get("Authorization") != "Bearer caller-own" {
+					t.Errorf("the non-gateway got %s with Authorization %q, want the caller's own", r.URI, r.Header.Values("Authorization"))
+				}
+			}
+		}
+	}
+	if got := keptAlive[e.plainGW]; strings.Join(got, " ") != "/keepalive-gw-1 /keepalive-gw-2" {
+		t.Errorf("on the kept-alive connection the gateway got %v, want /keepalive-gw-1 /keepalive-gw-2", got)
+	}
+	if got := keptAlive[e.otherHTTP]; strings.Join(got, " ") != "/keepalive-other" {
+		t.Errorf("on the kept-alive connection the non-gateway got %v, want /keepalive-other", got)
 	}
 	// Non-gateways never saw a canary.
 	for _, u := range []*upstream{e.otherHTTP, e.otherTLS} {
