@@ -32,10 +32,11 @@ type Broker interface {
 	Statuses() []broker.ProfileStatus
 	// Subscribe delivers status changes until cancel is called.
 	Subscribe() (events <-chan broker.Event, cancel func())
-	// Login opens the browser once and waits for the loopback callback. When the
-	// browser cannot be opened it calls browserFailed (from any goroutine) with the
-	// URL to open by hand, and goes on waiting.
-	Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error
+	// Login opens the browser once and waits for the loopback callback. Once the
+	// browser was asked to open the sign-in address it calls address (from any
+	// goroutine) with it, to open by hand, and with the opener's error when the
+	// browser could not be opened (nil when it could), and goes on waiting.
+	Login(ctx context.Context, profile string, address func(url string, err error)) error
 	// Logout revokes the refresh token and deletes it from the keychain.
 	Logout(ctx context.Context, profile string) error
 	// FreshToken returns a token of the kind valid for at least margin, or for a

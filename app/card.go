@@ -207,12 +207,19 @@ func (c *card) showProblem(p problem, retry func()) {
 	c.relayout()
 }
 
-// showSignInURL says that no browser could be opened and offers the sign-in URL to
-// open by hand, with a button that copies it (the message's button, as for Retry).
+// showSignInURL offers the sign-in address while a sign-in waits for the browser,
+// with a button that copies it (the message's button, as for Retry): err says why
+// no browser could be opened, and is nil when one was asked to and may still show
+// nothing (another display, a command that only logs).
 func (c *card) showSignInURL(url string, err error) {
-	c.msg.Importance = widget.WarningImportance
 	// The address itself is long and does not wrap: the button copies it.
-	setText(c.msg, "Could not open a browser ("+err.Error()+"). Copy the sign-in address and open it in a browser.")
+	if err != nil {
+		c.msg.Importance = widget.WarningImportance
+		setText(c.msg, "Could not open a browser ("+err.Error()+"). Copy the sign-in address and open it in a browser.")
+	} else {
+		c.msg.Importance = widget.MediumImportance
+		setText(c.msg, "Waiting for the sign-in in your browser. If no browser window opened, copy the sign-in address and open it yourself.")
+	}
 	c.msg.Refresh()
 	c.msg.Show()
 	c.retry.SetText("Copy address")

@@ -362,9 +362,13 @@ func describeError(op string, err error) (problem, bool) {
 	var sr *broker.SignInRequiredError
 	var cfg *broker.ConfigError
 	var az *broker.AuthorizationError
+	var lt *broker.LoginTimeoutError
 	switch {
 	// The broker's messages end in CLI advice (run `gatepass login`); the
 	// window says what to press instead.
+	case errors.As(err, &lt):
+		return problem{Title: "The sign-in timed out", Detail: "Nothing came back from the browser within " + lt.After.String() + ".",
+			Hint: "Press Retry to sign in again. If no browser window opens, copy the sign-in address while it waits.", Retry: true}, true
 	case errors.As(err, &az) && az.Code == "access_denied":
 		return problem{Title: "Sign-in cancelled", Detail: "The sign-in was cancelled or denied in the browser.", Hint: "Press Sign in to try again."}, true
 	case errors.As(err, &az):

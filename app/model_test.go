@@ -276,6 +276,7 @@ func TestDescribeError(t *testing.T) {
 		"denied":           {fmt.Errorf("login: %w", &broker.AuthorizationError{Code: "access_denied"}), true, "Sign-in cancelled", false},
 		"refused":          {&broker.AuthorizationError{Code: "invalid_scope", Description: "bad scope"}, true, "The identity provider refused the sign-in", false},
 		"required, reason": {&broker.SignInRequiredError{Profile: "work", Reason: "the issuer refused the refresh token"}, true, "Sign-in required", false},
+		"browser timeout":  {fmt.Errorf("profile work: %w", &broker.LoginTimeoutError{After: 5 * time.Minute}), true, "The sign-in timed out", true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

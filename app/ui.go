@@ -569,7 +569,7 @@ func (u *ui) signIn(profile string) {
 	u.cards[profile].clearMessage()
 	u.refreshProfile(profile)
 	br := u.br
-	browserFailed := func(url string, err error) {
+	address := func(url string, err error) {
 		u.do(func() {
 			if _, waiting := u.pending[profile]; waiting {
 				u.cards[profile].showSignInURL(url, err)
@@ -577,7 +577,7 @@ func (u *ui) signIn(profile string) {
 		})
 	}
 	go func() {
-		err := br.Login(ctx, profile, browserFailed)
+		err := br.Login(ctx, profile, address)
 		u.do(func() {
 			cancel()
 			delete(u.pending, profile)

@@ -154,6 +154,7 @@ func TestSignedOutCard(t *testing.T) {
 	item.Action()
 	e.u.signIn("work")
 	waitFor(t, func() bool { l, _, _ := br.calls(); return len(l) > 0 })
+	e.q.run(t) // the sign-in address, shown while it waits
 	close(br.release)
 	e.q.run(t) // Login returned
 	if logins, _, _ := br.calls(); !cmp.Equal(logins, []string{"work"}) {
@@ -171,6 +172,17 @@ func TestCancelSignIn(t *testing.T) {
 	c := e.u.cards["work"]
 	test.Tap(c.signIn)
 	waitFor(t, func() bool { l, _, _ := br.calls(); return len(l) == 1 })
+	// While it waits, the card offers the sign-in address: a browser that was asked
+	// to open it may still show nothing (another display, a command that only logs).
+	e.q.run(t)
+	if !c.msg.Visible() || !strings.Contains(c.msg.Text, "If no browser window opened, copy the sign-in address") ||
+		!c.retry.Visible() || c.retry.Text != "Copy address" {
+		t.Fatalf("while waiting for the browser: message shown %v (%q), button %q; want the address offered", c.msg.Visible(), c.msg.Text, c.retry.Text)
+	}
+	test.Tap(c.retry)
+	if got := e.u.app.Clipboard().Content(); got != "https://idp.example/authorize?client_id=x" {
+		t.Errorf("clipboard %q, want the sign-in address", got)
+	}
 	test.Tap(c.signIn) // "Cancel sign-in"
 	e.q.run(t)
 	if c.signIn.Text != "Sign in" || c.msg.Visible() {

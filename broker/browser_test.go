@@ -238,7 +238,7 @@ func TestLoginMalformedBrowserCommand(t *testing.T) {
 	go func() {
 		_, err := e.b.Login(context.Background(), testProfile, LoginOptions{
 			Browser: br, Prompt: &prompt, Timeout: 10 * time.Second,
-			BrowserFailed: func(url string, err error) { failed <- url },
+			Address: func(url string, err error) { failed <- url },
 		})
 		done <- err
 	}()
@@ -246,7 +246,7 @@ func TestLoginMalformedBrowserCommand(t *testing.T) {
 	select {
 	case u = <-failed:
 	case <-time.After(10 * time.Second):
-		t.Fatal("BrowserFailed was not called")
+		t.Fatal("Address was not called")
 	}
 	if r := browse(t, u, true); r.err != nil {
 		t.Fatal(r.err)

@@ -40,10 +40,20 @@ type LoginOptions struct {
 	CallbackPort int
 	// LoginHint preselects an account at the issuer (OIDC login_hint).
 	LoginHint string
-	// BrowserFailed, when set, hears that the browser could not be opened, with
-	// the URL to open by hand (the start address, as Prompt gets): a desktop app
-	// shows it, since nobody reads its stderr.
-	BrowserFailed func(url string, err error)
+	// Address, when set, hears the sign-in's start address (as Prompt gets it) once
+	// the browser was asked to open it: err is nil when the opener started, its error
+	// when it could not, and the user must open the address by hand. A desktop app
+	// shows it, since nobody reads its stderr: an opener can succeed and still show
+	// nothing (a browser on another display, a command that only logs).
+	Address func(url string, err error)
+}
+
+// LoginTimeoutError is a sign-in that ran out of time waiting for the browser:
+// nothing came back to the loopback listener within After.
+type LoginTimeoutError struct{ After time.Duration }
+
+func (e *LoginTimeoutError) Error() string {
+	return fmt.Sprintf("timed out after %s waiting for the sign-in in the browser; run `gatepass login` again (use --timeout to wait longer)", e.After)
 }
 
 // ErrLoginInProgress means a sign-in for the profile is already waiting
@@ -100,7 +110,7 @@ func (b *Broker) Login(ctx context.Context, profile string, opts LoginOptions) (
 		b.publish(s.status())
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			if waiting {
-				err = fmt.Errorf("timed out after %s waiting for the sign-in in the browser; run `gatepass login` again (use --timeout to wait longer)", opts.Timeout)
+				err = &LoginTimeoutError{After: opts.Timeout}
 			} else {
 				err = fmt.Errorf("timed out after %s reaching the issuer %s (use --timeout to wait longer): %w", opts.Timeout, s.p.Issuer, err)
 			}
@@ -212,11 +222,12 @@ func (b *Broker) login(ctx context.Context, s *session, opts LoginOptions, waiti
 			br = b.deps.Browser
 		}
 		if br != nil {
-			if err := br.Open(startURL); err != nil {
+			err := br.Open(startURL)
+			if err != nil {
 				fmt.Fprintf(opts.Prompt, "Could not open a browser (%v); open the URL above yourself.\n", err)
-				if opts.BrowserFailed != nil {
-					opts.BrowserFailed(startURL, err)
-				}
+			}
+			if opts.Address != nil {
+				opts.Address(startURL, err)
 			}
 		}
 	}

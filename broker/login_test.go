@@ -611,38 +611,62 @@ func TestLoginWithoutRefreshToken(t *testing.T) {
 	}
 }
 
-// TestLoginBrowserFailed: a browser that cannot be opened is reported to
-// BrowserFailed with the URL, which a user then opens by hand, and the sign-in
-// still completes.
-func TestLoginBrowserFailed(t *testing.T) {
+// TestLoginAddress: the sign-in's start address reaches Address once the browser
+// was asked to open it: with nil when it opened, with the opener's error when not;
+// a user then opens it by hand, and the sign-in still completes.
+func TestLoginAddress(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, demo.Options{AutoApprove: true})
-	br := &urlBrowser{urls: make(chan string, 1), err: errors.New("no browser here")}
 	type report struct {
 		url string
 		err error
 	}
-	reports := make(chan report, 1)
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.b.Login(context.Background(), testProfile, LoginOptions{
-			Browser: br, Timeout: 10 * time.Second,
-			BrowserFailed: func(url string, err error) { reports <- report{url, err} },
-		})
-		done <- err
-	}()
-	opened := br.next(t)
-	var r report
-	select {
-	case r = <-reports:
-	case <-time.After(10 * time.Second):
-		t.Fatal("BrowserFailed was not called")
+	login := func(e *testEnv, br *urlBrowser) (reports chan report, done chan error) {
+		reports, done = make(chan report, 1), make(chan error, 1)
+		go func() {
+			_, err := e.b.Login(context.Background(), testProfile, LoginOptions{
+				Browser: br, Timeout: 10 * time.Second,
+				Address: func(url string, err error) { reports <- report{url, err} },
+			})
+			done <- err
+		}()
+		return reports, done
 	}
+	next := func(reports chan report) report {
+		select {
+		case r := <-reports:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("Address was not called")
+		}
+		return report{}
+	}
+
+	// The browser opened: the address comes with no error, for a user whose browser
+	// shows nothing all the same.
+	ok := newEnv(t, demo.Options{AutoApprove: true})
+	obr := &urlBrowser{urls: make(chan string, 1)}
+	reports, done := login(ok, obr)
+	opened := obr.next(t)
+	if r := next(reports); r.url != opened || r.err != nil {
+		t.Fatalf("Address(%q, %v) after the browser opened, want the URL it was given and no error", r.url, r.err)
+	}
+	if _, _, err := demo.Browse(context.Background(), opened, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+
+	e := newEnv(t, demo.Options{AutoApprove: true})
+	br := &urlBrowser{urls: make(chan string, 1), err: errors.New("no browser here")}
+	reports, done = login(e, br)
+	opened = br.next(t)
+	r := next(reports)
 	if r.url != opened || r.err == nil || r.err.Error() != "no browser here" {
-		t.Fatalf("BrowserFailed(%q, %v), want the URL the browser was given and its error", r.url, r.err)
+		t.Fatalf("Address(%q, %v), want the URL the browser was given and its error", r.url, r.err)
 	}
 	if strings.Contains(r.url, "state=") || strings.Contains(r.url, "code_challenge=") {
-		t.Fatalf("BrowserFailed got %s with its state, want the start address, not the authorization URL", hostPath(r.url))
+		t.Fatalf("Address got %s with its state, want the start address, not the authorization URL", hostPath(r.url))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -23,8 +23,8 @@ type appBroker struct {
 	prompt *os.File
 }
 
-func (a appBroker) Login(ctx context.Context, profile string, browserFailed func(url string, err error)) error {
-	_, err := a.Broker.Login(ctx, profile, broker.LoginOptions{Prompt: a.prompt, BrowserFailed: browserFailed})
+func (a appBroker) Login(ctx context.Context, profile string, address func(url string, err error)) error {
+	_, err := a.Broker.Login(ctx, profile, broker.LoginOptions{Prompt: a.prompt, Address: address})
 	return err
 }
 
