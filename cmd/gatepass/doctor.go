@@ -25,7 +25,8 @@ import (
 type agentInfo struct {
 	Address string `json:"address"`
 	Running bool   `json:"running"`
-	// Note says why it is not running when something else holds the address.
+	// Note says why it is not running: something else holds the address, or the
+	// desktop app of this config has its proxy switched off.
 	Note string `json:"note,omitempty"`
 }
 
@@ -37,10 +38,17 @@ func (e *env) proxyStatus(ctx context.Context, cfg *broker.Config) agentInfo {
 	if err != nil {
 		return probeAgent(ctx, cfg.Listen) // no control socket here: the listen is all there is
 	}
-	if addr, ok := (broker.AgentClient{Path: path}).ProxyAddr(ctx); ok { // one ping
+	addr, alive := (broker.AgentClient{Path: path}).Proxy(ctx) // one ping
+	if addr != "" {
 		return probeAgent(ctx, addr)
 	}
 	info := agentInfo{Address: cfg.Listen}
+	if alive {
+		// The desktop app runs for this config with its proxy switched off: another
+		// `gatepass proxy` would be refused (one agent a config).
+		info.Note = "the gatepass app running for this config has its proxy switched off: switch Proxy on in its window"
+		return info
+	}
 	if probeAgent(ctx, cfg.Listen).Running {
 		info.Note = "another gatepass (for a different config) is listening on " + cfg.Listen +
 			"; it does not know this config's gateways: stop it, or set another `listen` in this config"

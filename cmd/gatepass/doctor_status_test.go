@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -177,5 +181,31 @@ func TestE2EStatusSignInFix(t *testing.T) {
 	out, stderr, code = runGatepass(t, nil, "--config", cfg, "status")
 	if code != 0 || !regexp.MustCompile(`(?m)^`+profile+` +sign-in-required +\S+ +\S+ +.*no longer accepts the refresh token.*`+regexp.QuoteMeta(fix)+`$`).MatchString(out) {
 		t.Errorf("status when sign-in is required: exit %d, want the reason and %q on the profile's line\n%s%s", code, fix, out, stderr)
+	}
+}
+
+// TestStatusAppProxyOff: while the desktop app runs for the config with its proxy
+// switched off (an agent that answers with no proxy address), status and doctor say
+// to switch it on in the window, not to start `gatepass proxy`, which would be
+// refused beside that agent.
+func TestStatusAppProxyOff(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	path := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", freePort(t)))
+	cfg, err := broker.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startBroker(t.Context(), cfg, agentOptions{log: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	const want = "has its proxy switched off: switch Proxy on in its window"
+	var out, errb bytes.Buffer
+	run(context.Background(), []string{"--config", path, "status"}, &out, &errb)
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "start it with `gatepass proxy`") {
+		t.Errorf("status beside the app with its proxy off:\n%s%s", out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"--config", path, "doctor"}, &out, &errb); code != exitFailure || !strings.Contains(out.String(), want) {
+		t.Errorf("doctor beside the app with its proxy off: exit %d\n%s", code, out.String())
 	}
 }
