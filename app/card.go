@@ -36,7 +36,10 @@ type card struct {
 	msg       *widget.Label
 	retry     *widget.Button
 	retryFn   func()
-	body      *fyne.Container
+	// copied is set while msg is copyToken's confirmation, which another copy
+	// (the curl line, the proxy address) makes untrue.
+	copied bool
+	body   *fyne.Container
 }
 
 func newCard(u *ui, profile string) *card {
@@ -186,6 +189,7 @@ func (c *card) setDot(name fyne.ThemeColorName) {
 }
 
 func (c *card) showProblem(p problem, retry func()) {
+	c.copied = false
 	text := p.Title
 	if p.Detail != "" {
 		text += ": " + p.Detail
@@ -212,6 +216,7 @@ func (c *card) showProblem(p problem, retry func()) {
 // no browser could be opened, and is nil when one was asked to and may still show
 // nothing (another display, a command that only logs).
 func (c *card) showSignInURL(url string, err error) {
+	c.copied = false
 	// The address itself is long and does not wrap: the button copies it.
 	if err != nil {
 		c.msg.Importance = widget.WarningImportance
@@ -229,6 +234,7 @@ func (c *card) showSignInURL(url string, err error) {
 }
 
 func (c *card) showInfo(text string) {
+	c.copied = false
 	c.msg.Importance = widget.SuccessImportance
 	setText(c.msg, text)
 	c.msg.Refresh()
@@ -238,6 +244,7 @@ func (c *card) showInfo(text string) {
 }
 
 func (c *card) clearMessage() {
+	c.copied = false
 	shown := c.msg.Visible()
 	c.msg.Hide()
 	c.retry.Hide()

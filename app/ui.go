@@ -653,6 +653,7 @@ func (u *ui) copyToken(profile string) {
 					msg += "; valid until " + tok.Expiry.Local().Format("15:04:05")
 				}
 				c.showInfo(msg + ". gatepass clears it from the clipboard when it expires, when you sign out, or when gatepass quits.")
+				c.copied = true
 			})
 		})
 	}()
@@ -664,6 +665,14 @@ func (u *ui) copyText(s string) {
 	u.putOnClipboard(s, func(ok bool) {
 		if ok {
 			u.notices.set(noticeClipboard, nil)
+			// The clipboard no longer holds a copied token: its confirmation goes, and
+			// there is nothing left to clear from the clipboard later.
+			if cp := u.copied; cp != nil {
+				if c := u.cards[cp.profile]; c != nil && c.copied {
+					c.clearMessage()
+				}
+				u.copied = nil
+			}
 			return
 		}
 		p := clipboardProblem("it")

@@ -262,6 +262,12 @@ func TestSignedInCardCountdown(t *testing.T) {
 	if strings.Contains(c.msg.Text, "abcd") || !strings.Contains(c.msg.Text, "Copied the ID token") {
 		t.Errorf("copy message %q: want a confirmation without any part of the token", c.msg.Text)
 	}
+	// Copying the curl line replaces the token on the clipboard: the confirmation,
+	// which says the token is there, goes.
+	e.u.copyText(c.curl.Text)
+	if got := e.u.app.Clipboard().Content(); got != c.curl.Text || c.msg.Visible() || e.u.copied != nil {
+		t.Errorf("after copying the curl line: clipboard %q, token message shown %v (%q), copied %v", got, c.msg.Visible(), c.msg.Text, e.u.copied)
+	}
 }
 
 // TestCopiedTokenLeavesClipboard: a copied token is cleared from the clipboard
