@@ -325,6 +325,23 @@ func requestCells(r RequestRow) [7]string {
 	}
 }
 
+// requestDetail is a request row in full, as the window shows the selected one:
+// what the columns cut short, and the reason a request failed.
+func requestDetail(r RequestRow) string {
+	c := requestCells(r)
+	s := c[0] + "  " + r.Method + " " + r.Host + r.Path + "  →  " + c[4]
+	if r.Injected {
+		s += ", token of profile " + r.Profile
+	} else {
+		s += ", no token"
+	}
+	s += ", " + c[6]
+	if r.Err != "" {
+		s += ": " + r.Err
+	}
+	return s
+}
+
 func ellipsize(s string, n int) string {
 	if r := []rune(s); len(r) > n {
 		return string(r[:n-1]) + "…"

@@ -69,6 +69,7 @@ type ui struct {
 	proxyBar  *proxyBar
 	requests  []RequestRow // newest first
 	reqList   *widget.List
+	reqDetail *widget.Label // the selected request, in full
 	reqEmpty  *widget.Label
 	mainView  fyne.CanvasObject
 	setup     *setupForm
@@ -154,9 +155,21 @@ func (u *ui) build() {
 			}
 		},
 	)
+	// A selected row is shown in full below the list: the host's port and a long
+	// path, which the columns cut short, and why it failed, which a window user
+	// would otherwise never see (it is only in the log on stderr).
+	u.reqDetail = widget.NewLabel("")
+	u.reqDetail.Wrapping = fyne.TextWrapWord
+	u.reqDetail.Hide()
+	u.reqList.OnSelected = func(id widget.ListItemID) {
+		if id < len(u.requests) {
+			u.reqDetail.SetText(requestDetail(u.requests[id]))
+			u.reqDetail.Show()
+		}
+	}
 	log := container.NewBorder(
 		container.NewVBox(widget.NewLabelWithStyle("Recent proxied requests", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), requestHeader(), u.reqEmpty),
-		nil, nil, nil, u.reqList)
+		u.reqDetail, nil, nil, u.reqList)
 	split := container.NewVSplit(container.NewVScroll(u.cardBox), log)
 	split.Offset = 0.6
 	// The notices take at most 40% of the window's height and scroll beyond
@@ -330,6 +343,9 @@ func (u *ui) pumpRequests(rows <-chan RequestRow) {
 
 // addRequests puts rows (oldest first) at the top of the log.
 func (u *ui) addRequests(rows []RequestRow) {
+	// New rows move the selected one down: the highlight would mark another row,
+	// so it goes (the detail below the list stays as it was).
+	u.reqList.UnselectAll()
 	for _, r := range rows {
 		u.requests = append([]RequestRow{r}, u.requests...)
 	}

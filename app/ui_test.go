@@ -485,6 +485,27 @@ func TestRequestLogRows(t *testing.T) {
 		t.Error("newest row is not first")
 	}
 	test.AssertRendersToMarkup(t, "request_log.xml", e.win.Canvas())
+
+	// A selected row shows in full below the list, with why it failed: the window's
+	// only way to learn what a 502 or an "error" row was.
+	if e.u.reqDetail.Visible() {
+		t.Fatalf("request detail shown before any row was selected: %q", e.u.reqDetail.Text)
+	}
+	e.u.reqList.Select(0)
+	if d := e.u.reqDetail.Text; !e.u.reqDetail.Visible() || !strings.Contains(d, "GET x.gw.team.example/") ||
+		!strings.Contains(d, "error") || !strings.Contains(d, "no token") || !strings.HasSuffix(d, ": dial tcp: connection refused") {
+		t.Errorf("detail of the failed row: shown %v, %q", e.u.reqDetail.Visible(), d)
+	}
+	e.u.reqList.Select(3)
+	if d := e.u.reqDetail.Text; !strings.Contains(d, "GET api.team.example/v1/items") || !strings.Contains(d, "200, token of profile work, 42ms") {
+		t.Errorf("detail of the injected row: %q", d)
+	}
+	// A new row unselects (the highlight would move to another row); the detail stays.
+	px.rows <- RequestRow{Time: at.Add(4 * time.Second), Method: "GET", Host: "api.team.example", Path: "/new", Status: 200}
+	e.q.run(t)
+	if !e.u.reqDetail.Visible() || !strings.Contains(e.u.reqDetail.Text, "/v1/items") {
+		t.Errorf("the detail changed with a new row: %q", e.u.reqDetail.Text)
+	}
 }
 
 func TestRequestLogKeepsLastN(t *testing.T) {
