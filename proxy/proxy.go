@@ -381,6 +381,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.transport.CloseIdleConnections()
 	s.h1.closeIdle(true)
+	if s.cutOff.Load() {
+		// The exchanges just cut off end as their connections close and their
+		// context goes: give them a moment to log that, before the process ends.
+		s.stopBase()
+		for wait := time.Now().Add(time.Second); s.inflight.Load() > 0 && time.Now().Before(wait); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	return err
 }
 
