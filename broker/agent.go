@@ -263,13 +263,6 @@ func (c AgentClient) Alive(ctx context.Context) bool {
 	return c.do(ctx, http.MethodGet, "/v1/ping", nil, &v) == nil
 }
 
-// ProxyAddr asks the agent where its proxy listens; ok is false when no agent
-// answers or its proxy is not running.
-func (c AgentClient) ProxyAddr(ctx context.Context) (addr string, ok bool) {
-	addr, _ = c.Proxy(ctx)
-	return addr, addr != ""
-}
-
 // Proxy asks the agent where its proxy listens, in one ping: alive is false when no
 // agent answers, and addr is "" when its proxy is not running (the desktop app's
 // proxy switched off).

@@ -1571,12 +1571,15 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("a second agent on the same socket: %v", err)
 	}
 	c := AgentClient{Path: path}
-	if addr, ok := c.ProxyAddr(ctx); ok || addr != "" {
-		t.Errorf("ProxyAddr before the proxy runs = %q, %v", addr, ok)
+	if addr, alive := c.Proxy(ctx); !alive || addr != "" {
+		t.Errorf("Proxy before the proxy runs = %q, %v; want no address from a live agent", addr, alive)
 	}
 	e.b.SetProxyAddr(func() string { return "127.0.0.1:9999" })
-	if addr, ok := c.ProxyAddr(ctx); !ok || addr != "127.0.0.1:9999" {
-		t.Errorf("ProxyAddr = %q, %v; want 127.0.0.1:9999", addr, ok)
+	if addr, alive := c.Proxy(ctx); !alive || addr != "127.0.0.1:9999" {
+		t.Errorf("Proxy = %q, %v; want 127.0.0.1:9999", addr, alive)
+	}
+	if addr, alive := (AgentClient{Path: path + ".none"}).Proxy(ctx); alive || addr != "" {
+		t.Errorf("Proxy with no agent = %q, %v", addr, alive)
 	}
 	// A second `gatepass` asks for the window: a headless agent says it has none.
 	if err := c.ShowWindow(ctx); err == nil || !strings.Contains(err.Error(), "`gatepass proxy`") || !strings.Contains(err.Error(), "no window") {

@@ -357,14 +357,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// tunnel connection. (http.Server.Shutdown on the intercepting server
 	// would also wait up to 5s for connections that finished their TLS
 	// handshake but never sent a request.)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for s.inflight.Load() > 0 && ctx.Err() == nil {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-		}
-	}
+	s.waitInflight(ctx)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -385,11 +378,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// The exchanges just cut off end as their connections close and their
 		// context goes: give them a moment to log that, before the process ends.
 		s.stopBase()
-		for wait := time.Now().Add(time.Second); s.inflight.Load() > 0 && time.Now().Before(wait); {
-			time.Sleep(5 * time.Millisecond)
-		}
+		wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.waitInflight(wctx)
+		cancel()
 	}
 	return err
+}
+
+// waitInflight waits until no request is in flight, or until ctx ends.
+func (s *Server) waitInflight(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.inflight.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
 }
 
 func (s *Server) connState(c net.Conn, st http.ConnState) {

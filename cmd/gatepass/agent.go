@@ -223,12 +223,14 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	}
 	// Another agent for this config is said first: it holds the port too, and another
 	// port would not help (one agent a config).
-	if c, ok := e.agent(ctx, cfg); ok {
-		where := "the desktop app or `gatepass proxy`"
-		if a, ok := c.ProxyAddr(ctx); ok {
-			where += ", with its proxy on " + a
+	if sock, err := broker.ControlSocketPath(cfg.Path); err == nil {
+		if a, alive := (broker.AgentClient{Path: sock}).Proxy(ctx); alive { // one ping
+			where := "the desktop app or `gatepass proxy`"
+			if a != "" {
+				where += ", with its proxy on " + a
+			}
+			return fmt.Errorf("another gatepass agent is already running for this config (%s); use it, or stop it first", where)
 		}
-		return fmt.Errorf("another gatepass agent is already running for this config (%s); use it, or stop it first", where)
 	}
 	// A taken port is said before anything is created (the local CA, the agent).
 	if err := proxy.CheckListen(addr); err != nil {
