@@ -677,3 +677,18 @@ func TestLoginAddress(t *testing.T) {
 		t.Fatalf("Login: %v", err)
 	}
 }
+
+// TestLoginTimeoutError: a sign-in whose browser opens and never comes back ends, at
+// the timeout, in a *LoginTimeoutError (the desktop app branches on it to say
+// "timed out" with Retry), whose text keeps the terminal's advice.
+func TestLoginTimeoutError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	br := &urlBrowser{urls: make(chan string, 1)} // opens, and nothing comes back
+	_, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: br, Timeout: 300 * time.Millisecond})
+	var lt *LoginTimeoutError
+	if !errors.As(err, &lt) || lt.After != 300*time.Millisecond {
+		t.Fatalf("Login = %v (%T), want a *LoginTimeoutError after 300ms", err, err)
+	}
+	assertContains(t, err, "profile "+testProfile, "timed out after 300ms waiting for the sign-in in the browser", "--timeout")
+}
