@@ -273,8 +273,9 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 	return drain(e, srv)
 }
 
-// drainTime is how long `gatepass proxy` waits for requests in flight when it stops.
-const drainTime = 10 * time.Second
+// drainTime is how long `gatepass proxy` waits for requests in flight when it stops
+// (a variable for tests).
+var drainTime = 10 * time.Second
 
 // drain shuts the proxy down, waiting up to drainTime for requests in flight; a second
 // Ctrl-C (or SIGTERM) stops the wait. Requests still in flight then are cut off, and

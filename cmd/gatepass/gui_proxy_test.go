@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -106,5 +111,56 @@ func TestAppProxySetAddr(t *testing.T) {
 	}
 	if !strings.HasPrefix(px.Addr(), "127.0.0.1:") {
 		t.Errorf("stopped proxy reports %q", px.Addr())
+	}
+}
+
+// TestDrainTimesOut: a request still in flight when the drain time runs out is cut
+// off, and drain says so with the time it waited (the second Ctrl-C's branch is
+// TestE2EProxySecondInterrupt's).
+func TestDrainTimesOut(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	defer close(release)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		select { // the body never comes
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	srv, err := proxy.New(proxy.Options{Listen: freeAddr(t), Tokens: noTokens{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	proxyURL, _ := url.Parse("http://" + srv.Addr())
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	got := make(chan error, 1)
+	go func() {
+		resp, err := c.Get(slow.URL + "/slow")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	<-started
+	defer func(d time.Duration) { drainTime = d }(drainTime)
+	drainTime = 200 * time.Millisecond
+	var stderr bytes.Buffer
+	err = drain(&env{stdout: io.Discard, stderr: &stderr}, srv)
+	if err == nil || err.Error() != "requests still in flight after 200ms were cut off" {
+		t.Errorf("drain past its time = %v", err)
+	}
+	if !strings.Contains(stderr.String(), "draining in-flight requests (up to 200ms; Ctrl-C again stops now)") {
+		t.Errorf("drain's message: %q", stderr.String())
+	}
+	if err := <-got; err == nil {
+		t.Error("the client read a whole body from a request the proxy cut off")
 	}
 }
