@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,36 +68,11 @@ func agentCmd(t *testing.T, cfg string, args ...string) (cmd *exec.Cmd, out *syn
 // (exit 1), and their log lines say so rather than blaming the client.
 func TestE2EProxySecondInterrupt(t *testing.T) {
 	p, _, profile := demoSetup(t, demo.Options{})
-	release, started := make(chan struct{}), make(chan struct{}, 1)
-	defer close(release)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "4")
-		w.WriteHeader(200)
-		w.(http.Flusher).Flush()
-		started <- struct{}{}
-		select { // the body never comes
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer slow.Close()
 	listen := freePort(t)
 	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
 	cmd, out, _ := agentCmd(t, cfg)
 	waitListening(t, listen)
-
-	proxyURL, _ := url.Parse("http://" + listen)
-	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
-	got := make(chan error, 1)
-	go func() {
-		resp, err := c.Get(slow.URL + "/slow")
-		if err == nil {
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-		}
-		got <- err
-	}()
-	<-started
+	got := slowGetThrough(t, listen)
 	_ = cmd.Process.Signal(os.Interrupt)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), "Ctrl-C again stops now") {

@@ -118,19 +118,6 @@ func TestAppProxySetAddr(t *testing.T) {
 // off, and drain says so with the time it waited (the second Ctrl-C's branch is
 // TestE2EProxySecondInterrupt's).
 func TestDrainTimesOut(t *testing.T) {
-	release, started := make(chan struct{}), make(chan struct{}, 1)
-	defer close(release)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "4")
-		w.WriteHeader(200)
-		w.(http.Flusher).Flush()
-		started <- struct{}{}
-		select { // the body never comes
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer slow.Close()
 	srv, err := proxy.New(proxy.Options{Listen: freeAddr(t), Tokens: noTokens{}})
 	if err != nil {
 		t.Fatal(err)
@@ -138,18 +125,7 @@ func TestDrainTimesOut(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	proxyURL, _ := url.Parse("http://" + srv.Addr())
-	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
-	got := make(chan error, 1)
-	go func() {
-		resp, err := c.Get(slow.URL + "/slow")
-		if err == nil {
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-		}
-		got <- err
-	}()
-	<-started
+	got := slowGetThrough(t, srv.Addr())
 	defer func(d time.Duration) { drainTime = d }(drainTime)
 	drainTime = 200 * time.Millisecond
 	var stderr bytes.Buffer
@@ -163,4 +139,37 @@ func TestDrainTimesOut(t *testing.T) {
 	if err := <-got; err == nil {
 		t.Error("the client read a whole body from a request the proxy cut off")
 	}
+}
+
+// slowGetThrough starts a request through the proxy at proxyAddr to an upstream
+// that sends its answer's head and never its body, and returns once the upstream
+// has the request; got has the client's result when the request ends (an error
+// when the proxy cut it off).
+func slowGetThrough(t *testing.T, proxyAddr string) (got <-chan error) {
+	t.Helper()
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		select { // the body never comes
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); slow.Close() })
+	proxyURL, _ := url.Parse("http://" + proxyAddr)
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	res := make(chan error, 1)
+	go func() {
+		resp, err := c.Get(slow.URL + "/slow")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		res <- err
+	}()
+	<-started
+	return res
 }
