@@ -283,10 +283,28 @@ func TestTrayOverDBus(t *testing.T) {
 	}
 
 	menuObj := conn.Object(sender, "/StatusNotifierMenu")
-	if err := menuObj.Call("com.canonical.dbusmenu.Event", 0, ids["Copy token"], "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
-		t.Fatalf("click Copy token: %v", err)
+	// click clicks the item labelled label, with its ID read afresh for each try: the
+	// app rebuilds its menu on every change, with new item IDs, so an ID read a moment
+	// before may name no item when the click arrives ("no menu item with ID 3", a CI
+	// flake). It tries again until done sees the click's effect.
+	click := func(label string, flags dbus.Flags, done func() bool) {
+		t.Helper()
+		for range 5 {
+			if menu, err := readMenu(conn, sender); err == nil {
+				_, ids = render(menu)
+				if err := menuObj.Call("com.canonical.dbusmenu.Event", flags, ids[label], "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
+					t.Fatalf("click %s: %v", label, err)
+				}
+			}
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if done() {
+					return
+				}
+			}
+		}
+		t.Fatalf("clicking %s in the tray menu had no effect", label)
 	}
-	waitFor(t, func() bool { _, ok := out.find("token-call "); return ok })
+	click("Copy token", 0, func() bool { _, ok := out.find("token-call "); return ok })
 	if call, _ := out.find("token-call "); call != "token-call work id_token "+copyMinTTL.String() {
 		t.Errorf("broker call %q", call)
 	}
@@ -303,21 +321,23 @@ func TestTrayOverDBus(t *testing.T) {
 
 	// Quit from the tray ends the app. The app may leave the bus before
 	// answering, so the click expects no reply.
-	if err := menuObj.Call("com.canonical.dbusmenu.Event", dbus.FlagNoReplyExpected, ids["Quit"], "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
-		t.Fatalf("click Quit: %v", err)
+	var exitErr error
+	gone := false
+	click("Quit", dbus.FlagNoReplyExpected, func() bool {
+		select {
+		case exitErr = <-exited:
+			gone = true
+		default:
+		}
+		return gone
+	})
+	if exitErr != nil {
+		t.Errorf("app exited with %v", exitErr)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("app exited with %v", err)
-		}
-		if _, ok := out.find("quit"); !ok {
-			t.Error("Run did not return after Quit")
-		}
-		if strings.Contains(stderr.String(), "Error in Fyne call thread") {
-			t.Errorf("Fyne thread error on the way out:\n%s", stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Error("app still running 15s after Quit")
+	if _, ok := out.find("quit"); !ok {
+		t.Error("Run did not return after Quit")
+	}
+	if strings.Contains(stderr.String(), "Error in Fyne call thread") {
+		t.Errorf("Fyne thread error on the way out:\n%s", stderr.String())
 	}
 }
