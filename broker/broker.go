@@ -276,7 +276,12 @@ func otherSignInReason(e *Entry) string {
 // keychain that hangs does not hold up the caller (the window opens at
 // once); each profile's state is published once read. A Status or Token
 // call meanwhile waits for that same read.
-func (b *Broker) Start(ctx context.Context) {
+//
+// The channel Start returns is closed once ctx has ended and the agent's own
+// work (keychain reads, refreshes it began) is over: whoever removes what the
+// agent writes to (the lock directory, a test's temporary one) waits for it.
+func (b *Broker) Start(ctx context.Context) <-chan struct{} {
+	stopped := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, p := range b.cfg.Profiles {
 		s, _ := b.session(p.Name)
@@ -301,6 +306,7 @@ func (b *Broker) Start(ctx context.Context) {
 		}()
 	}
 	go func() {
+		defer close(stopped)
 		wg.Wait()
 		b.Tick(ctx)
 		t := time.NewTicker(5 * time.Second)
@@ -314,6 +320,7 @@ func (b *Broker) Start(ctx context.Context) {
 			}
 		}
 	}()
+	return stopped
 }
 
 // Tick refreshes every profile whose refresh is due (or whose retry

@@ -195,6 +195,18 @@ func (e *testEnv) signedInAgent() (*Broker, <-chan Event) {
 	return agent, ch
 }
 
+// startAgent makes b the agent until the test ends, and at the end waits for
+// the work it began: a refresh still taking its lock file in the test's
+// temporary directory outlived a test that only cancelled (CI at 556c262:
+// "TempDir RemoveAll cleanup: … directory not empty").
+func startAgent(t *testing.T, b *Broker) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := b.Start(ctx)
+	t.Cleanup(func() { cancel(); <-stopped })
+	return ctx
+}
+
 // entry decodes the keychain entry without consuming injected failures.
 func (e *testEnv) entry() (*Entry, bool) {
 	e.t.Helper()
@@ -689,10 +701,8 @@ func TestAgentTick(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})
 	e.login()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	agent := e.newBroker()
-	agent.Start(ctx)
+	ctx := startAgent(t, agent)
 	// Start fetches fresh tokens at once; Tick waits for a refresh in flight.
 	agent.Tick(ctx)
 	if got := e.idp.Stats().Refreshes; got != 1 {
@@ -740,9 +750,7 @@ func TestAgentTick(t *testing.T) {
 func TestAgentTickSkipsSignedOut(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e.b.Start(ctx)
+	ctx := startAgent(t, e.b)
 	e.b.Tick(ctx)
 	e.clock.Advance(3 * time.Hour)
 	e.b.Tick(ctx)
@@ -759,9 +767,7 @@ func TestAgentStartKeychainError(t *testing.T) {
 	e := newEnv(t, demo.Options{})
 	agent, ch := e.signedInAgent()
 	e.kc.FailNext("get", errors.New("keychain is locked"))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	agent.Start(ctx)
+	ctx := startAgent(t, agent)
 	ev := waitEvent(t, ch, StateUnknown) // not signed-out: the keychain did not say
 	if !strings.Contains(ev.Status.Reason, "keychain is locked") {
 		t.Fatalf("event reason %q, want the keychain error", ev.Status.Reason)
@@ -785,10 +791,8 @@ func TestStartDoesNotWaitForKeychain(t *testing.T) {
 	release := e.kc.BlockGets()
 	defer release()
 	before := e.kc.Gets()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	started := make(chan struct{})
-	go func() { agent.Start(ctx); close(started) }()
+	go func() { startAgent(t, agent); close(started) }()
 	select {
 	case <-started:
 	case <-time.After(10 * time.Second):

@@ -129,7 +129,13 @@ inject = "id_token"
 		}
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	var stopped <-chan struct{} // the agent's refreshes write in the test's directory: wait for them
+	defer func() {
+		cancel()
+		if stopped != nil {
+			<-stopped
+		}
+	}()
 	b, err := broker.New(cfg, broker.Deps{
 		Keychain: broker.SystemKeychain{},
 		Log:      log,
@@ -140,7 +146,7 @@ inject = "id_token"
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Start(ctx) // loads the sign-in and refreshes once
+	stopped = b.Start(ctx) // loads the sign-in and refreshes once
 	expiry := func() time.Time { st, _ := b.Status(profile); return st.Expiry }
 	for i := 0; expiry().IsZero(); i++ {
 		if i == 500 {
