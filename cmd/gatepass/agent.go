@@ -278,7 +278,7 @@ func cmdProxy(ctx context.Context, e *env, args []string) error {
 var drainTime = 10 * time.Second
 
 // drain shuts the proxy down, waiting up to drainTime for requests in flight; a second
-// Ctrl-C (or SIGTERM) stops the wait. Requests still in flight then are cut off, and
+// Ctrl-C (or a SIGTERM) stops the wait. Requests still in flight then are cut off, and
 // the error says so.
 func drain(e *env, srv *proxy.Server) error {
 	fmt.Fprintf(e.stderr, "gatepass proxy: shutting down, draining in-flight requests (up to %s; Ctrl-C again stops now)\n", drainTime)
@@ -287,11 +287,15 @@ func drain(e *env, srv *proxy.Server) error {
 	again := make(chan os.Signal, 1)
 	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(again)
-	var hurried atomic.Bool
+	var hurried atomic.Pointer[string] // what stopped the wait: a second Ctrl-C, or SIGTERM (systemd, kill)
 	go func() {
 		select {
-		case <-again:
-			hurried.Store(true)
+		case sig := <-again:
+			what := "a second Ctrl-C"
+			if sig == syscall.SIGTERM {
+				what = "SIGTERM"
+			}
+			hurried.Store(&what)
 			scancel()
 		case <-sctx.Done():
 		}
@@ -300,8 +304,8 @@ func drain(e *env, srv *proxy.Server) error {
 	switch {
 	case !errors.Is(err, proxy.ErrCutOff):
 		return err
-	case hurried.Load():
-		return errors.New("stopped at once (a second Ctrl-C): requests still in flight were cut off")
+	case hurried.Load() != nil:
+		return fmt.Errorf("stopped at once (%s): requests still in flight were cut off", *hurried.Load())
 	default:
 		return fmt.Errorf("requests still in flight after %s were cut off", drainTime)
 	}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,47 +65,55 @@ func agentCmd(t *testing.T, cfg string, args ...string) (cmd *exec.Cmd, out *syn
 }
 
 // TestE2EProxySecondInterrupt: Ctrl-C drains requests in flight and says how long
-// it waits; a second Ctrl-C stops at once, says the requests in flight were cut off
-// (exit 1), and their log lines say so rather than blaming the client.
+// it waits; a second Ctrl-C (or a SIGTERM, as systemd sends) stops at once, says the
+// requests in flight were cut off and by what (exit 1), and their log lines say so
+// rather than blaming the client.
 func TestE2EProxySecondInterrupt(t *testing.T) {
-	p, _, profile := demoSetup(t, demo.Options{})
-	listen := freePort(t)
-	cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
-	cmd, out, _ := agentCmd(t, cfg)
-	waitListening(t, listen)
-	got := slowGetThrough(t, listen)
-	_ = cmd.Process.Signal(os.Interrupt)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "Ctrl-C again stops now") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no drain message after Ctrl-C:\n%s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	start := time.Now()
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Second): // the drain alone would wait 10 s
-		t.Fatalf("a second Ctrl-C did not stop the proxy:\n%s", out)
-	}
-	t.Logf("stopped %s after the second Ctrl-C", time.Since(start).Round(time.Millisecond))
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Errorf("exit after requests were cut off: %v, want exit code 1", err)
-	}
-	log := out.String()
-	if !strings.Contains(log, "stopped at once (a second Ctrl-C): requests still in flight were cut off") {
-		t.Errorf("the proxy did not say it cut requests off:\n%s", log)
-	}
-	if !regexp.MustCompile(`path=/slow .*err="cut off: the proxy shut down`).MatchString(log) || strings.Contains(log, "client went away") {
-		t.Errorf("the cut-off request's log line:\n%s", log)
-	}
-	if err := <-got; err == nil {
-		t.Errorf("the client read a whole body from a request the proxy cut off")
+	for _, tc := range []struct {
+		second os.Signal
+		said   string
+	}{{os.Interrupt, "a second Ctrl-C"}, {syscall.SIGTERM, "SIGTERM"}} {
+		t.Run(tc.said, func(t *testing.T) {
+			p, _, profile := demoSetup(t, demo.Options{})
+			listen := freePort(t)
+			cfg := demoConfig(t, p, profile, fmt.Sprintf("listen = %q", listen))
+			cmd, out, _ := agentCmd(t, cfg)
+			waitListening(t, listen)
+			got := slowGetThrough(t, listen)
+			_ = cmd.Process.Signal(os.Interrupt)
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(out.String(), "Ctrl-C again stops now") {
+				if time.Now().After(deadline) {
+					t.Fatalf("no drain message after Ctrl-C:\n%s", out)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			start := time.Now()
+			_ = cmd.Process.Signal(tc.second)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second): // the drain alone would wait 10 s
+				t.Fatalf("%s did not stop the proxy:\n%s", tc.said, out)
+			}
+			t.Logf("stopped %s after %s", time.Since(start).Round(time.Millisecond), tc.said)
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Errorf("exit after requests were cut off: %v, want exit code 1", err)
+			}
+			log := out.String()
+			if want := "stopped at once (" + tc.said + "): requests still in flight were cut off"; !strings.Contains(log, want) {
+				t.Errorf("the proxy did not say %q:\n%s", want, log)
+			}
+			if !regexp.MustCompile(`path=/slow .*err="cut off: the proxy shut down`).MatchString(log) || strings.Contains(log, "client went away") {
+				t.Errorf("the cut-off request's log line:\n%s", log)
+			}
+			if err := <-got; err == nil {
+				t.Errorf("the client read a whole body from a request the proxy cut off")
+			}
+		})
 	}
 }
 
