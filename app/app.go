@@ -112,6 +112,10 @@ type Options struct {
 	// Demo, with Broker and Proxy, says they are a demo's (gatepass gui
 	// --demo); the window then says how to use it from a terminal.
 	Demo *Demo
+	// Listen, when set, is the proxy address the setup form offers (gatepass
+	// gui --listen): the config it writes then names the address the proxy
+	// binds. Empty means broker.DefaultListen.
+	Listen string
 
 	Version string
 }

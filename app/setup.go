@@ -206,6 +206,9 @@ func newSetupForm(u *ui) *setupForm {
 	f.inject.SetSelected(injectChoices[0])
 	f.listen = widget.NewEntry()
 	f.listen.SetText(broker.DefaultListen)
+	if u.opts.Listen != "" {
+		f.listen.SetText(u.opts.Listen)
+	}
 
 	grid := container.New(layout.NewFormLayout())
 	row := func(label, field string, w fyne.CanvasObject) {

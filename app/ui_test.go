@@ -574,6 +574,24 @@ func TestSetupFormValidation(t *testing.T) {
 	}
 }
 
+// TestSetupFormListen: gatepass gui --listen ADDR offers ADDR in the form, so the
+// config it writes names the address the proxy binds (it offered the default).
+func TestSetupFormListen(t *testing.T) {
+	var written *broker.Config
+	e := newTestEnv(t, Options{ConfigPath: "/home/ada/.config/gatepass/config.toml", Listen: "127.0.0.1:9999",
+		WriteConfig: func(c *broker.Config) (string, error) { written = c; return "", nil }})
+	f := e.u.setup
+	if f.listen.Text != "127.0.0.1:9999" {
+		t.Fatalf("proxy address offered %q, want --listen's 127.0.0.1:9999", f.listen.Text)
+	}
+	f.client.SetText("1234-abc.apps.googleusercontent.com")
+	f.gws.SetText("api.team.example")
+	test.Tap(f.save)
+	if written == nil || written.Listen != "127.0.0.1:9999" {
+		t.Fatalf("written config %+v (errors %v), want listen 127.0.0.1:9999", written, visibleErrors(f))
+	}
+}
+
 func visibleErrors(f *setupForm) map[string]string {
 	m := map[string]string{}
 	for k, l := range f.errs {

@@ -257,6 +257,7 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 	show := make(chan struct{}, 1)
 	opts := app.Options{
 		ShowRequests: show,
+		Listen:       *listen,
 		ConfigPath:   path,
 		LoadConfig:   func() (*broker.Config, error) { return broker.LoadConfig(path) },
 		Version:      version,
