@@ -35,18 +35,62 @@ func (d *demoEnv) Close() {
 	_ = d.Provider.Close()
 }
 
-// demoProfile is the profile name of every demo config; the keychain account of its
-// sign-in (DESIGN §4: account = profile name).
+// demoProfile is the profile name of a demo config; the keychain account of its
+// sign-in (DESIGN §4: account = profile name). While another demo runs, a new one
+// takes "demo-2", "demo-3", … (demoProfileFor).
 const demoProfile = "demo"
 
-// forget removes what this demo leaves behind once its issuer is gone: the "demo"
+// maxDemoProfiles bounds the names demoProfileFor tries.
+const maxDemoProfiles = 9
+
+// demoProfileName is the name of the nth demo profile: "demo", "demo-2", ….
+func demoProfileName(n int) string {
+	if n == 1 {
+		return demoProfile
+	}
+	return demoProfile + "-" + strconv.Itoa(n)
+}
+
+// isDemoProfileName reports whether name is one demoProfileFor gives.
+func isDemoProfileName(name string) bool {
+	for n := 1; n <= maxDemoProfiles; n++ {
+		if name == demoProfileName(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// demoProfileFor picks the profile name of a new demo: the first of "demo", "demo-2",
+// … whose keychain entry is free once a stale demo sign-in there is removed. A sign-in
+// of a demo still running (or of a real issuer's profile of that name) keeps its
+// name, so two demos at once do not share, and overwrite, one sign-in. A keychain
+// that cannot be read gives "demo": the sign-in will report it.
+func demoProfileFor(kc broker.Keychain) string {
+	st := broker.Store{Keychain: kc}
+	for n := 1; n <= maxDemoProfiles; n++ {
+		name := demoProfileName(n)
+		forgetStaleDemoSignIn(kc, name)
+		_, err := st.Load(name)
+		switch {
+		case errors.Is(err, broker.ErrNotFound):
+			return name
+		case err != nil:
+			return demoProfile // the keychain cannot be read: the sign-in will say so
+		}
+	}
+	return demoProfile
+}
+
+// forget removes what this demo leaves behind once its issuer is gone: its profile's
 // sign-in (a refresh token of an issuer that no longer exists), the local CA of its
 // config (one keychain entry per config file), and the config directory when the demo
-// made it. A "demo" sign-in of another issuer is not this demo's and stays.
+// made it. A sign-in of that name from another issuer is not this demo's and stays.
 func (d *demoEnv) forget(kc broker.Keychain, dir string) {
 	st := broker.Store{Keychain: kc}
-	if e, err := st.Load(demoProfile); err == nil && e.Issuer == d.Provider.Issuer() {
-		_ = st.Delete(demoProfile)
+	name := d.Config.Profiles[0].Name
+	if e, err := st.Load(name); err == nil && e.Issuer == d.Provider.Issuer() {
+		_ = st.Delete(name)
 	}
 	_ = kc.Delete(caService, newKeychainCA(kc, d.Config).account)
 	if dir != "" {
@@ -54,15 +98,15 @@ func (d *demoEnv) forget(kc broker.Keychain, dir string) {
 	}
 }
 
-// forgetStaleDemoSignIn deletes a "demo" sign-in left by an earlier demo that did not
-// end cleanly, so that a new demo does not open with "the stored sign-in belongs to
-// another issuer". It is stale when its issuer was a loopback demo (http://127.0.0.1)
-// and nothing listens there any more; a "demo" profile of a real issuer, or of a
-// demo still running, is left alone.
-func forgetStaleDemoSignIn(kc broker.Keychain, current string) {
+// forgetStaleDemoSignIn deletes the sign-in of demo profile name left by an earlier
+// demo that did not end cleanly, so that a new demo does not open with "the stored
+// sign-in belongs to another issuer". It is stale when its issuer was a loopback demo
+// (http://127.0.0.1) and nothing listens there any more; a profile of that name of a
+// real issuer, or of a demo still running, is left alone.
+func forgetStaleDemoSignIn(kc broker.Keychain, name string) {
 	st := broker.Store{Keychain: kc}
-	e, err := st.Load(demoProfile)
-	if err != nil || e.Issuer == current {
+	e, err := st.Load(name)
+	if err != nil {
 		return
 	}
 	u, err := url.Parse(e.Issuer)
@@ -73,7 +117,7 @@ func forgetStaleDemoSignIn(kc broker.Keychain, current string) {
 		_ = c.Close() // something answers there: perhaps that demo still runs
 		return
 	}
-	_ = st.Delete(demoProfile)
+	_ = st.Delete(name)
 }
 
 // checkDemoDir refuses a directory whose config.toml the demo would overwrite and
@@ -89,7 +133,7 @@ func checkDemoDir(dir string) error {
 }
 
 // isDemoConfig reports whether the file at path is a config the demo wrote: its one
-// profile is "demo", of the embedded provider's client, at a loopback http issuer.
+// profile is a demo profile ("demo", "demo-2", …), of the embedded provider's client, at a loopback http issuer.
 func isDemoConfig(path string) bool {
 	cfg, err := broker.LoadConfig(path)
 	if err != nil || len(cfg.Profiles) != 1 {
@@ -97,13 +141,14 @@ func isDemoConfig(path string) bool {
 	}
 	p := cfg.Profiles[0]
 	u, err := url.Parse(p.Issuer)
-	return err == nil && p.Name == demoProfile && p.ClientID == demo.DefaultClientID &&
+	return err == nil && isDemoProfileName(p.Name) && p.ClientID == demo.DefaultClientID &&
 		u.Scheme == "http" && u.Hostname() == "127.0.0.1"
 }
 
 // startDemo starts the embedded provider and gateway on loopback and writes
-// a matching config into dir. listen is the proxy address for the config.
-func startDemo(ctx context.Context, dir, listen string, opts demo.Options) (*demoEnv, error) {
+// a matching config into dir. listen is the proxy address for the config, profile
+// its one profile's name (demoProfileFor).
+func startDemo(ctx context.Context, dir, listen, profile string, opts demo.Options) (*demoEnv, error) {
 	if err := checkDemoDir(dir); err != nil {
 		return nil, err
 	}
@@ -133,9 +178,9 @@ func startDemo(ctx context.Context, dir, listen string, opts demo.Options) (*dem
 	}
 	cfg := &broker.Config{
 		Listen:         listen,
-		DefaultProfile: demoProfile,
+		DefaultProfile: profile,
 		Profiles: []*broker.Profile{{
-			Name:         demoProfile,
+			Name:         profile,
 			Issuer:       p.Issuer(),
 			ClientID:     p.ClientID(),
 			ClientSecret: p.ClientSecret(),
@@ -190,7 +235,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		}
 		*dir, made = d, d
 	}
-	d, err := startDemo(ctx, *dir, *listen, demo.Options{
+	kc := broker.SystemKeychain{}
+	d, err := startDemo(ctx, *dir, *listen, demoProfileFor(kc), demo.Options{
 		RotateRefreshTokens: *rotate,
 		DetectReuse:         *rotate,
 		AccessTTL:           *ttl,
@@ -200,10 +246,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	kc := broker.SystemKeychain{}
 	defer d.forget(kc, made)
 	defer d.Close()
-	forgetStaleDemoSignIn(kc, d.Provider.Issuer())
 	if err := probeKeychain(kc); err != nil {
 		// Checked now, not after a whole browser round trip in `gatepass login`.
 		fmt.Fprintf(e.stderr, "warning: `gatepass login` will not be able to keep the sign-in: %v\n\n", err)

@@ -277,12 +277,11 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 			if *listen != "" {
 				demoListen = *listen
 			}
-			d, err := startDemo(ctx, dir, demoListen, demo.Options{})
+			kc := broker.SystemKeychain{}
+			d, err := startDemo(ctx, dir, demoListen, demoProfileFor(kc), demo.Options{})
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			kc := broker.SystemKeychain{}
-			forgetStaleDemoSignIn(kc, d.Provider.Issuer())
 			end := sync.OnceFunc(func() { d.Close(); d.forget(kc, dir) })
 			demoMu.Lock()
 			demoEnds = append(demoEnds, end)
