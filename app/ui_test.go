@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 	"github.com/google/go-cmp/cmp"
@@ -1092,4 +1093,155 @@ func TestReattachWhileKeychainWaits(t *testing.T) {
 	if st, seen := e.u.status("work"); !seen || st.State != broker.StateSignedIn || strings.Contains(markupText(e.win.Canvas()), "Reading the keychain") {
 		t.Errorf("after the second broker answered: %v %+v, window:\n%s", seen, st, markupText(e.win.Canvas()))
 	}
+}
+
+// TestWindowLayoutKeepsEverythingInView: at the window's default size and at a
+// narrow one, with two notices up and a message on the card (the sign-in
+// address, offered while the browser does not open), the notices and the
+// message wrap inside the window and the card's curl line is in view: the
+// card grows with its message instead of pushing the curl line below the fold
+// of a fixed-height box.
+func TestWindowLayoutKeepsEverythingInView(t *testing.T) {
+	for name, size := range map[string]fyne.Size{
+		"default": fyne.NewSize(760, 680), // Run's size
+		"narrow":  fyne.NewSize(480, 680),
+	} {
+		t.Run(name, func(t *testing.T) {
+			px := newFakeProxy()
+			px.caPath = "/home/ada/.config/gatepass/gatepass-ca.pem"
+			px.newCA = "no CA stored yet"
+			br := newFakeBroker(workStatus(broker.StateSignedOut))
+			br.noBrowser = errors.New(`browser command "xdg-open" failed: exit status 3`)
+			br.release = make(chan struct{})
+			defer close(br.release)
+			e := newTestEnv(t, Options{Broker: br, Proxy: px})
+			e.u.showDemo(&Demo{ConfigPath: "/tmp/gatepass-demo-2663844248/config.toml"})
+			c := e.u.cards["work"]
+			test.Tap(c.signIn)
+			waitFor(t, func() bool { l, _, _ := br.calls(); return len(l) == 1 })
+			e.q.run(t) // the sign-in address
+			if !c.msg.Visible() || !c.retry.Visible() {
+				t.Fatal("no sign-in address on the card")
+			}
+			e.win.Resize(size)
+
+			// A real window is never narrower than its content's minimum
+			// width (a window manager that makes it so clips the content).
+			if min := e.win.Content().MinSize(); min.Width > size.Width {
+				t.Errorf("the content needs %v px of width, more than the window's %v", min.Width, size.Width)
+			}
+			var labels []fyne.CanvasObject
+			for _, slot := range e.u.notices.slots {
+				walkVisible(slot, func(o fyne.CanvasObject) {
+					if _, ok := o.(*widget.Label); ok {
+						labels = append(labels, o)
+					}
+				})
+			}
+			if len(labels) < 4 {
+				t.Fatalf("%d notice labels, want the CA's and the demo's", len(labels))
+			}
+			for _, o := range append(labels, c.msg, c.retry, c.curlRow) {
+				r, clip, ok := boundsIn(e.win.Canvas(), o)
+				if !ok {
+					t.Errorf("%T %q not on the canvas", o, textOf(o))
+					continue
+				}
+				if !clip.contains(r) {
+					t.Errorf("%T %q at %v is not wholly in view (%v): the window shows %v",
+						o, textOf(o), r, size, clip)
+				}
+			}
+		})
+	}
+}
+
+// rect is an area of the canvas, in canvas coordinates.
+type rect struct{ pos, size fyne.Size }
+
+func (r rect) String() string {
+	return fmt.Sprintf("x %.0f–%.0f, y %.0f–%.0f", r.pos.Width, r.pos.Width+r.size.Width, r.pos.Height, r.pos.Height+r.size.Height)
+}
+
+func (r rect) contains(o rect) bool {
+	const slack = 0.5 // rounding of wrapped text heights
+	return o.pos.Width >= r.pos.Width-slack && o.pos.Height >= r.pos.Height-slack &&
+		o.pos.Width+o.size.Width <= r.pos.Width+r.size.Width+slack &&
+		o.pos.Height+o.size.Height <= r.pos.Height+r.size.Height+slack
+}
+
+func (r rect) intersect(o rect) rect {
+	x0, y0 := max(r.pos.Width, o.pos.Width), max(r.pos.Height, o.pos.Height)
+	x1 := min(r.pos.Width+r.size.Width, o.pos.Width+o.size.Width)
+	y1 := min(r.pos.Height+r.size.Height, o.pos.Height+o.size.Height)
+	return rect{fyne.NewSize(x0, y0), fyne.NewSize(max(0, x1-x0), max(0, y1-y0))}
+}
+
+// boundsIn finds target among the canvas's visible objects and returns its
+// area and the part of the canvas that shows it: the window, cut down to the
+// viewport of each scroll container it is in.
+func boundsIn(c fyne.Canvas, target fyne.CanvasObject) (r, clip rect, found bool) {
+	var walk func(o fyne.CanvasObject, origin fyne.Position, clip rect) bool
+	walk = func(o fyne.CanvasObject, origin fyne.Position, cl rect) bool {
+		if !o.Visible() {
+			return false
+		}
+		p := origin.Add(o.Position())
+		here := rect{fyne.NewSize(p.X, p.Y), o.Size()}
+		if o == target {
+			r, clip = here, cl
+			return true
+		}
+		if _, ok := o.(*container.Scroll); ok {
+			cl = cl.intersect(here)
+		}
+		for _, ch := range childrenOf(o) {
+			if walk(ch, p, cl) {
+				return true
+			}
+		}
+		return false
+	}
+	win := rect{size: c.Size()}
+	found = walk(c.Content(), fyne.NewPos(0, 0), win)
+	return r, clip, found
+}
+
+// walkVisible calls f for o and every visible object under it.
+func walkVisible(o fyne.CanvasObject, f func(fyne.CanvasObject)) {
+	if !o.Visible() {
+		return
+	}
+	f(o)
+	for _, ch := range childrenOf(o) {
+		walkVisible(ch, f)
+	}
+}
+
+func childrenOf(o fyne.CanvasObject) []fyne.CanvasObject {
+	switch v := o.(type) {
+	case *fyne.Container:
+		return v.Objects
+	case fyne.Widget:
+		return test.WidgetRenderer(v).Objects()
+	}
+	return nil
+}
+
+func textOf(o fyne.CanvasObject) string {
+	switch v := o.(type) {
+	case *widget.Label:
+		return v.Text
+	case *widget.Button:
+		return v.Text
+	case *fyne.Container:
+		var s []string
+		walkVisible(v, func(o fyne.CanvasObject) {
+			if l, ok := o.(*widget.Label); ok {
+				s = append(s, l.Text)
+			}
+		})
+		return strings.Join(s, " ")
+	}
+	return ""
 }

@@ -2,8 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/gatepass-dev/gatepass/internal/tlsfail"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
 )
@@ -178,21 +177,16 @@ func discoveryError(p *Profile, err error) error {
 // host name, or of the clock), anything else (DNS, refused, timeout) one of the
 // network. It is "" when err is not such a failure. Login and doctor share it.
 func IssuerHint(err error) string {
-	var (
-		he x509.HostnameError
-		ci x509.CertificateInvalidError
-		ua x509.UnknownAuthorityError
-		ve *tls.CertificateVerificationError
-	)
-	switch {
-	case errors.As(err, &he):
+	switch tlsfail.Of(err) {
+	case tlsfail.HostName:
 		return "the issuer's TLS certificate is not valid for that host name: check `issuer` in the config (use the name the certificate is for)"
-	case errors.As(err, &ci) && ci.Reason == x509.Expired:
+	case tlsfail.Expired:
 		return "the issuer's TLS certificate has expired or is not yet valid: check this machine's clock; if the clock is right, the issuer's certificate must be renewed"
-	case errors.As(err, &ua), errors.As(err, &ci), errors.As(err, &ve):
+	case tlsfail.Untrusted:
 		return "the issuer's TLS certificate is not trusted by this machine: if `issuer` is right and it uses a private CA, " +
 			"add that CA to the system trust store (or set SSL_CERT_FILE to a bundle that has it), then retry"
-	case isNetError(err):
+	}
+	if isNetError(err) {
 		return "is the issuer reachable from here? check `issuer` in the config, your network and `upstream_proxy`"
 	}
 	return ""

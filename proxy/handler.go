@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/gatepass-dev/gatepass/internal/tlsfail"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -194,24 +195,26 @@ func upstreamError(d Decision, err error) Decision {
 	}
 	r := refuse(status, "upstream_unreachable", fmt.Sprintf("upstream %s: %v", d.Addr(), err))
 	r.Host, r.Port, r.Profile = d.Host, d.Port, d.Profile
-	if untrustedCert(err) {
-		r.Hint = "the upstream's TLS certificate did not verify, so nothing was sent to it: if the host is right and " +
-			"it uses a private CA, add that CA to this machine's trust store (or start gatepass with SSL_CERT_FILE " +
-			"naming a bundle that has it), then retry"
-	}
+	r.Hint = upstreamCertHint(err)
 	return r
 }
 
-// untrustedCert reports whether err is a failed verification of the upstream's
-// certificate, as opposed to a network failure.
-func untrustedCert(err error) bool {
-	var (
-		ve *tls.CertificateVerificationError
-		ua x509.UnknownAuthorityError
-		he x509.HostnameError
-		ci x509.CertificateInvalidError
-	)
-	return errors.As(err, &ve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
+// upstreamCertHint says what to do when the upstream's certificate failed
+// verification, by how it failed; "" for any other error (a network failure).
+func upstreamCertHint(err error) string {
+	const nothing = "the upstream's TLS certificate did not verify, so nothing was sent to it: "
+	switch tlsfail.Of(err) {
+	case tlsfail.HostName:
+		return nothing + "it is not for that host name; check the host in the URL, or what answers for that host " +
+			"(a DNS entry, /etc/hosts, a corporate proxy's routing)"
+	case tlsfail.Expired:
+		return nothing + "it has expired or is not yet valid; check this machine's clock; if the clock is right, " +
+			"the upstream's certificate must be renewed"
+	case tlsfail.Untrusted:
+		return nothing + "if the host is right and it uses a private CA, add that CA to this machine's trust store " +
+			"(or start gatepass with SSL_CERT_FILE naming a bundle that has it), then retry"
+	}
+	return ""
 }
 
 // ServeHTTP is the proxy's entry point. CONNECT to a gateway is intercepted here

@@ -384,6 +384,24 @@ func TestUpstreamProxyRoutes(t *testing.T) {
 	}
 }
 
+// TestUpstreamCertHint: the fix a 502 for an upstream certificate names, by how the
+// certificate failed (the end-to-end test below covers a wrong name and an unknown CA
+// through a real handshake); a network failure gets none.
+func TestUpstreamCertHint(t *testing.T) {
+	wrap := func(err error) error { return &net.OpError{Op: "remote error", Net: "tcp", Err: err} }
+	for err, want := range map[error]string{
+		wrap(&tls.CertificateVerificationError{Err: x509.HostnameError{Certificate: &x509.Certificate{}, Host: "gw.example"}}): "host name",
+		wrap(&tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}):                       "clock",
+		wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}):                                             "trust store",
+		wrap(&tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.NotAuthorizedToSign}}):           "trust store",
+		wrap(errors.New("connect: connection refused")):                                                                        "",
+	} {
+		if got := upstreamCertHint(err); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("upstreamCertHint(%v) = %q, want one with %q", err, got, want)
+		}
+	}
+}
+
 // TestUpstreamProxyGatewayCertChecked: behind a corporate proxy, gatepass still
 // verifies the gateway's certificate end to end. A proxy (or whatever it routes to)
 // that presents a certificate for another name, or from an untrusted CA, gets a TLS
@@ -394,9 +412,12 @@ func TestUpstreamProxyGatewayCertChecked(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(trusted.pem)
 
-	tests := map[string]struct{ pki *testPKI }{
-		"certificate for another name":   {trusted},
-		"certificate from an unknown CA": {untrusted},
+	tests := map[string]struct {
+		pki       *testPKI
+		hint, not string // the fix the 502 names, and one it must not give
+	}{
+		"certificate for another name":   {trusted, "not for that host name", "trust store"},
+		"certificate from an unknown CA": {untrusted, "trust store", "host name"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -415,8 +436,8 @@ func TestUpstreamProxyGatewayCertChecked(t *testing.T) {
 			if !strings.Contains(body, "certificate") {
 				t.Errorf("body %s does not name the certificate problem", body)
 			}
-			if !strings.Contains(body, "trust store") || strings.Contains(body, "running and reachable") {
-				t.Errorf("body %s: want the trust hint, not the unreachable one", body)
+			if !strings.Contains(body, tc.hint) || strings.Contains(body, tc.not) || strings.Contains(body, "running and reachable") {
+				t.Errorf("body %s: want the hint with %q, not one with %q or the unreachable one", body, tc.hint, tc.not)
 			}
 			if n := len(impostor.requests()); n != 0 {
 				t.Errorf("the impostor got %d requests", n)
