@@ -189,8 +189,19 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	var fc fileConfig
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
+	// Unknown keys are reported with every other error in the file, so that one
+	// run shows all there is to fix; any other decoding error stands alone.
+	var errs []*ConfigError
 	if err := dec.Decode(&fc); err != nil {
-		return nil, decodeError(path, err)
+		var se *toml.StrictMissingError
+		if !errors.As(err, &se) || len(se.Errors) == 0 {
+			return nil, decodeError(path, err)
+		}
+		errs = unknownKeyErrors(path, se)
+		fc = fileConfig{}
+		if err := toml.Unmarshal(data, &fc); err != nil { // the strict pass would have said so first
+			return nil, decodeError(path, err)
+		}
 	}
 	// The document is valid TOML now, so the AST walk cannot fail.
 	idx, err := indexKeys(data)
@@ -205,7 +216,6 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		DefaultProfile: fc.DefaultProfile,
 		UpstreamProxy:  fc.UpstreamProxy,
 	}
-	var errs []*ConfigError
 	names := idx.profiles
 	for name := range fc.Profiles { // cannot happen, but never drop a profile
 		if !slices.Contains(names, name) {
@@ -333,18 +343,27 @@ func parseOrigins(ss []string, key string) ([]Pattern, []*ConfigError) {
 // decodeError turns a go-toml error into ConfigErrors located by line.
 func decodeError(path string, err error) error {
 	var se *toml.StrictMissingError
-	if errors.As(err, &se) {
-		var errs []*ConfigError
-		for i := range se.Errors {
-			e := &se.Errors[i]
-			line, _ := e.Position()
-			key := []string(e.Key())
-			errs = append(errs, &ConfigError{File: path, Line: line, Key: formatKey(key), Msg: unknownKeyMsg(key)})
-		}
-		if len(errs) > 0 {
-			return joinConfigErrors(errs)
-		}
+	if errors.As(err, &se) && len(se.Errors) > 0 {
+		return joinConfigErrors(unknownKeyErrors(path, se))
 	}
+	return asConfigError(path, err)
+}
+
+// unknownKeyErrors is one ConfigError per unknown key, with the keys allowed there.
+func unknownKeyErrors(path string, se *toml.StrictMissingError) []*ConfigError {
+	var errs []*ConfigError
+	for i := range se.Errors {
+		e := &se.Errors[i]
+		line, _ := e.Position()
+		key := []string(e.Key())
+		errs = append(errs, &ConfigError{File: path, Line: line, Key: formatKey(key), Msg: unknownKeyMsg(key)})
+	}
+	return errs
+}
+
+// asConfigError locates a go-toml decoding error (a syntax error, a value of the
+// wrong type) by line and key.
+func asConfigError(path string, err error) *ConfigError {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, _ := de.Position()
@@ -366,11 +385,47 @@ func unknownKeyMsg(key []string) string {
 	}
 	switch {
 	case len(key) == 1:
-		return fmt.Sprintf("unknown key %q; the top level holds %s and [profiles.NAME] tables", name, strings.Join(topKeys[:3], ", "))
+		return fmt.Sprintf("unknown key %q; %sthe top level holds %s and [profiles.NAME] tables", name, didYouMean(name, topKeys[:3]), strings.Join(topKeys[:3], ", "))
 	case len(key) == 3 && key[0] == "profiles":
-		return fmt.Sprintf("unknown key %q; a profile holds %s", name, strings.Join(profileKeys, ", "))
+		return fmt.Sprintf("unknown key %q; %sa profile holds %s", name, didYouMean(name, profileKeys), strings.Join(profileKeys, ", "))
 	}
 	return fmt.Sprintf("unknown key %q", name)
+}
+
+// didYouMean is "did you mean "K"? " for the one key of keys within two edits of
+// name (scope, clientid, plain-http), else "".
+func didYouMean(name string, keys []string) string {
+	best, bestD := "", 3
+	for _, k := range keys {
+		if d := editDistance(strings.ToLower(name), k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("did you mean %q? ", best)
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes (keys are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, sub)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func expectedType(key []string) string {

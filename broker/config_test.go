@@ -197,15 +197,21 @@ gateways = ["*.com", "ok.example"]
 plain_http = ["localhost"]
 `
 	_, err := ParseConfig("c.toml", []byte(doc))
-	if err == nil {
-		t.Fatal("ParseConfig accepted a broken config")
-	}
 	// The plain_http entry is not reported as uncovered: a gateway of the
 	// profile failed to parse, and the user should fix that first.
 	want := []string{
 		"c.toml:1: listen: ",
 		"c.toml:3: profiles.work.issuer: ",
 		"c.toml:5: profiles.work.gateways[0]: ",
+	}
+	assertErrorLines(t, err, want)
+}
+
+// assertErrorLines checks that err is one line an error, each starting as want says.
+func assertErrorLines(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("ParseConfig accepted a broken config")
 	}
 	lines := strings.Split(err.Error(), "\n")
 	if len(lines) != len(want) {
@@ -215,6 +221,36 @@ plain_http = ["localhost"]
 		if !strings.HasPrefix(lines[i], w) {
 			t.Errorf("error %d = %q, want prefix %q", i, lines[i], w)
 		}
+	}
+}
+
+// TestParseConfigUnknownKeysWithTheRest: unknown keys come in the same report as the
+// file's other errors (they came alone, so each fix showed the next error), and a key
+// a typo away from a known one names it.
+func TestParseConfigUnknownKeysWithTheRest(t *testing.T) {
+	const doc = `listen = "0.0.0.0:1"
+[profiles.work]
+issuer = "https://accounts.google.com"
+clientid = "x"
+scope = ["openid"]
+inject = "idtoken"
+colour = "blue"
+`
+	_, err := ParseConfig("c.toml", []byte(doc))
+	want := []string{
+		"c.toml:1: listen: ",
+		"c.toml:2: profiles.work: client_id is required",
+		`c.toml:4: profiles.work.clientid: unknown key "clientid"; did you mean "client_id"? a profile holds `,
+		`c.toml:5: profiles.work.scope: unknown key "scope"; did you mean "scopes"? `,
+		`c.toml:6: profiles.work.inject: `,
+		`c.toml:7: profiles.work.colour: unknown key "colour"; a profile holds `,
+	}
+	assertErrorLines(t, err, want)
+	// A value of the wrong type stops the decoding: it is reported, not lost behind
+	// the unknown key.
+	_, err = ParseConfig("c.toml", []byte("[profiles.work]\nscope = [\"openid\"]\ngateways = \"api.example\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.toml:3: profiles.work.gateways: expected") {
+		t.Errorf("an unknown key beside a type error: %v", err)
 	}
 }
 
