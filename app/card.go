@@ -164,13 +164,9 @@ func (c *card) visibility() [6]bool {
 	return [6]bool{c.reason.Visible(), c.signIn.Visible(), c.signOut.Visible(), c.curlRow.Visible(), c.msg.Visible(), c.retry.Visible()}
 }
 
-// relayout re-lays out the card and the card list after a part appeared
-// or went (Fyne's window canvas also does this itself each frame; the
-// explicit refresh keeps the test canvas, and so the goldens, exact).
-func (c *card) relayout() {
-	c.body.Refresh()
-	c.u.cardBox.Refresh()
-}
+// relayout lays the window out again after a part of the card appeared or
+// went: the card takes its new height, and what is below it moves.
+func (c *card) relayout() { c.u.relayout() }
 
 // tick updates only the countdown label and the dot colour.
 func (c *card) tick(st broker.ProfileStatus, now time.Time) {

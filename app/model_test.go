@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/theme"
-	"fyne.io/fyne/v2/widget"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatepass-dev/gatepass/assets"
@@ -461,23 +459,5 @@ func TestFieldForKey(t *testing.T) {
 				t.Errorf("fieldForKey(%q) = %q, want %q", key, got, want)
 			}
 		})
-	}
-}
-
-// TestCappedNotices: the notices take their own height up to the limit, and
-// scroll beyond it.
-func TestCappedNotices(t *testing.T) {
-	box := container.NewVBox(widget.NewLabel("one"))
-	limit := float32(1000)
-	c := newCapped(box, func() float32 { return limit })
-	if got, want := c.MinSize().Height, box.MinSize().Height; got != want {
-		t.Errorf("under the limit: height %v, want the content's %v", got, want)
-	}
-	limit = 10
-	if got := c.MinSize().Height; got != 10 {
-		t.Errorf("over the limit: height %v, want 10", got)
-	}
-	if c.MinSize().Width != box.MinSize().Width {
-		t.Error("width changed")
 	}
 }

@@ -70,8 +70,9 @@ const (
 // notices is the stack of window-wide messages (config error, proxy port
 // taken, no tray host …), each with its own buttons.
 type notices struct {
-	box   *fyne.Container
-	slots [noticeCount]*fyne.Container
+	box     *fyne.Container
+	slots   [noticeCount]*fyne.Container
+	changed func() // lays the window out again: a notice came, went or was replaced
 }
 
 func newNotices() *notices {
@@ -91,7 +92,7 @@ func (n *notices) set(slot int, p *problem, buttons ...fyne.CanvasObject) {
 	if p == nil {
 		if s.Visible() {
 			s.Hide()
-			n.box.Refresh()
+			n.refresh()
 		}
 		return
 	}
@@ -117,6 +118,14 @@ func (n *notices) set(slot int, p *problem, buttons ...fyne.CanvasObject) {
 	}
 	s.Add(widget.NewSeparator())
 	s.Show()
+	n.refresh()
+}
+
+func (n *notices) refresh() {
+	if n.changed != nil {
+		n.changed()
+		return
+	}
 	n.box.Refresh()
 }
 
@@ -217,26 +226,21 @@ func requestHeader() fyne.CanvasObject {
 	return o
 }
 
-// capped shows content at its own height up to limit(), and scrolls it
-// beyond that.
-type capped struct {
-	widget.BaseWidget
-	scroll *container.Scroll
-	limit  func() float32
+// atLeast lays its objects over its whole area and asks for at least the
+// height it returns: a list asks for one row only.
+type atLeast func() float32
+
+func (atLeast) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	for _, o := range objs {
+		o.Move(fyne.NewPos(0, 0))
+		o.Resize(size)
+	}
 }
 
-func newCapped(content fyne.CanvasObject, limit func() float32) *capped {
-	c := &capped{scroll: container.NewVScroll(content), limit: limit}
-	c.ExtendBaseWidget(c)
-	return c
-}
-
-func (c *capped) MinSize() fyne.Size {
-	m := c.scroll.Content.MinSize()
-	if l := c.limit(); l > 0 && m.Height > l {
-		m.Height = l
+func (l atLeast) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	m := fyne.NewSize(0, l())
+	for _, o := range objs {
+		m = m.Max(o.MinSize())
 	}
 	return m
 }
-
-func (c *capped) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(c.scroll) }

@@ -22,6 +22,10 @@ import (
 const (
 	// maxRequests is how many proxied requests the window lists.
 	maxRequests = 200
+	// requestRows is how many rows of the request log stay in view (when it
+	// has them) in a window too short for the log and the cards: the window
+	// scrolls, the log keeps this height.
+	requestRows = 3
 	// copyMinTTL is the least lifetime a copied token has left, so a pasted
 	// token does not expire mid-command (a quarter of a shorter lifetime).
 	copyMinTTL = 2 * time.Minute
@@ -71,7 +75,7 @@ type ui struct {
 	reqList   *widget.List
 	reqDetail *widget.Label // the selected request, in full
 	reqEmpty  *widget.Label
-	mainView  fyne.CanvasObject
+	mainView  *container.Scroll // the profile view; it scrolls as one
 	setup     *setupForm
 	tray      tray // nil when the platform has no tray
 	shownMenu []menuEntry
@@ -135,8 +139,19 @@ func newUI(ctx context.Context, a fyne.App, opts Options, clock broker.Clock) *u
 	u.win.SetCloseIntercept(u.closeWindow)
 	u.visible.Store(true)
 	u.notices = newNotices()
+	u.notices.changed = u.relayout
 	u.build()
 	return u
+}
+
+// relayout lays the window's content out again after a part of it appeared,
+// went or changed height (Fyne's window canvas also does this itself each
+// frame; the explicit refresh keeps the test canvas, and so the goldens,
+// exact).
+func (u *ui) relayout() {
+	if c := u.win.Content(); c != nil {
+		c.Refresh()
+	}
 }
 
 // build creates the main view and shows it, or the setup form on first run.
@@ -167,16 +182,19 @@ func (u *ui) build() {
 			u.reqDetail.Show()
 		}
 	}
+	// The columns keep their widths and scroll sideways in a narrow window;
+	// the list shows a few rows at least, and grows into the height left.
+	rowHeight := requestHeader().MinSize().Height + theme.Padding()
+	table := container.NewBorder(container.NewVBox(requestHeader(), u.reqEmpty), nil, nil, nil,
+		container.New(atLeast(func() float32 { return float32(min(len(u.requests), requestRows)) * rowHeight }), u.reqList))
 	log := container.NewBorder(
-		container.NewVBox(widget.NewLabelWithStyle("Recent proxied requests", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), requestHeader(), u.reqEmpty),
-		u.reqDetail, nil, nil, u.reqList)
-	split := container.NewVSplit(container.NewVScroll(u.cardBox), log)
-	split.Offset = 0.6
-	// The notices take at most 40% of the window's height and scroll beyond
-	// it: at a small window size a few of them would otherwise leave no card
-	// in view.
-	top := newCapped(u.notices.box, func() float32 { return 0.4 * u.win.Canvas().Size().Height })
-	u.mainView = container.NewBorder(container.NewVBox(top, u.proxyBar.obj), nil, nil, nil, split)
+		widget.NewLabelWithStyle("Recent proxied requests", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		u.reqDetail, nil, nil, container.NewHScroll(table))
+	// One scroll for the whole window, not a box of fixed height per part:
+	// a card grows with its message, so its curl line stays under it, and
+	// the notices wrap at the window's width, however narrow.
+	u.mainView = container.NewVScroll(container.NewBorder(
+		container.NewVBox(u.notices.box, u.proxyBar.obj, u.cardBox), nil, nil, nil, log))
 
 	if u.br == nil {
 		if u.opts.ConfigErr != nil {
@@ -346,6 +364,7 @@ func (u *ui) addRequests(rows []RequestRow) {
 	// New rows move the selected one down: the highlight would mark another row,
 	// so it goes (the detail below the list stays as it was).
 	u.reqList.UnselectAll()
+	grows := len(u.requests) < requestRows // the log's least height, see build
 	for _, r := range rows {
 		u.requests = append([]RequestRow{r}, u.requests...)
 	}
@@ -356,6 +375,9 @@ func (u *ui) addRequests(rows []RequestRow) {
 		u.reqEmpty.Hide()
 	}
 	u.reqList.Refresh()
+	if grows {
+		u.relayout()
+	}
 }
 
 // applyStatus records a profile's new status, raises the sign-in
