@@ -1675,3 +1675,202 @@ func TestControlSocketConcurrentAgents(t *testing.T) {
 		t.Fatal("the agent that won does not answer on its socket")
 	}
 }
+
+// TestRefreshScheduledOnTheShorterLivedToken: when the ID token lives shorter than
+// the access token, the proactive refresh comes at 80% of the ID token's lifetime,
+// not of the access token's (by which time the ID token would have expired).
+func TestRefreshScheduledOnTheShorterLivedToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{AccessTTL: 2 * time.Hour, IDTokenTTL: time.Hour})
+	ctx := context.Background()
+	e.login()
+	e.clock.Advance(47 * time.Minute) // before 80% of the ID token's hour
+	e.b.Tick(ctx)
+	if got := e.idp.Stats().Refreshes; got != 0 {
+		t.Fatalf("refreshes at 47m = %d, want 0", got)
+	}
+	e.clock.Advance(2 * time.Minute) // past 80% of the ID token's hour, 41% of the access token's
+	e.b.Tick(ctx)
+	if got := e.idp.Stats().Refreshes; got != 1 {
+		t.Fatalf("refreshes at 49m = %d, want 1 (the ID token expires at 60m)", got)
+	}
+}
+
+// TestRotatedTokenSavedBeforeTheAnswerIsVerified: the rotated refresh token is in the
+// keychain even when the refreshed ID token then fails verification: the issuer has
+// spent the old one, and losing the new one would end the sign-in (oidc-agent #406).
+func TestRotatedTokenSavedBeforeTheAnswerIsVerified(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	ctx := context.Background()
+	e.login()
+	orig, _ := e.entry()
+	e.idp.Tamper(demo.TamperBadSignature) // the refresh's ID token
+	e.clock.Advance(2 * time.Hour)
+	_, err := e.b.Token(ctx, testProfile, IDToken, time.Minute)
+	assertContains(t, err, "ID token verification")
+	assertNoTokenText(t, err)
+	if cur, _ := e.entry(); cur == nil || cur.RefreshToken == orig.RefreshToken {
+		t.Fatal("the keychain still holds the spent refresh token: the rotated one was not saved before verification")
+	}
+	// Another process refreshes with what the keychain holds: no reuse detected.
+	e.clock.Advance(backoff(1) + time.Second)
+	if _, err := e.newBroker().Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("another process refreshing from the keychain: %v", err)
+	}
+	if st := e.idp.Stats(); st.InvalidGrants != 0 {
+		t.Fatalf("issuer answered invalid_grant %d times; the rotated token was lost", st.InvalidGrants)
+	}
+}
+
+// TestInvalidGrantNotResentWhenTheRefusalIsNotRecorded: when the keychain refuses
+// the mark of an invalid_grant (Entry.Refused), this process still knows the
+// refresh token is dead and does not spend it again on every request.
+func TestInvalidGrantNotResentWhenTheRefusalIsNotRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	ctx := context.Background()
+	e.login()
+	e.idp.RevokeAll()
+	e.clock.Advance(2 * time.Hour)
+	e.kc.FailNext("set", errors.New("keychain is locked"))
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); !errors.Is(err, ErrSignInRequired) {
+		t.Fatalf("Token = %v, want sign-in required", err)
+	}
+	if stored, _ := e.entry(); stored == nil || stored.Refused != "" {
+		t.Fatalf("keychain entry %v, want the entry without the refusal (the write failed)", stored)
+	}
+	n := e.tr.count("/token")
+	for range 5 {
+		if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); !errors.Is(err, ErrSignInRequired) {
+			t.Fatalf("Token after invalid_grant = %v, want sign-in required", err)
+		}
+	}
+	if got := e.tr.count("/token"); got != n {
+		t.Fatalf("Token re-sent a refused refresh token (%d -> %d requests)", n, got)
+	}
+}
+
+// TestUnsavedRotationYieldsToANewSignIn: a rotated refresh token the keychain
+// refused stands in for the entry only while the keychain still holds the token it
+// replaced. Once another process has signed in again, that sign-in is used, and is
+// neither overwritten with the stale token nor marked refused.
+func TestUnsavedRotationYieldsToANewSignIn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	ctx := context.Background()
+	e.login()
+	e.clock.Advance(2 * time.Hour)
+	e.kc.FailNext("set", errors.New("keychain is locked"))
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err == nil {
+		t.Fatal("want the save error")
+	}
+	// The issuer ends that sign-in (the token kept in memory with it), and the user
+	// signs in again in another gatepass process.
+	e.idp.RevokeAll()
+	if _, err := e.newBroker().Login(ctx, testProfile, LoginOptions{Browser: newDemoBrowser(true), Timeout: 10 * time.Second}); err != nil {
+		t.Fatalf("Login in another process: %v", err)
+	}
+	e.clock.Advance(backoff(1) + time.Second)
+	if _, err := e.b.Token(ctx, testProfile, IDToken, time.Minute); err != nil {
+		t.Fatalf("Token after another process signed in again: %v", err)
+	}
+	if cur, _ := e.entry(); cur == nil || cur.Refused != "" {
+		t.Fatalf("keychain entry after the refresh: %v, want the new sign-in, not refused", cur)
+	}
+	if st := e.idp.Stats(); st.InvalidGrants != 0 {
+		t.Fatalf("issuer answered invalid_grant %d times: the stale rotated token was spent", st.InvalidGrants)
+	}
+}
+
+// TestRefreshLockAcrossProcesses: two gatepass processes refreshing at once take
+// turns through the profile's lock file, and the second re-reads the entry the
+// first rotated, so a rotating issuer with reuse detection never sees a refresh
+// token spent twice.
+func TestRefreshLockAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{RotateRefreshTokens: true, DetectReuse: true})
+	ctx := context.Background()
+	e.login()
+	e.clock.Advance(2 * time.Hour)
+	e.idp.SetDelay("token", 200*time.Millisecond) // both are in flight at once
+	procs := []*Broker{e.newBroker(), e.newBroker()}
+	errs := make(chan error, len(procs))
+	for _, b := range procs {
+		go func() {
+			_, err := b.Token(ctx, testProfile, IDToken, time.Minute)
+			errs <- err
+		}()
+	}
+	for range procs {
+		if err := <-errs; err != nil {
+			t.Errorf("Token in one of two processes: %v", err)
+		}
+	}
+	if st := e.idp.Stats(); st.InvalidGrants != 0 || st.Refreshes != 2 {
+		t.Fatalf("issuer stats: %d invalid_grant, %d refreshes; want 0 and 2", st.InvalidGrants, st.Refreshes)
+	}
+}
+
+// TestFreshTokenKeepsATokenWithMoreThanAQuarterLeft: FreshToken's margin is capped
+// at a quarter of a short token's lifetime, no more: a one-minute token with 20s
+// left is handed out without a refresh.
+func TestFreshTokenKeepsATokenWithMoreThanAQuarterLeft(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{AccessTTL: time.Minute, IDTokenTTL: time.Minute})
+	ctx := context.Background()
+	e.login()
+	first, err := e.b.FreshToken(ctx, testProfile, IDToken, DefaultMargin)
+	if err != nil {
+		t.Fatalf("FreshToken right after login: %v", err)
+	}
+	e.clock.Advance(40 * time.Second) // 20s left: more than a quarter, less than half
+	tok, err := e.b.FreshToken(ctx, testProfile, IDToken, DefaultMargin)
+	if err != nil || tok.Value != first.Value {
+		t.Fatalf("FreshToken with 20s of 60s left: new token %v, %v; want the same token", tok.Value != first.Value, err)
+	}
+	if n := e.idp.Stats().Refreshes; n != 0 {
+		t.Fatalf("refreshes = %d with more than a quarter of the lifetime left, want 0", n)
+	}
+}
+
+// TestTokenEndpointErrorQuotesOnlyCodeAndDescription: an OAuth error answer that
+// carries other fields (an issuer or gateway echoing the request, tokens and all)
+// is reported by its error code and description only.
+func TestTokenEndpointErrorQuotesOnlyCodeAndDescription(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	e.clock.Advance(2 * time.Hour)
+	e.idp.FailNext("token", http.StatusServiceUnavailable, "application/json",
+		`{"error":"temporarily_unavailable","error_description":"Try again later.","refresh_token":"1//leak","access_token":"ya29.leak","id_token":"eyJleak"}`)
+	_, err := e.b.Token(context.Background(), testProfile, IDToken, time.Minute)
+	assertContains(t, err, "HTTP 503", "temporarily_unavailable", "Try again later.")
+	assertNoTokenText(t, err)
+	if st, _ := e.b.Status(testProfile); strings.Contains(st.Reason, "leak") {
+		t.Errorf("status reason quotes the answer's other fields: %q", st.Reason)
+	}
+}
+
+// TestAgentRefreshesSoonAfterWake: the running agent checks the schedule every
+// few seconds on the wall clock, so after a sleep it refreshes by itself within
+// seconds, without a Tick from the test or a request (LESSONS: aws-vault #222).
+func TestAgentRefreshesSoonAfterWake(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	e.login()
+	agent := e.newBroker()
+	ctx := startAgent(t, agent)
+	agent.Tick(ctx) // waits for Start's first refresh
+	if got := e.idp.Stats().Refreshes; got != 1 {
+		t.Fatalf("refreshes after Start = %d, want 1", got)
+	}
+	e.clock.Advance(3 * time.Hour) // the laptop slept
+	deadline := time.Now().Add(10 * time.Second)
+	for e.idp.Stats().Refreshes < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := e.idp.Stats().Refreshes; got != 2 {
+		t.Fatalf("refreshes 10s after a 3h clock jump = %d, want 2 (Start's and one after waking)", got)
+	}
+}

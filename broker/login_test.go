@@ -692,3 +692,17 @@ func TestLoginTimeoutError(t *testing.T) {
 	}
 	assertContains(t, err, "profile "+testProfile, "timed out after 300ms waiting for the sign-in in the browser", "--timeout")
 }
+
+// TestLoginWithoutTimeoutWaitsTheDefault: LoginOptions without a Timeout (the desktop
+// app's sign-in sets none) wait DefaultLoginTimeout for the browser, not no time at all.
+func TestLoginWithoutTimeoutWaitsTheDefault(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, demo.Options{})
+	st, err := e.b.Login(context.Background(), testProfile, LoginOptions{Browser: newDemoBrowser(true)})
+	if err != nil {
+		t.Fatalf("Login without a Timeout: %v", err)
+	}
+	if st.State != StateSignedIn {
+		t.Fatalf("Login status %s, want signed-in", st.State)
+	}
+}
