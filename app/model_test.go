@@ -387,7 +387,7 @@ func TestDisplayError(t *testing.T) {
 }
 
 func TestValidateSetupFieldMapping(t *testing.T) {
-	valid := setupInput{Name: "work", Issuer: googleIssuer, ClientID: "id", Gateways: "api.team.example", Listen: "127.0.0.1:8787", Inject: broker.IDToken}
+	valid := setupInput{Name: "work", Issuer: googleIssuer, ClientID: "id", ClientSecret: "GOCSPX-abc", Gateways: "api.team.example", Listen: "127.0.0.1:8787", Inject: broker.IDToken}
 	tests := map[string]struct {
 		mod        func(*setupInput)
 		wantFields []string
@@ -408,6 +408,11 @@ func TestValidateSetupFieldMapping(t *testing.T) {
 		"gateway twice":    {func(in *setupInput) { in.Gateways = "api.team.example\nAPI.team.example" }, []string{fieldGateway}},
 		"space in secret":  {func(in *setupInput) { in.ClientSecret = "GOCSPX-abc def" }, []string{fieldSecret}},
 		"commas and lines": {func(in *setupInput) { in.Gateways = " api.team.example ,\n*.gw.team.example\r\n" }, nil},
+		// Google refuses the code without the secret, even with PKCE: said in the
+		// form, not after the consent; another issuer may do without one.
+		"google, no secret":  {func(in *setupInput) { in.ClientSecret = "" }, []string{fieldSecret}},
+		"google/, no secret": {func(in *setupInput) { in.Issuer, in.ClientSecret = googleIssuer+"/", "" }, []string{fieldSecret}},
+		"other, no secret":   {func(in *setupInput) { in.Issuer, in.ClientSecret = "https://login.team.example", "" }, nil},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

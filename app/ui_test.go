@@ -542,7 +542,8 @@ func TestSetupFormValidation(t *testing.T) {
 	if len(written) != 0 {
 		t.Fatal("invalid config written")
 	}
-	for field, wantShown := range map[string]bool{fieldClient: true, fieldGateway: true, fieldIssuer: false, fieldName: false} {
+	// Google's issuer without a client secret: said now, not after the consent.
+	for field, wantShown := range map[string]bool{fieldClient: true, fieldGateway: true, fieldSecret: true, fieldIssuer: false, fieldName: false} {
 		if got := f.errs[field].Visible(); got != wantShown {
 			t.Errorf("error under %s shown=%v (%q), want %v", field, got, f.errs[field].Text, wantShown)
 		}
@@ -586,6 +587,7 @@ func TestSetupFormListen(t *testing.T) {
 		t.Fatalf("proxy address offered %q, want --listen's 127.0.0.1:9999", f.listen.Text)
 	}
 	f.client.SetText("1234-abc.apps.googleusercontent.com")
+	f.secret.SetText("GOCSPX-secret")
 	f.gws.SetText("api.team.example")
 	test.Tap(f.save)
 	if written == nil || written.Listen != "127.0.0.1:9999" {

@@ -947,6 +947,17 @@ func (p *Profile) IsGoogle() bool {
 	return p.Issuer == "https://accounts.google.com" || p.Issuer == "accounts.google.com"
 }
 
+// CheckClientSecret reports a Google profile without its client secret: Google's
+// token endpoint refuses the code without it, even with PKCE (GOOGLE.md), so the
+// sign-in would fail only after the consent. Other issuers may do without one.
+func (p *Profile) CheckClientSecret() error {
+	if p.IsGoogle() && p.ClientSecret == "" {
+		return fmt.Errorf("profile %s: client_secret is missing: Google needs it even with PKCE; copy it from the OAuth client "+
+			"(type Desktop app) in the Google Cloud console, APIs & Services > Credentials, into the config", p.Name)
+	}
+	return nil
+}
+
 // AllowsOrigin reports whether a page at https://host:port may use this profile's
 // token (allowed_origins; host normalised as for Gateways).
 func (p *Profile) AllowsOrigin(host, port string) bool {

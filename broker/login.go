@@ -82,10 +82,8 @@ func (b *Broker) Login(ctx context.Context, profile string, opts LoginOptions) (
 	if err != nil {
 		return ProfileStatus{}, err
 	}
-	if s.p.IsGoogle() && s.p.ClientSecret == "" {
-		// Google's token endpoint refuses the code without it, even with PKCE
-		// (GOOGLE.md): say so before the browser, not after the consent.
-		return s.status(), fmt.Errorf("profile %s: client_secret is missing: Google needs it even with PKCE; copy it from the OAuth client (type Desktop app) in the Google Cloud console, APIs & Services > Credentials, into the config", s.p.Name)
+	if err := s.p.CheckClientSecret(); err != nil {
+		return s.status(), err // said before the browser, not after the consent
 	}
 	if !s.loginMu.TryLock() {
 		return s.status(), fmt.Errorf("profile %s: %w; finish or cancel it first", s.p.Name, ErrLoginInProgress)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,22 @@ func TestTokenMinTTLInvalid(t *testing.T) {
 	out.Reset()
 	if code := run(context.Background(), []string{"token", "--help"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "-min-ttl duration") || !strings.Contains(out.String(), "(default 1m0s)") {
 		t.Errorf("token --help: exit %d, want -min-ttl listed as a duration with its default:\n%s", code, out.String())
+	}
+}
+
+// TestDoctorGoogleSecret: doctor fails a Google profile without its client secret,
+// with where to get it, before any request: discovery would answer and the sign-in
+// still fail, after the consent.
+func TestDoctorGoogleSecret(t *testing.T) {
+	cfg := writeConfig(t, `
+[profiles.work]
+issuer = "https://accounts.google.com"
+client_id = "1234-abc.apps.googleusercontent.com"
+gateways = ["api.example.test"]
+`)
+	out, _, code := runGatepass(t, nil, "--config", cfg, "doctor")
+	if code != exitFailure || !regexp.MustCompile(`(?m)^FAIL  issuer .*profile work: client_secret is missing.*Credentials`).MatchString(out) {
+		t.Errorf("doctor on a Google profile without a secret: exit %d\n%s", code, out)
 	}
 }
 
