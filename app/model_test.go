@@ -466,3 +466,45 @@ func TestFieldForKey(t *testing.T) {
 		})
 	}
 }
+
+// TestCountdownTextAtExpiry: at the moment of expiry, and in its last
+// fraction of a second, the card says the token expired, not "expires in 0s".
+func TestCountdownTextAtExpiry(t *testing.T) {
+	for _, left := range []time.Duration{0, 500 * time.Millisecond} {
+		s := broker.ProfileStatus{Profile: "work", State: broker.StateSignedIn, Expiry: now.Add(left)}
+		if got := countdownText(s, now); got != "token expired" {
+			t.Errorf("countdownText with %v left = %q, want %q", left, got, "token expired")
+		}
+	}
+}
+
+// TestEllipsizeBoundary: a request path that fits the column's 60 characters
+// is shown whole; one longer is cut to 59 and an ellipsis, by characters, not bytes.
+func TestEllipsizeBoundary(t *testing.T) {
+	fits := "/" + strings.Repeat("é", 59)
+	if got := ellipsize(fits, 60); got != fits {
+		t.Errorf("ellipsize of 60 characters = %q, want it whole", got)
+	}
+	if got, want := ellipsize(fits+"x", 60), "/"+strings.Repeat("é", 58)+"…"; got != want {
+		t.Errorf("ellipsize of 61 characters = %q, want %q", got, want)
+	}
+}
+
+// TestValidateSetupTrims: what the setup form writes is what the user meant,
+// without the spaces and line breaks a paste brings along (a client secret
+// copied from a web page often ends in one).
+func TestValidateSetupTrims(t *testing.T) {
+	cfg, errs := validateSetup("/tmp/config.toml", setupInput{
+		Name: " work ", Issuer: " " + googleIssuer + "\n", ClientID: " 1234-abc.apps.googleusercontent.com ",
+		ClientSecret: " GOCSPX-secret \n", Gateways: " api.team.example \n", Listen: " 127.0.0.1:8787 ", Inject: broker.AccessToken,
+	})
+	if len(errs) != 0 || cfg == nil {
+		t.Fatalf("errors %v, want none", errs)
+	}
+	p := cfg.Profiles[0]
+	got := []string{cfg.Listen, cfg.DefaultProfile, p.Name, p.Issuer, p.ClientID, p.ClientSecret, string(p.Inject), fmt.Sprint(p.Gateways)}
+	want := []string{"127.0.0.1:8787", "work", "work", googleIssuer, "1234-abc.apps.googleusercontent.com", "GOCSPX-secret", "access_token", "[api.team.example]"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 	"github.com/google/go-cmp/cmp"
 
@@ -1259,4 +1260,152 @@ func textOf(o fyne.CanvasObject) string {
 		return strings.Join(s, " ")
 	}
 	return ""
+}
+
+// TestCardDotTurnsAmberOnTick: the card's status dot turns amber as the token
+// nears expiry by the clock alone, with no broker event, as the tray icon does.
+func TestCardDotTurnsAmberOnTick(t *testing.T) {
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(6 * time.Minute)), Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+	if c.dotColor != theme.ColorNameSuccess {
+		t.Fatalf("dot %q with 6 minutes left, want %q", c.dotColor, theme.ColorNameSuccess)
+	}
+	e.clock.Add(2 * time.Minute)
+	e.u.tick()
+	if c.dotColor != theme.ColorNameWarning || c.dot.FillColor != theme.Color(theme.ColorNameWarning) {
+		t.Errorf("dot %q (fill %v) with 4 minutes left, want %q", c.dotColor, c.dot.FillColor, theme.ColorNameWarning)
+	}
+}
+
+// TestCopyAccessToken: a profile that injects the access token copies the
+// access token, with at least 2 minutes left (README "Copy token"), and says so.
+func TestCopyAccessToken(t *testing.T) {
+	st := signedIn(time.Hour)
+	st.Inject = broker.AccessToken
+	br := newFakeBroker(st)
+	br.token = broker.Token{Kind: broker.AccessToken, Value: "ya29.access-token-value", Expiry: testStart.Add(time.Hour)}
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+	if c.copyTok.Text != "Copy access token" {
+		t.Errorf("button reads %q, want Copy access token", c.copyTok.Text)
+	}
+	test.Tap(c.copyTok)
+	e.q.run(t)
+	_, _, calls := br.calls()
+	if want := []tokenCall{{"work", broker.AccessToken, 2 * time.Minute}}; !cmp.Equal(calls, want) {
+		t.Errorf("Token calls %v, want %v", calls, want)
+	}
+	if got := e.u.app.Clipboard().Content(); got != br.token.Value {
+		t.Errorf("clipboard %q, want the access token", got)
+	}
+	if !strings.Contains(c.msg.Text, "Copied the access token") {
+		t.Errorf("copy message %q, want it to name the access token", c.msg.Text)
+	}
+}
+
+// TestCopyConfirmationShowsNoTokenPart: the confirmation names the token's kind
+// and expiry, and no piece of the token, from its start or anywhere else.
+func TestCopyConfirmationShowsNoTokenPart(t *testing.T) {
+	const value = "Q7xZ9mK2pL4vR8wN3jH5tY6uB1cD0eF"
+	br := newFakeBroker(signedIn(time.Hour))
+	br.token = broker.Token{Kind: broker.IDToken, Value: value, Expiry: testStart.Add(time.Hour)}
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+	test.Tap(c.copyTok)
+	e.q.run(t)
+	if e.u.app.Clipboard().Content() != value || !strings.Contains(c.msg.Text, "Copied the ID token") {
+		t.Fatalf("clipboard holds the token %v, message %q", e.u.app.Clipboard().Content() == value, c.msg.Text)
+	}
+	for i := 0; i+5 <= len(value); i++ {
+		if piece := value[i : i+5]; strings.Contains(c.msg.Text, piece) || strings.Contains(markupText(e.win.Canvas()), piece) {
+			t.Fatalf("the window shows %q, a piece of the token: %q", piece, c.msg.Text)
+		}
+	}
+}
+
+// TestSignOut: Sign out on the card and in the tray signs the profile out
+// through the broker, once per click; the button is disabled while it runs,
+// and the signed-out status brings Sign in back.
+func TestSignOut(t *testing.T) {
+	br := newFakeBroker(signedIn(time.Hour))
+	e := newTestEnv(t, Options{Broker: br, Proxy: newFakeProxy()})
+	c := e.u.cards["work"]
+	test.Tap(c.signOut)
+	if !c.signOut.Disabled() {
+		t.Error("Sign out still enabled while the sign-out runs")
+	}
+	e.q.run(t)
+	if _, logouts, _ := br.calls(); !cmp.Equal(logouts, []string{"work"}) {
+		t.Fatalf("Logout calls %v, want one for work", logouts)
+	}
+	if c.msg.Visible() {
+		t.Errorf("message after a sign-out that worked: %q", c.msg.Text)
+	}
+	br.events <- broker.Event{Status: workStatus(broker.StateSignedOut)}
+	e.q.run(t)
+	if !c.signIn.Visible() || c.signOut.Visible() || !c.copyTok.Disabled() || c.state.Text != "Signed out" {
+		t.Errorf("after sign-out: sign in shown %v, sign out shown %v, copy disabled %v, state %q", c.signIn.Visible(), c.signOut.Visible(), c.copyTok.Disabled(), c.state.Text)
+	}
+	e.tray.item(t, "Sign in")
+
+	// From the tray.
+	br.events <- broker.Event{Status: signedIn(time.Hour)}
+	e.q.run(t)
+	e.tray.item(t, "Sign out").Action()
+	e.q.run(t)
+	if _, logouts, _ := br.calls(); !cmp.Equal(logouts, []string{"work", "work"}) {
+		t.Errorf("Logout calls %v after the tray's Sign out, want two for work", logouts)
+	}
+}
+
+// TestProxySwitchOff: unticking the switch stops the proxy, and the bar says
+// so; ticking it again starts it.
+func TestProxySwitchOff(t *testing.T) {
+	px := newFakeProxy()
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: px})
+	b := e.u.proxyBar
+	if !b.toggle.Checked || b.state.Text != "running" {
+		t.Fatalf("at start: switch %v, state %q; want on, running", b.toggle.Checked, b.state.Text)
+	}
+	b.toggle.SetChecked(false)
+	e.q.run(t)
+	if px.Running() || b.toggle.Checked || b.state.Text != "stopped" {
+		t.Fatalf("after switching off: proxy running %v, switch %v, state %q", px.Running(), b.toggle.Checked, b.state.Text)
+	}
+	b.toggle.SetChecked(true)
+	e.q.run(t)
+	if !px.Running() || !b.toggle.Checked || b.state.Text != "running" {
+		t.Errorf("after switching on again: proxy running %v, switch %v, state %q", px.Running(), b.toggle.Checked, b.state.Text)
+	}
+}
+
+// TestRequestLogSelectAfterNewRows: new rows move the selected one down; a
+// click on the row now at the old place shows that row's detail (the old
+// highlight must not linger there, or the click would do nothing).
+func TestRequestLogSelectAfterNewRows(t *testing.T) {
+	e := newTestEnv(t, Options{Broker: newFakeBroker(signedIn(time.Hour)), Proxy: newFakeProxy()})
+	e.u.addRequests([]RequestRow{
+		{Method: "GET", Host: "api.team.example", Path: "/first", Status: 200},
+		{Method: "GET", Host: "api.team.example", Path: "/second", Status: 200},
+	})
+	e.u.reqList.Select(0) // /second
+	if !strings.Contains(e.u.reqDetail.Text, "/second") {
+		t.Fatalf("detail %q, want /second", e.u.reqDetail.Text)
+	}
+	e.u.addRequests([]RequestRow{{Method: "POST", Host: "api.team.example", Path: "/third", Status: 201}})
+	e.u.reqList.Select(0) // /third, now on top
+	if d := e.u.reqDetail.Text; !strings.Contains(d, "/third") {
+		t.Errorf("selecting the new top row shows %q, want /third", d)
+	}
+}
+
+// TestRequestLogKeepsExactlyMax: one row past the limit drops the oldest.
+func TestRequestLogKeepsExactlyMax(t *testing.T) {
+	e := newTestEnv(t, Options{Broker: newFakeBroker(), Proxy: newFakeProxy()})
+	for i := range maxRequests + 1 {
+		e.u.addRequests([]RequestRow{{Method: "GET", Host: "h", Path: fmt.Sprint("/", i), Status: 200}})
+	}
+	if n := len(e.u.requests); n != maxRequests || e.u.requests[n-1].Path != "/1" {
+		t.Errorf("kept %d rows, oldest %q; want %d, oldest /1", n, e.u.requests[n-1].Path, maxRequests)
+	}
 }
