@@ -292,9 +292,10 @@ func curlExample(proxyAddr string, gateways, plainHTTP []string, caPath string) 
 }
 
 // ShellQuote quotes s for a POSIX shell when it holds anything but plain
-// path characters.
+// path characters ("~" too: after "=" or ":" in an export line the shell
+// expands it).
 func ShellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%~") == "" {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%") == "" {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

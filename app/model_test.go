@@ -508,3 +508,20 @@ func TestValidateSetupTrims(t *testing.T) {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 }
+
+// TestShellQuote: a path is pasted into a shell as it is when it can be, quoted
+// when a character would split, expand or end it.
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/home/ada/.config/gatepass/config.toml": "/home/ada/.config/gatepass/config.toml",
+		"/tmp/demo two/config.toml":              "'/tmp/demo two/config.toml'",
+		"/tmp/ada's/config.toml":                 `'/tmp/ada'\''s/config.toml'`,
+		"/tmp/x:~root/config.toml":               "'/tmp/x:~root/config.toml'",
+		"/tmp/$HOME/c.toml":                      "'/tmp/$HOME/c.toml'",
+		"":                                       "''",
+	} {
+		if got := ShellQuote(in); got != want {
+			t.Errorf("ShellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

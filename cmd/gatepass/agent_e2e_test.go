@@ -344,8 +344,17 @@ func TestE2EAgentCA(t *testing.T) {
 		t.Errorf("ca export with the agent running: exit %d, the agent's CA %v, stderr %q", code, out == agentCert, stderr)
 	}
 	exported := filepath.Join(testDir(t), "exported.pem")
-	if _, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export", "--out", exported); code != 0 || readFile(exported) != agentCert {
-		t.Errorf("ca export --out with the agent running: exit %d, the agent's CA %v, stderr %q", code, readFile(exported) == agentCert, stderr)
+	if out, stderr, code := runGatepass(t, nil, "--config", cfg, "ca", "export", "--out", exported); code != 0 || readFile(exported) != agentCert ||
+		out != "" || !strings.Contains(stderr, "Wrote the gatepass CA certificate to "+exported) {
+		t.Errorf("ca export --out with the agent running: exit %d, the agent's CA %v, stdout %q, stderr %q; want the file, nothing on stdout and the message on stderr",
+			code, readFile(exported) == agentCert, out, stderr)
+	}
+	// A certificate, not a secret: readable by others as the umask allows, like the
+	// file at `ca path` (a trust store's hashed directory is read by every user).
+	umask := syscall.Umask(0)
+	syscall.Umask(umask)
+	if fi, err := os.Stat(exported); err != nil || fi.Mode().Perm() != os.FileMode(0o644&^umask) {
+		t.Errorf("ca export --out: %s mode %v, %v; want %v (0644 under umask %03o)", exported, fi.Mode().Perm(), err, os.FileMode(0o644&^umask), umask)
 	}
 	out, stderr, code = runGatepass(t, nil, "--config", cfg, "ca", "path")
 	if code != 0 || strings.TrimSpace(out) != caFile || stderr != "" {

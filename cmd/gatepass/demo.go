@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
 )
@@ -268,7 +269,7 @@ In another terminal:
   gatepass proxy &                     # the local proxy on %s
   curl -x http://%s %s/hello           # the proxy adds the token
   gatepass logout
-`, d.Provider.Issuer(), "dev@example.test", d.GatewayURL, d.ConfigPath, d.ConfigPath, d.GatewayURL, *listen, *listen, d.GatewayURL)
+`, d.Provider.Issuer(), "dev@example.test", d.GatewayURL, d.ConfigPath, app.ShellQuote(d.ConfigPath), d.GatewayURL, *listen, *listen, d.GatewayURL)
 	<-ctx.Done()
 	fmt.Fprintln(e.stderr, "demo stopped")
 	if errors.Is(ctx.Err(), context.Canceled) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
 	"github.com/zalando/go-keyring"
@@ -172,7 +173,7 @@ func demoCmd(t *testing.T, dir string) (cmd *exec.Cmd, stdout, stderr *syncBuffe
 			_ = cmd.Wait()
 		}
 	})
-	want := "export GATEPASS_CONFIG=" + filepath.Join(dir, "config.toml")
+	want := "export GATEPASS_CONFIG=" + app.ShellQuote(filepath.Join(dir, "config.toml")) // a line to paste into a shell
 	for !strings.Contains(stderr.String(), want) {
 		if ctx.Err() != nil {
 			t.Fatalf("no %q on stderr:\n%s", want, stderr.String())
@@ -199,6 +200,11 @@ func TestE2EDemoCommand(t *testing.T) {
 	if s := stdout.String(); s != "" {
 		t.Errorf("demo wrote to stdout: %q", s)
 	}
+	// A --dir the user gave is theirs: the demo removes only a directory it made, and
+	// leaves its config there for the next demo (README: "the demo leaves it in a --dir").
+	if _, err := os.Stat(cfg); err != nil {
+		t.Errorf("after the demo stopped, its config in --dir %s is gone: %v", dir, err)
+	}
 }
 
 // TestE2ETwoDemos: a second demo while one runs signed in takes profile "demo-2"
@@ -210,7 +216,7 @@ func TestE2ETwoDemos(t *testing.T) {
 	_ = keyring.Delete("gatepass", "demo")
 	_ = keyring.Delete("gatepass", "demo-2")
 	t.Cleanup(func() { _ = keyring.Delete("gatepass", "demo"); _ = keyring.Delete("gatepass", "demo-2") })
-	dir1, dir2 := filepath.Join(testDir(t), "demo1"), filepath.Join(testDir(t), "demo2")
+	dir1, dir2 := filepath.Join(testDir(t), "demo1"), filepath.Join(testDir(t), "demo two") // a space: the export line quotes it
 	first, _, _ := demoCmd(t, dir1)
 	cfg1, cfg2 := filepath.Join(dir1, "config.toml"), filepath.Join(dir2, "config.toml")
 	login(t, cfg1)

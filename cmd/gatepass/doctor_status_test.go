@@ -109,12 +109,20 @@ func TestCheckAgentCA(t *testing.T) {
 	if err := os.WriteFile(other, []byte("something else\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	spaced := filepath.Join(dir, "my certs", "other.pem") // the command in the message must survive a shell
+	if err := os.MkdirAll(filepath.Dir(spaced), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spaced, []byte("something else\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	fails := map[string]struct {
 		got   broker.AgentCA
 		names []string
 		want  []string
 	}{
 		"file replaced":      {broker.AgentCA{CertPEM: cert, Path: other}, names, []string{other + " does not hold the running gatepass agent's local CA", "`" + command + " ca path` writes the agent's certificate there again"}},
+		"replaced, spaced":   {broker.AgentCA{CertPEM: cert, Path: spaced}, names, []string{"so `curl --cacert " + app.ShellQuote(spaced) + "` does not trust the proxy"}},
 		"file missing":       {broker.AgentCA{CertPEM: cert, Path: missing}, names, []string{missing + ", the running gatepass agent's CA certificate file, is missing: `" + command + " ca path`"}},
 		"gateway not signed": {broker.AgentCA{CertPEM: cert, Path: path}, append(names, "new.example.test"), []string{"may not sign for new.example.test", "restart the agent", "`" + command + " ca export`"}},
 		"key with the cert":  {broker.AgentCA{CertPEM: append(cert, "-----BEGIN EC PRIVATE KEY-----\nAA==\n-----END EC PRIVATE KEY-----\n"...), Path: path}, names, []string{"unusable local CA certificate", "restart the agent"}},

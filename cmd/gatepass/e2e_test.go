@@ -193,9 +193,13 @@ func TestE2ELoginTokenStatusLogout(t *testing.T) {
 
 	// logout revokes at the issuer and clears the keychain.
 	before := p.Stats().Revocations
-	_, stderr, code = runGatepass(t, nil, "--config", cfg, "logout")
+	out, stderr, code = runGatepass(t, nil, "--config", cfg, "logout")
 	if code != 0 {
 		t.Fatalf("logout exit %d: %s", code, stderr)
+	}
+	// What logout did is a message: stderr, with stdout empty (DESIGN §2).
+	if out != "" || !strings.Contains(stderr, "Signed out of profile \""+profile+"\": the refresh token was revoked at the issuer") {
+		t.Errorf("logout: stdout %q, stderr %q; want nothing on stdout and the sign-out on stderr", out, stderr)
 	}
 	if p.Stats().Revocations != before+1 {
 		t.Errorf("revocations = %d, want %d", p.Stats().Revocations, before+1)
