@@ -1013,7 +1013,7 @@ func TestSubscribeSlowSubscriberDoesNotBlock(t *testing.T) {
 }
 
 // TestTokenForHostInjectsTheProfilesKind: the token a gateway gets is the kind its
-// profile's inject names, and a host no profile lists gets none.
+// profile's inject names, or its override's, and a host no profile lists gets none.
 func TestTokenForHostInjectsTheProfilesKind(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, demo.Options{})
@@ -1040,6 +1040,20 @@ func TestTokenForHostInjectsTheProfilesKind(t *testing.T) {
 				t.Errorf("inject %s, %s: got a %s %s, want the profile's %s", inject, hp[0], tok.Kind, Redacted(tok.Value), inject)
 			}
 		}
+	}
+	// A gateway's override: the other kind for that gateway only, from the same
+	// sign-in (no second login, no extra refresh).
+	e.cfg.Profiles[0].Inject = IDToken
+	e.cfg.Profiles[0].Overrides = map[Pattern]TokenKind{mustPatterns(t, "api.team.example")[0]: AccessToken}
+	refreshes := e.idp.Stats().Refreshes
+	if tok, _, err := e.b.TokenForHost(ctx, "api.team.example", "443"); err != nil || tok.Value != acc.Value || tok.Kind != AccessToken {
+		t.Errorf("overridden gateway: got a %s %s, %v; want the access token", tok.Kind, Redacted(tok.Value), err)
+	}
+	if tok, _, err := e.b.TokenForHost(ctx, "a.gw.team.example", "443"); err != nil || tok.Value != id.Value {
+		t.Errorf("the profile's other gateway: got a %s %s, %v; want the ID token", tok.Kind, Redacted(tok.Value), err)
+	}
+	if n := e.idp.Stats().Refreshes; n != refreshes {
+		t.Errorf("the override cost %d refreshes", n-refreshes)
 	}
 	for _, hp := range [][2]string{{"evil.example", "443"}, {"api.team.example", "8443"}, {"gw.team.example", "443"}} {
 		if tok, _, err := e.b.TokenForHost(ctx, hp[0], hp[1]); err == nil || tok.Value != "" || !strings.Contains(err.Error(), "not a configured gateway") {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -51,6 +52,11 @@ type Profile struct {
 	// browser going through the proxy (pages on loopback and on the profile's own
 	// gateways may without it).
 	AllowedOrigins []Pattern
+	// Overrides (key overrides, a table per gateway: [profiles.NAME.overrides."HOST"])
+	// give a gateway of Gateways, written the same way, a token kind other than
+	// Inject: one sign-in serves gateways that take the ID token and gateways that
+	// take the access token.
+	Overrides map[Pattern]TokenKind
 }
 
 // googleRulesIssuers are issuers that tests treat as Google's (the demo provider
@@ -158,7 +164,7 @@ func readConfigFile(path string) ([]byte, error) {
 // The keys a config may hold, in the order EncodeConfig writes them.
 var (
 	topKeys     = []string{"listen", "default_profile", "upstream_proxy", "profiles"}
-	profileKeys = []string{"issuer", "client_id", "client_secret", "scopes", "gateways", "inject", "plain_http", "allowed_origins"}
+	profileKeys = []string{"issuer", "client_id", "client_secret", "scopes", "gateways", "inject", "plain_http", "allowed_origins", "overrides"}
 )
 
 // fileConfig and fileProfile mirror the TOML layout for decoding.
@@ -179,6 +185,12 @@ type fileProfile struct {
 	PlainHTTP    []string  `toml:"plain_http"`
 	// AllowedOrigins: https:// origins whose pages may use the token.
 	AllowedOrigins []string `toml:"allowed_origins"`
+	// Overrides: per gateway pattern, what differs from the profile.
+	Overrides map[string]fileOverride `toml:"overrides"`
+}
+
+type fileOverride struct {
+	Inject string `toml:"inject"`
 }
 
 // ParseConfig decodes and validates a config; path is used in errors and
@@ -250,6 +262,8 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		errs = append(errs, perrs...)
 		p.AllowedOrigins, perrs = parseOrigins(fp.AllowedOrigins, base+".allowed_origins")
 		errs = append(errs, perrs...)
+		p.Overrides, perrs = parseOverrides(fp.Overrides, name)
+		errs = append(errs, perrs...)
 		c.Profiles = append(c.Profiles, p)
 	}
 	if c.DefaultProfile == "" && len(c.Profiles) == 1 {
@@ -300,6 +314,29 @@ func parsePatterns(ss []string, key string) ([]Pattern, []*ConfigError) {
 			continue
 		}
 		out = append(out, p)
+	}
+	return out, errs
+}
+
+// parseOverrides reads a profile's [profiles.NAME.overrides."PATTERN"] tables; which
+// patterns and kinds are allowed is validate's to say.
+func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]TokenKind, []*ConfigError) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := map[Pattern]TokenKind{}
+	var errs []*ConfigError
+	for _, s := range slices.Sorted(maps.Keys(m)) {
+		key := formatKey([]string{"profiles", profile, "overrides", s})
+		p, err := ParsePattern(s)
+		switch {
+		case err != nil:
+			errs = append(errs, &ConfigError{Key: key, Msg: err.Error()})
+		case m[s].Inject == "":
+			errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf("an override sets inject = %q or %q for this gateway", IDToken, AccessToken)})
+		default:
+			out[p] = TokenKind(m[s].Inject)
+		}
 	}
 	return out, errs
 }
@@ -388,6 +425,8 @@ func unknownKeyMsg(key []string) string {
 		return fmt.Sprintf("unknown key %q; %sthe top level holds %s and [profiles.NAME] tables", name, didYouMean(name, topKeys[:3]), strings.Join(topKeys[:3], ", "))
 	case len(key) == 3 && key[0] == "profiles":
 		return fmt.Sprintf("unknown key %q; %sa profile holds %s", name, didYouMean(name, profileKeys), strings.Join(profileKeys, ", "))
+	case len(key) == 5 && key[0] == "profiles" && key[2] == "overrides":
+		return fmt.Sprintf("unknown key %q; an override holds inject", name)
 	}
 	return fmt.Sprintf("unknown key %q", name)
 }
@@ -438,6 +477,10 @@ func expectedType(key []string) string {
 		return "a table [" + formatKey(key) + "]"
 	case last == "profiles":
 		return "tables [profiles.NAME]"
+	case last == "overrides":
+		return `tables [profiles.NAME.overrides."GATEWAY"]`
+	case len(key) == 4 && key[0] == "profiles" && key[2] == "overrides":
+		return `a table [profiles.NAME.overrides."GATEWAY"] with inject = "id_token" or "access_token"`
 	case last == "scopes" || last == "gateways" || last == "plain_http" || last == "allowed_origins":
 		return `an array of strings like ["a", "b"]`
 	}
@@ -721,6 +764,15 @@ func (c *Config) validate(lines map[string]int, skipCoverage map[string]bool) []
 		if p.Inject != "" && p.Inject != IDToken && p.Inject != AccessToken {
 			add(base+".inject", "inject = %q: use %q or %q", p.Inject, IDToken, AccessToken)
 		}
+		for _, g := range slices.SortedFunc(maps.Keys(p.Overrides), comparePatterns) {
+			key := formatKey([]string{"profiles", p.Name, "overrides", g.String()})
+			if !slices.Contains(p.Gateways, g) {
+				add(key, "%q is not one of the profile's gateways: an override applies to a pattern listed in gateways, written the same way", g.String())
+			}
+			if k := p.Overrides[g]; k != IDToken && k != AccessToken {
+				add(key+".inject", "inject = %q: use %q or %q", k, IDToken, AccessToken)
+			}
+		}
 		for j, g := range p.Gateways {
 			key := fmt.Sprintf("%s.gateways[%d]", base, j)
 			if msg := checkCanonical(g); msg != "" {
@@ -938,6 +990,37 @@ func (c *Config) Lookup(host, port string) (*Profile, bool) {
 	return nil, false
 }
 
+// InjectFor is the token kind host:port gets: its override's (Overrides), else the
+// profile's Inject. Of several overrides that match, the most specific wins: a host
+// over a "*." pattern, a longer domain over a shorter one, a port over none.
+func (p *Profile) InjectFor(host, port string) TokenKind {
+	kind := cmp.Or(p.Inject, IDToken)
+	var best *Pattern
+	for g, k := range p.Overrides {
+		if !g.Matches(host, port) {
+			continue
+		}
+		if best == nil || moreSpecific(g, *best) {
+			best, kind = &g, k
+		}
+	}
+	return kind
+}
+
+// moreSpecific orders patterns that match the same host:port.
+func moreSpecific(a, b Pattern) bool {
+	if a.Wildcard != b.Wildcard {
+		return !a.Wildcard
+	}
+	if len(a.Host) != len(b.Host) {
+		return len(a.Host) > len(b.Host)
+	}
+	return a.Port != "" && b.Port == ""
+}
+
+// comparePatterns orders patterns by how they are written.
+func comparePatterns(a, b Pattern) int { return strings.Compare(a.String(), b.String()) }
+
 // IsGoogle reports whether the issuer is Google's, which needs
 // access_type=offline and prompt=consent instead of the offline_access scope.
 func (p *Profile) IsGoogle() bool {
@@ -1036,6 +1119,11 @@ func EncodeConfig(c *Config) ([]byte, error) {
 				origins[i] = "https://" + o.String()
 			}
 			arr("allowed_origins", origins)
+		}
+		// Sub-tables come after the profile's own keys.
+		for _, g := range slices.SortedFunc(maps.Keys(p.Overrides), comparePatterns) {
+			fmt.Fprintf(&b, "\n[%s]\n", formatKey([]string{"profiles", p.Name, "overrides", g.String()}))
+			str("inject", string(p.Overrides[g]))
 		}
 	}
 	if len(bad) > 0 {

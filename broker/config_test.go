@@ -56,6 +56,7 @@ func TestParseConfigGood(t *testing.T) {
 						Gateways:       mustPatterns(t, "api.team.example", "*.gw.team.example", "localhost:9443"),
 						Inject:         IDToken,
 						AllowedOrigins: mustPatterns(t, "docs.team.example", "*.preview.team.example:8443"),
+						Overrides:      map[Pattern]TokenKind{mustPatterns(t, "localhost:9443")[0]: AccessToken},
 					}, {
 						Name:      "lab",
 						Issuer:    "https://idp.lab.example/realms/lab",
@@ -251,6 +252,55 @@ colour = "blue"
 	_, err = ParseConfig("c.toml", []byte("[profiles.work]\nscope = [\"openid\"]\ngateways = \"api.example\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "c.toml:3: profiles.work.gateways: expected") {
 		t.Errorf("an unknown key beside a type error: %v", err)
+	}
+}
+
+// TestInjectFor: a gateway's override sets its token kind; the others get the
+// profile's inject. Of overrides that match the same host, the most specific wins.
+func TestInjectFor(t *testing.T) {
+	cfg, err := ParseConfig("c.toml", []byte(`
+[profiles.work]
+issuer = "https://idp.example"
+client_id = "x"
+gateways = ["*.team.example", "legacy.team.example", "*.eu.team.example", "api.team.example:8443", "api.team.example"]
+inject = "id_token"
+
+[profiles.work.overrides."legacy.team.example"]
+inject = "access_token"
+
+[profiles.work.overrides."*.eu.team.example"]
+inject = "access_token"
+
+[profiles.work.overrides."api.team.example:8443"]
+inject = "access_token"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Profiles[0]
+	for hostport, want := range map[string]TokenKind{
+		"legacy.team.example:443":   AccessToken, // its override, not the wildcard gateway's inject
+		"other.team.example:443":    IDToken,
+		"db.eu.team.example:443":    AccessToken,
+		"api.team.example:8443":     AccessToken,
+		"api.team.example:443":      IDToken, // the override names port 8443 only
+		"x.legacy.team.example:443": IDToken, // a host pattern does not cover subdomains
+	} {
+		host, port, _ := strings.Cut(hostport, ":")
+		if got := p.InjectFor(host, port); got != want {
+			t.Errorf("InjectFor(%s) = %s, want %s", hostport, got, want)
+		}
+	}
+	// Overrides that both match: the host beats the wildcard, the longer domain the
+	// shorter, whichever way round they are.
+	a, b := mustPatterns(t, "*.team.example")[0], mustPatterns(t, "*.eu.team.example")[0]
+	h := mustPatterns(t, "db.eu.team.example")[0]
+	q := &Profile{Inject: IDToken, Overrides: map[Pattern]TokenKind{a: IDToken, b: AccessToken, h: IDToken}}
+	if got := q.InjectFor("db.eu.team.example", "443"); got != IDToken {
+		t.Errorf("host override beside two wildcards: %s, want the host's id_token", got)
+	}
+	if got := q.InjectFor("x.eu.team.example", "443"); got != AccessToken {
+		t.Errorf("two wildcards: %s, want the longer one's access_token", got)
 	}
 }
 

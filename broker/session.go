@@ -94,6 +94,12 @@ func (s *session) status() ProfileStatus {
 	for _, g := range s.p.PlainHTTP {
 		st.PlainHTTP = append(st.PlainHTTP, g.String())
 	}
+	for g, k := range s.p.Overrides {
+		if st.Overrides == nil {
+			st.Overrides = map[string]TokenKind{}
+		}
+		st.Overrides[g.String()] = k
+	}
 	return st
 }
 

@@ -617,3 +617,65 @@ plain_http = %s
 inject = "id_token"
 `, listen, profile, p.Issuer(), p.ClientID(), p.ClientSecret(), list(gateways), list(plainHTTP)))
 }
+
+// TestE2EProxyGatewayOverride: one sign-in serves a gateway that takes the ID token
+// and one that takes the access token ([profiles.NAME.overrides."HOST"] inject): the
+// real `gatepass proxy` sends each its kind, as `gatepass token --type` prints them.
+func TestE2EProxyGatewayOverride(t *testing.T) {
+	p, _, profile := demoSetup(t, demo.Options{})
+	idGW, accGW := newRecorder(), newRecorder()
+	sID, sAcc := httptest.NewServer(idGW), httptest.NewServer(accGW)
+	defer sID.Close()
+	defer sAcc.Close()
+	listen := freePort(t)
+	gws := []string{hostOf(sID.URL), hostOf(sAcc.URL)}
+	cfg := gatewayConfig(t, p, profile, listen, gws, gws)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "\n[profiles.%s.overrides.%q]\ninject = \"access_token\"\n", profile, hostOf(sAcc.URL))
+	_ = f.Close()
+	login(t, cfg)
+	_, out, _ := agentCmd(t, cfg)
+	waitListening(t, listen)
+	tokens := map[string]string{}
+	for _, kind := range []string{"id", "access"} {
+		tok, stderr, code := runGatepass(t, nil, "--config", cfg, "token", "--type", kind)
+		if code != 0 {
+			t.Fatalf("token --type %s: %s", kind, stderr)
+		}
+		tokens[kind] = strings.TrimSpace(tok)
+	}
+	proxyURL, _ := url.Parse("http://" + listen)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	for _, s := range []*httptest.Server{sID, sAcc} {
+		resp, err := client.Get(s.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s through the proxy: %d\n%s", s.URL, resp.StatusCode, out)
+		}
+	}
+	for name, c := range map[string]struct {
+		r    *recorder
+		want string
+	}{"the ID-token gateway": {idGW, tokens["id"]}, "the overridden gateway": {accGW, tokens["access"]}} {
+		if seen := c.r.seen(); len(seen) != 1 || seen[0].auth != "Bearer "+c.want {
+			t.Errorf("%s got %d requests, the first with the token it should get: %v", name, len(seen), len(seen) > 0 && seen[0].auth == "Bearer "+c.want)
+		}
+	}
+	if tokens["id"] == tokens["access"] {
+		t.Fatal("the demo's ID and access tokens are the same: the test cannot tell them apart")
+	}
+	// status --json names the override.
+	js, _, _ := runGatepass(t, nil, "--config", cfg, "status", "--json")
+	var doc struct {
+		Profiles []broker.ProfileStatus `json:"profiles"`
+	}
+	if err := json.Unmarshal([]byte(js), &doc); err != nil || len(doc.Profiles) != 1 || doc.Profiles[0].Overrides[hostOf(sAcc.URL)] != broker.AccessToken || len(doc.Profiles[0].Overrides) != 1 {
+		t.Errorf("status --json: %v\n%s", err, js)
+	}
+}
