@@ -81,9 +81,10 @@ type ProfileStatus struct {
 	// PlainHTTP lists the gateways that get the token over plain HTTP
 	// (loopback only), so a UI can show http:// examples for them.
 	PlainHTTP []string `json:"plain_http,omitempty"`
-	// Overrides maps the gateways with a kind of their own to it (config
-	// [profiles.NAME.overrides."GATEWAY"]); the others get Inject.
-	Overrides map[string]TokenKind `json:"overrides,omitempty"`
+	// Overrides maps the gateways with a token kind or header of their own to it
+	// (config [profiles.NAME.overrides."GATEWAY"]); the others get Inject in
+	// Authorization.
+	Overrides map[string]Override `json:"overrides,omitempty"`
 }
 
 // Event tells subscribers that a profile's status changed.

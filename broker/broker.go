@@ -402,7 +402,7 @@ func (b *Broker) token(ctx context.Context, profile string, kind TokenKind, minT
 }
 
 // TokenForHost returns the token the profile owning host:port injects
-// (Profile.InjectFor: the gateway's override, else the profile's `inject`), valid
+// (Profile.GatewayToken: the gateway's override, else the profile's `inject`), valid
 // for at least DefaultMargin. It is what the proxy
 // asks for: "the token for this host", so per-gateway audiences can be
 // added without changing callers.
@@ -411,7 +411,7 @@ func (b *Broker) TokenForHost(ctx context.Context, host, port string) (Token, *P
 	if !ok {
 		return Token{}, nil, fmt.Errorf("%s:%s is not a configured gateway", host, port)
 	}
-	tok, err := b.token(ctx, p.Name, p.InjectFor(host, port), DefaultMargin, true)
+	tok, err := b.token(ctx, p.Name, p.GatewayToken(host, port).Inject, DefaultMargin, true)
 	return tok, p, err
 }
 

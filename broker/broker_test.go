@@ -1044,7 +1044,7 @@ func TestTokenForHostInjectsTheProfilesKind(t *testing.T) {
 	// A gateway's override: the other kind for that gateway only, from the same
 	// sign-in (no second login, no extra refresh).
 	e.cfg.Profiles[0].Inject = IDToken
-	e.cfg.Profiles[0].Overrides = map[Pattern]TokenKind{mustPatterns(t, "api.team.example")[0]: AccessToken}
+	e.cfg.Profiles[0].Overrides = map[Pattern]Override{mustPatterns(t, "api.team.example")[0]: {Inject: AccessToken}}
 	refreshes := e.idp.Stats().Refreshes
 	if tok, _, err := e.b.TokenForHost(ctx, "api.team.example", "443"); err != nil || tok.Value != acc.Value || tok.Kind != AccessToken {
 		t.Errorf("overridden gateway: got a %s %s, %v; want the access token", tok.Kind, Redacted(tok.Value), err)

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -54,10 +55,24 @@ type Profile struct {
 	AllowedOrigins []Pattern
 	// Overrides (key overrides, a table per gateway: [profiles.NAME.overrides."HOST"])
 	// give a gateway of Gateways, written the same way, a token kind other than
-	// Inject: one sign-in serves gateways that take the ID token and gateways that
-	// take the access token.
-	Overrides map[Pattern]TokenKind
+	// Inject or another header: one sign-in serves gateways that take the ID token
+	// and gateways that take the access token, in Authorization or (Google IAP, for
+	// an app that needs Authorization itself) Proxy-Authorization.
+	Overrides map[Pattern]Override
 }
+
+// Override is what a gateway gets differently from its profile; "" keeps the
+// profile's choice (Inject; the Authorization header).
+type Override struct {
+	Inject TokenKind `json:"inject,omitempty"`
+	Header string    `json:"header,omitempty"` // "Authorization" or "Proxy-Authorization"
+}
+
+// The headers a token may go in (key header of an override).
+const (
+	HeaderAuthorization      = "Authorization"
+	HeaderProxyAuthorization = "Proxy-Authorization"
+)
 
 // googleRulesIssuers are issuers that tests treat as Google's (the demo provider
 // with GoogleRules), so that Google's code path runs against it; see IsGoogle.
@@ -191,6 +206,7 @@ type fileProfile struct {
 
 type fileOverride struct {
 	Inject string `toml:"inject"`
+	Header string `toml:"header"`
 }
 
 // ParseConfig decodes and validates a config; path is used in errors and
@@ -320,11 +336,11 @@ func parsePatterns(ss []string, key string) ([]Pattern, []*ConfigError) {
 
 // parseOverrides reads a profile's [profiles.NAME.overrides."PATTERN"] tables; which
 // patterns and kinds are allowed is validate's to say.
-func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]TokenKind, []*ConfigError) {
+func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]Override, []*ConfigError) {
 	if len(m) == 0 {
 		return nil, nil
 	}
-	out := map[Pattern]TokenKind{}
+	out := map[Pattern]Override{}
 	var errs []*ConfigError
 	for _, s := range slices.Sorted(maps.Keys(m)) {
 		key := formatKey([]string{"profiles", profile, "overrides", s})
@@ -332,10 +348,14 @@ func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]Toke
 		switch {
 		case err != nil:
 			errs = append(errs, &ConfigError{Key: key, Msg: err.Error()})
-		case m[s].Inject == "":
-			errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf("an override sets inject = %q or %q for this gateway", IDToken, AccessToken)})
+		case m[s] == fileOverride{}:
+			errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf("an override sets inject = %q or %q, or header = %q, for this gateway", IDToken, AccessToken, HeaderProxyAuthorization)})
 		default:
-			out[p] = TokenKind(m[s].Inject)
+			h := m[s].Header
+			if strings.EqualFold(h, HeaderAuthorization) || strings.EqualFold(h, HeaderProxyAuthorization) {
+				h = textproto.CanonicalMIMEHeaderKey(h)
+			}
+			out[p] = Override{Inject: TokenKind(m[s].Inject), Header: h}
 		}
 	}
 	return out, errs
@@ -426,7 +446,7 @@ func unknownKeyMsg(key []string) string {
 	case len(key) == 3 && key[0] == "profiles":
 		return fmt.Sprintf("unknown key %q; %sa profile holds %s", name, didYouMean(name, profileKeys), strings.Join(profileKeys, ", "))
 	case len(key) == 5 && key[0] == "profiles" && key[2] == "overrides":
-		return fmt.Sprintf("unknown key %q; an override holds inject", name)
+		return fmt.Sprintf("unknown key %q; an override holds inject and header", name)
 	}
 	return fmt.Sprintf("unknown key %q", name)
 }
@@ -480,7 +500,7 @@ func expectedType(key []string) string {
 	case last == "overrides":
 		return `tables [profiles.NAME.overrides."GATEWAY"]`
 	case len(key) == 4 && key[0] == "profiles" && key[2] == "overrides":
-		return `a table [profiles.NAME.overrides."GATEWAY"] with inject = "id_token" or "access_token"`
+		return `a table [profiles.NAME.overrides."GATEWAY"] with inject or header`
 	case last == "scopes" || last == "gateways" || last == "plain_http" || last == "allowed_origins":
 		return `an array of strings like ["a", "b"]`
 	}
@@ -769,8 +789,13 @@ func (c *Config) validate(lines map[string]int, skipCoverage map[string]bool) []
 			if !slices.Contains(p.Gateways, g) {
 				add(key, "%q is not one of the profile's gateways: an override applies to a pattern listed in gateways, written the same way", g.String())
 			}
-			if k := p.Overrides[g]; k != IDToken && k != AccessToken {
-				add(key+".inject", "inject = %q: use %q or %q", k, IDToken, AccessToken)
+			o := p.Overrides[g]
+			if o.Inject != "" && o.Inject != IDToken && o.Inject != AccessToken {
+				add(key+".inject", "inject = %q: use %q or %q", o.Inject, IDToken, AccessToken)
+			}
+			if o.Header != "" && o.Header != HeaderAuthorization && o.Header != HeaderProxyAuthorization {
+				add(key+".header", "header = %q: use %q (the default) or %q (Google IAP reads it when the app behind needs Authorization itself)",
+					o.Header, HeaderAuthorization, HeaderProxyAuthorization)
 			}
 		}
 		for j, g := range p.Gateways {
@@ -990,21 +1015,22 @@ func (c *Config) Lookup(host, port string) (*Profile, bool) {
 	return nil, false
 }
 
-// InjectFor is the token kind host:port gets: its override's (Overrides), else the
-// profile's Inject. Of several overrides that match, the most specific wins: a host
-// over a "*." pattern, a longer domain over a shorter one, a port over none.
-func (p *Profile) InjectFor(host, port string) TokenKind {
-	kind := cmp.Or(p.Inject, IDToken)
+// GatewayToken is what host:port gets: the token kind and header of its override
+// (Overrides), else the profile's Inject in Authorization. Of several overrides that
+// match, the most specific wins: a host over a "*." pattern, a longer domain over a
+// shorter one, a port over none.
+func (p *Profile) GatewayToken(host, port string) Override {
+	var o Override
 	var best *Pattern
-	for g, k := range p.Overrides {
+	for g, v := range p.Overrides {
 		if !g.Matches(host, port) {
 			continue
 		}
 		if best == nil || moreSpecific(g, *best) {
-			best, kind = &g, k
+			best, o = &g, v
 		}
 	}
-	return kind
+	return Override{Inject: cmp.Or(o.Inject, p.Inject, IDToken), Header: cmp.Or(o.Header, HeaderAuthorization)}
 }
 
 // moreSpecific orders patterns that match the same host:port.
@@ -1123,7 +1149,12 @@ func EncodeConfig(c *Config) ([]byte, error) {
 		// Sub-tables come after the profile's own keys.
 		for _, g := range slices.SortedFunc(maps.Keys(p.Overrides), comparePatterns) {
 			fmt.Fprintf(&b, "\n[%s]\n", formatKey([]string{"profiles", p.Name, "overrides", g.String()}))
-			str("inject", string(p.Overrides[g]))
+			if o := p.Overrides[g]; o.Inject != "" {
+				str("inject", string(o.Inject))
+			}
+			if o := p.Overrides[g]; o.Header != "" {
+				str("header", o.Header)
+			}
 		}
 	}
 	if len(bad) > 0 {

@@ -56,7 +56,10 @@ func TestParseConfigGood(t *testing.T) {
 						Gateways:       mustPatterns(t, "api.team.example", "*.gw.team.example", "localhost:9443"),
 						Inject:         IDToken,
 						AllowedOrigins: mustPatterns(t, "docs.team.example", "*.preview.team.example:8443"),
-						Overrides:      map[Pattern]TokenKind{mustPatterns(t, "localhost:9443")[0]: AccessToken},
+						Overrides: map[Pattern]Override{
+							mustPatterns(t, "localhost:9443")[0]:    {Inject: AccessToken},
+							mustPatterns(t, "*.gw.team.example")[0]: {Header: HeaderProxyAuthorization},
+						},
 					}, {
 						Name:      "lab",
 						Issuer:    "https://idp.lab.example/realms/lab",
@@ -255,14 +258,15 @@ colour = "blue"
 	}
 }
 
-// TestInjectFor: a gateway's override sets its token kind; the others get the
-// profile's inject. Of overrides that match the same host, the most specific wins.
-func TestInjectFor(t *testing.T) {
+// TestGatewayToken: a gateway's override sets its token kind and header; the others
+// get the profile's inject in Authorization. Of overrides that match the same host,
+// the most specific wins.
+func TestGatewayToken(t *testing.T) {
 	cfg, err := ParseConfig("c.toml", []byte(`
 [profiles.work]
 issuer = "https://idp.example"
 client_id = "x"
-gateways = ["*.team.example", "legacy.team.example", "*.eu.team.example", "api.team.example:8443", "api.team.example"]
+gateways = ["*.team.example", "legacy.team.example", "*.eu.team.example", "api.team.example:8443", "api.team.example", "iap.team.example"]
 inject = "id_token"
 
 [profiles.work.overrides."legacy.team.example"]
@@ -273,33 +277,38 @@ inject = "access_token"
 
 [profiles.work.overrides."api.team.example:8443"]
 inject = "access_token"
+
+[profiles.work.overrides."iap.team.example"]
+header = "Proxy-Authorization"
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := cfg.Profiles[0]
-	for hostport, want := range map[string]TokenKind{
-		"legacy.team.example:443":   AccessToken, // its override, not the wildcard gateway's inject
-		"other.team.example:443":    IDToken,
-		"db.eu.team.example:443":    AccessToken,
-		"api.team.example:8443":     AccessToken,
-		"api.team.example:443":      IDToken, // the override names port 8443 only
-		"x.legacy.team.example:443": IDToken, // a host pattern does not cover subdomains
+	id, acc := Override{IDToken, HeaderAuthorization}, Override{AccessToken, HeaderAuthorization}
+	for hostport, want := range map[string]Override{
+		"legacy.team.example:443":   acc, // its override, not the wildcard gateway's inject
+		"other.team.example:443":    id,
+		"db.eu.team.example:443":    acc,
+		"api.team.example:8443":     acc,
+		"api.team.example:443":      id, // the override names port 8443 only
+		"x.legacy.team.example:443": id, // a host pattern does not cover subdomains
+		"iap.team.example:443":      {IDToken, HeaderProxyAuthorization},
 	} {
 		host, port, _ := strings.Cut(hostport, ":")
-		if got := p.InjectFor(host, port); got != want {
-			t.Errorf("InjectFor(%s) = %s, want %s", hostport, got, want)
+		if got := p.GatewayToken(host, port); got != want {
+			t.Errorf("GatewayToken(%s) = %+v, want %+v", hostport, got, want)
 		}
 	}
 	// Overrides that both match: the host beats the wildcard, the longer domain the
 	// shorter, whichever way round they are.
 	a, b := mustPatterns(t, "*.team.example")[0], mustPatterns(t, "*.eu.team.example")[0]
 	h := mustPatterns(t, "db.eu.team.example")[0]
-	q := &Profile{Inject: IDToken, Overrides: map[Pattern]TokenKind{a: IDToken, b: AccessToken, h: IDToken}}
-	if got := q.InjectFor("db.eu.team.example", "443"); got != IDToken {
+	q := &Profile{Inject: IDToken, Overrides: map[Pattern]Override{a: {Inject: IDToken}, b: {Inject: AccessToken}, h: {Inject: IDToken}}}
+	if got := q.GatewayToken("db.eu.team.example", "443").Inject; got != IDToken {
 		t.Errorf("host override beside two wildcards: %s, want the host's id_token", got)
 	}
-	if got := q.InjectFor("x.eu.team.example", "443"); got != AccessToken {
+	if got := q.GatewayToken("x.eu.team.example", "443").Inject; got != AccessToken {
 		t.Errorf("two wildcards: %s, want the longer one's access_token", got)
 	}
 }

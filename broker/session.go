@@ -96,7 +96,7 @@ func (s *session) status() ProfileStatus {
 	}
 	for g, k := range s.p.Overrides {
 		if st.Overrides == nil {
-			st.Overrides = map[string]TokenKind{}
+			st.Overrides = map[string]Override{}
 		}
 		st.Overrides[g.String()] = k
 	}

@@ -39,7 +39,7 @@ import (
 // Token is a credential to attach to one request.
 type Token struct {
 	Value  string
-	Header string // "Authorization" (value "Bearer "+Value); later "Proxy-Authorization" for IAP
+	Header string // "Authorization" or "Proxy-Authorization" (Google IAP); the value is "Bearer "+Value
 	Expiry time.Time
 }
 

@@ -619,8 +619,10 @@ inject = "id_token"
 }
 
 // TestE2EProxyGatewayOverride: one sign-in serves a gateway that takes the ID token
-// and one that takes the access token ([profiles.NAME.overrides."HOST"] inject): the
-// real `gatepass proxy` sends each its kind, as `gatepass token --type` prints them.
+// and one that takes the access token in Proxy-Authorization, as Google IAP reads it
+// when the app behind it needs Authorization itself ([profiles.NAME.overrides."HOST"]
+// inject and header): the real `gatepass proxy` sends each its kind, as `gatepass
+// token --type` prints them, and leaves that app's own Authorization alone.
 func TestE2EProxyGatewayOverride(t *testing.T) {
 	p, _, profile := demoSetup(t, demo.Options{})
 	idGW, accGW := newRecorder(), newRecorder()
@@ -634,7 +636,7 @@ func TestE2EProxyGatewayOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "\n[profiles.%s.overrides.%q]\ninject = \"access_token\"\n", profile, hostOf(sAcc.URL))
+	fmt.Fprintf(f, "\n[profiles.%s.overrides.%q]\ninject = \"access_token\"\nheader = \"Proxy-Authorization\"\n", profile, hostOf(sAcc.URL))
 	_ = f.Close()
 	login(t, cfg)
 	_, out, _ := agentCmd(t, cfg)
@@ -650,7 +652,9 @@ func TestE2EProxyGatewayOverride(t *testing.T) {
 	proxyURL, _ := url.Parse("http://" + listen)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
 	for _, s := range []*httptest.Server{sID, sAcc} {
-		resp, err := client.Get(s.URL + "/x")
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/x", nil)
+		req.Header.Set("Authorization", "Bearer app-own")
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -659,13 +663,13 @@ func TestE2EProxyGatewayOverride(t *testing.T) {
 			t.Fatalf("GET %s through the proxy: %d\n%s", s.URL, resp.StatusCode, out)
 		}
 	}
-	for name, c := range map[string]struct {
-		r    *recorder
-		want string
-	}{"the ID-token gateway": {idGW, tokens["id"]}, "the overridden gateway": {accGW, tokens["access"]}} {
-		if seen := c.r.seen(); len(seen) != 1 || seen[0].auth != "Bearer "+c.want {
-			t.Errorf("%s got %d requests, the first with the token it should get: %v", name, len(seen), len(seen) > 0 && seen[0].auth == "Bearer "+c.want)
-		}
+	if seen := idGW.seen(); len(seen) != 1 || seen[0].auth != "Bearer "+tokens["id"] || seen[0].proxyAuth != "" {
+		t.Errorf("the ID-token gateway got %d requests; the first with the ID token in Authorization (replacing the caller's): %v",
+			len(seen), len(seen) > 0 && seen[0].auth == "Bearer "+tokens["id"] && seen[0].proxyAuth == "")
+	}
+	if seen := accGW.seen(); len(seen) != 1 || seen[0].proxyAuth != "Bearer "+tokens["access"] || seen[0].auth != "Bearer app-own" {
+		t.Errorf("the overridden gateway got %d requests; the first with the access token in Proxy-Authorization and the caller's Authorization: %v",
+			len(seen), len(seen) > 0 && seen[0].proxyAuth == "Bearer "+tokens["access"] && seen[0].auth == "Bearer app-own")
 	}
 	if tokens["id"] == tokens["access"] {
 		t.Fatal("the demo's ID and access tokens are the same: the test cannot tell them apart")
@@ -675,7 +679,7 @@ func TestE2EProxyGatewayOverride(t *testing.T) {
 	var doc struct {
 		Profiles []broker.ProfileStatus `json:"profiles"`
 	}
-	if err := json.Unmarshal([]byte(js), &doc); err != nil || len(doc.Profiles) != 1 || doc.Profiles[0].Overrides[hostOf(sAcc.URL)] != broker.AccessToken || len(doc.Profiles[0].Overrides) != 1 {
+	if err := json.Unmarshal([]byte(js), &doc); err != nil || len(doc.Profiles) != 1 || doc.Profiles[0].Overrides[hostOf(sAcc.URL)] != (broker.Override{Inject: broker.AccessToken, Header: "Proxy-Authorization"}) || len(doc.Profiles[0].Overrides) != 1 {
 		t.Errorf("status --json: %v\n%s", err, js)
 	}
 }
