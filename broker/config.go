@@ -280,6 +280,17 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		errs = append(errs, perrs...)
 		p.Overrides, perrs = parseOverrides(fp.Overrides, name)
 		errs = append(errs, perrs...)
+		for s := range fp.Overrides {
+			// validate names an override by its pattern as normalised ("API.X." is
+			// "api.x"): give that key the line of the table as written.
+			if g, err := ParsePattern(s); err == nil {
+				written := formatKey([]string{"profiles", name, "overrides", s})
+				norm := formatKey([]string{"profiles", name, "overrides", g.String()})
+				if _, ok := idx.lines[norm]; !ok {
+					idx.lines[norm] = idx.lines[written]
+				}
+			}
+		}
 		c.Profiles = append(c.Profiles, p)
 	}
 	if c.DefaultProfile == "" && len(c.Profiles) == 1 {
