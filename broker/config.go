@@ -233,9 +233,11 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	// The document is valid TOML now, so the AST walk cannot fail.
 	idx, err := indexKeys(data)
-	if err != nil {
+	if err != nil { // a key in the wrong case; the unknown keys found so far come with it
 		err.File = path
-		return nil, err
+		errs = append(errs, err)
+		slices.SortStableFunc(errs, func(a, b *ConfigError) int { return cmp.Compare(lineOrMax(a.Line), lineOrMax(b.Line)) })
+		return nil, joinConfigErrors(errs)
 	}
 
 	c := &Config{
@@ -352,6 +354,7 @@ func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]Over
 		return nil, nil
 	}
 	out := map[Pattern]Override{}
+	written := map[Pattern]string{}
 	var errs []*ConfigError
 	for _, s := range slices.Sorted(maps.Keys(m)) {
 		key := formatKey([]string{"profiles", profile, "overrides", s})
@@ -359,14 +362,15 @@ func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]Over
 		switch {
 		case err != nil:
 			errs = append(errs, &ConfigError{Key: key, Msg: err.Error()})
-		case m[s] == fileOverride{}:
-			errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf("an override sets inject = %q or %q, or header = %q, for this gateway", IDToken, AccessToken, HeaderProxyAuthorization)})
+		case written[p] != "":
+			errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf("%q and %q name the same gateway; keep one table", written[p], s)})
 		default:
 			h := m[s].Header
 			if strings.EqualFold(h, HeaderAuthorization) || strings.EqualFold(h, HeaderProxyAuthorization) {
 				h = textproto.CanonicalMIMEHeaderKey(h)
 			}
 			out[p] = Override{Inject: TokenKind(m[s].Inject), Header: h}
+			written[p] = s
 		}
 	}
 	return out, errs
@@ -423,8 +427,8 @@ func unknownKeyErrors(path string, se *toml.StrictMissingError) []*ConfigError {
 	for i := range se.Errors {
 		e := &se.Errors[i]
 		line, _ := e.Position()
-		key := []string(e.Key())
-		errs = append(errs, &ConfigError{File: path, Line: line, Key: formatKey(key), Msg: unknownKeyMsg(key)})
+		key, msg := unknownKey(e.Key())
+		errs = append(errs, &ConfigError{File: path, Line: line, Key: formatKey(key), Msg: msg})
 	}
 	return errs
 }
@@ -446,20 +450,30 @@ func asConfigError(path string, err error) *ConfigError {
 	return &ConfigError{File: path, Msg: err.Error()}
 }
 
-func unknownKeyMsg(key []string) string {
-	name := ""
-	if len(key) > 0 {
-		name = key[len(key)-1]
-	}
+// unknownKey names the first part of an unknown key path that is unknown where it
+// stands (go-toml reports the leaf: [profile.work] as "work"), and what to write.
+func unknownKey(key []string) ([]string, string) {
 	switch {
-	case len(key) == 1:
-		return fmt.Sprintf("unknown key %q; %sthe top level holds %s and [profiles.NAME] tables", name, didYouMean(name, topKeys[:3]), strings.Join(topKeys[:3], ", "))
-	case len(key) == 3 && key[0] == "profiles":
-		return fmt.Sprintf("unknown key %q; %sa profile holds %s", name, didYouMean(name, profileKeys), strings.Join(profileKeys, ", "))
-	case len(key) == 5 && key[0] == "profiles" && key[2] == "overrides":
-		return fmt.Sprintf("unknown key %q; an override holds inject and header", name)
+	case len(key) == 0:
+		return key, "unknown key"
+	case !slices.Contains(topKeys, key[0]):
+		return key[:1], fmt.Sprintf("unknown key %q; %sthe top level holds %s and [profiles.NAME] tables",
+			key[0], didYouMean(key[0], topKeys), strings.Join(topKeys[:3], ", "))
+	case key[0] != "profiles" || len(key) < 3:
+		return key, fmt.Sprintf("unknown key %q", key[len(key)-1])
+	case !slices.Contains(profileKeys, key[2]):
+		return key[:3], fmt.Sprintf("unknown key %q; %sa profile holds %s", key[2], didYouMean(key[2], profileKeys), strings.Join(profileKeys, ", "))
+	case key[2] == "overrides" && len(key) > 5:
+		// [profiles.w.overrides.api.team.example]: a dotted key, one table per part.
+		gw := strings.Join(key[3:], ".")
+		if last := key[len(key)-1]; last == "inject" || last == "header" {
+			gw = strings.Join(key[3:len(key)-1], ".")
+		}
+		return key, fmt.Sprintf("a gateway goes in quotes: [%s]", formatKey([]string{key[0], key[1], key[2], gw}))
+	case key[2] == "overrides" && len(key) == 5:
+		return key, fmt.Sprintf("unknown key %q; an override holds inject and header", key[4])
 	}
-	return fmt.Sprintf("unknown key %q", name)
+	return key, fmt.Sprintf("unknown key %q", key[len(key)-1])
 }
 
 // didYouMean is "did you mean "K"? " for the one key of keys within two edits of
@@ -666,7 +680,12 @@ func checkKeyCase(parts []string) *ConfigError {
 		}
 	}
 	if len(parts) > 2 && parts[0] == "profiles" {
-		return check(parts[2], profileKeys, 3)
+		if err := check(parts[2], profileKeys, 3); err != nil {
+			return err
+		}
+	}
+	if len(parts) > 4 && parts[0] == "profiles" && parts[2] == "overrides" {
+		return check(parts[4], []string{"inject", "header"}, 5)
 	}
 	return nil
 }
@@ -798,9 +817,16 @@ func (c *Config) validate(lines map[string]int, skipCoverage map[string]bool) []
 		for _, g := range slices.SortedFunc(maps.Keys(p.Overrides), comparePatterns) {
 			key := formatKey([]string{"profiles", p.Name, "overrides", g.String()})
 			if !slices.Contains(p.Gateways, g) {
-				add(key, "%q is not one of the profile's gateways: an override applies to a pattern listed in gateways, written the same way", g.String())
+				if cover := coveringGateway(p.Gateways, g); cover != nil {
+					add(key, "%q is not one of the profile's gateways: add it to gateways (%q covers its hosts, but an override names a pattern listed there)", g.String(), cover.String())
+				} else {
+					add(key, "%q is not one of the profile's gateways: an override applies to a pattern listed in gateways", g.String())
+				}
 			}
 			o := p.Overrides[g]
+			if o == (Override{}) {
+				add(key, "an override sets inject = %q or %q, or header = %q, for this gateway", IDToken, AccessToken, HeaderProxyAuthorization)
+			}
 			if o.Inject != "" && o.Inject != IDToken && o.Inject != AccessToken {
 				add(key+".inject", "inject = %q: use %q or %q", o.Inject, IDToken, AccessToken)
 			}
@@ -1026,22 +1052,51 @@ func (c *Config) Lookup(host, port string) (*Profile, bool) {
 	return nil, false
 }
 
-// GatewayToken is what host:port gets: the token kind and header of its override
-// (Overrides), else the profile's Inject in Authorization. Of several overrides that
-// match, the most specific wins: a host over a "*." pattern, a longer domain over a
-// shorter one, a port over none.
+// GatewayToken is what host:port gets: the token kind and header its overrides
+// (Overrides) set, else the profile's Inject in Authorization. Each field comes from
+// the most specific matching override that sets it: a host over a "*." pattern, a
+// longer domain over a shorter one, a port over none. So a header set for one host
+// keeps the kind its wildcard's override chose.
 func (p *Profile) GatewayToken(host, port string) Override {
-	var o Override
-	var best *Pattern
-	for g, v := range p.Overrides {
-		if !g.Matches(host, port) {
-			continue
-		}
-		if best == nil || moreSpecific(g, *best) {
-			best, o = &g, v
+	var matching []Pattern
+	for g := range p.Overrides {
+		if g.Matches(host, port) {
+			matching = append(matching, g)
 		}
 	}
+	slices.SortFunc(matching, func(a, b Pattern) int { // most specific first
+		switch {
+		case moreSpecific(a, b):
+			return -1
+		case moreSpecific(b, a):
+			return 1
+		}
+		return comparePatterns(a, b)
+	})
+	var o Override
+	for _, g := range matching {
+		v := p.Overrides[g]
+		o.Inject = cmp.Or(o.Inject, v.Inject)
+		o.Header = cmp.Or(o.Header, v.Header)
+	}
 	return Override{Inject: cmp.Or(o.Inject, p.Inject, IDToken), Header: cmp.Or(o.Header, HeaderAuthorization)}
+}
+
+// coveringGateway is the first of gws that matches every host:port g does, or nil.
+func coveringGateway(gws []Pattern, g Pattern) *Pattern {
+	for _, c := range gws {
+		host := g.Host
+		if g.Wildcard {
+			host = "x." + g.Host // g's hosts are subdomains of g.Host
+			if !c.Wildcard {
+				continue
+			}
+		}
+		if c.Matches(host, cmp.Or(g.Port, "443")) && (g.Port != "" || c.Matches(host, "80")) {
+			return &c
+		}
+	}
+	return nil
 }
 
 // moreSpecific orders patterns that match the same host:port.

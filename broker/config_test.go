@@ -250,6 +250,11 @@ colour = "blue"
 		`c.toml:7: profiles.work.colour: unknown key "colour"; a profile holds `,
 	}
 	assertErrorLines(t, err, want)
+	// A key in the wrong case stops the line index: the unknown keys before it still come.
+	_, err = ParseConfig("c.toml", []byte("[profiles.work]\nscope = [\"openid\"]\nGateways = [\"api.example\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), `c.toml:2: profiles.work.scope: unknown key "scope"`) || !strings.Contains(err.Error(), `c.toml:3: profiles.work.Gateways: `) {
+		t.Errorf("an unknown key beside a key in the wrong case:\n%v", err)
+	}
 	// A value of the wrong type stops the decoding: it is reported, not lost behind
 	// the unknown key.
 	_, err = ParseConfig("c.toml", []byte("[profiles.work]\nscope = [\"openid\"]\ngateways = \"api.example\"\n"))
@@ -310,6 +315,40 @@ header = "Proxy-Authorization"
 	}
 	if got := q.GatewayToken("x.eu.team.example", "443").Inject; got != AccessToken {
 		t.Errorf("two wildcards: %s, want the longer one's access_token", got)
+	}
+	// Each field from the most specific override that sets it: a header set for one
+	// host keeps the kind its wildcard's override chose (the profile's kind, the
+	// access token, is what the wildcard's override kept from these hosts).
+	r := &Profile{Inject: AccessToken, Overrides: map[Pattern]Override{
+		a: {Inject: IDToken},
+		mustPatterns(t, "legacy.team.example")[0]: {Header: HeaderProxyAuthorization},
+	}}
+	if got, want := r.GatewayToken("legacy.team.example", "443"), (Override{IDToken, HeaderProxyAuthorization}); got != want {
+		t.Errorf("a host's header beside its wildcard's kind: %+v, want %+v", got, want)
+	}
+	// An override that sets nothing is refused in memory too (EncodeConfig would
+	// write a table ParseConfig refuses).
+	g := mustPatterns(t, "api.team.example")[0]
+	c := &Config{Profiles: []*Profile{{Name: "w", Issuer: "https://idp.example", ClientID: "x", Gateways: []Pattern{g}, Overrides: map[Pattern]Override{g: {}}}}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "an override sets") {
+		t.Errorf("Validate of an empty override: %v", err)
+	}
+}
+
+// TestUnknownKeyNamesWhatToWrite: an unknown key is named where it goes wrong, not
+// by the leaf go-toml reports ([profile.work] was "unknown key "work""), with the
+// key it is near or the quoting a dotted gateway needs.
+func TestUnknownKeyNamesWhatToWrite(t *testing.T) {
+	const profile = "[profiles.w]\nissuer = \"https://idp.example\"\nclient_id = \"x\"\ngateways = [\"api.team.example\"]\n"
+	for doc, want := range map[string]string{
+		"[profile.w]\nissuer = \"x\"\n": `c.toml:1: profile: unknown key "profile"; did you mean "profiles"?`,
+		profile + "[profiles.w.override.\"api.team.example\"]\ninject = \"access_token\"\n": `c.toml:5: profiles.w.override: unknown key "override"; did you mean "overrides"?`,
+		profile + "[profiles.w.overrides.api.team.example]\ninject = \"access_token\"\n":    `c.toml:5: profiles.w.overrides.api.team.example: a gateway goes in quotes: [profiles.w.overrides."api.team.example"]`,
+	} {
+		_, err := ParseConfig("c.toml", []byte(doc))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%q:\n%v\nwant it to start with %s", doc, err, want)
+		}
 	}
 }
 

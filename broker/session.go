@@ -135,19 +135,19 @@ func (s *session) missing(kind TokenKind, minTTL time.Duration, capped bool) (is
 	}
 	switch {
 	case t.Value == "" && kind == IDToken:
-		return true, fmt.Errorf("profile %s: the issuer returned no ID token; add the \"openid\" scope or use inject = \"access_token\"", s.p.Name)
+		return true, fmt.Errorf("profile %s: the issuer returned no ID token; add the \"openid\" scope, or set inject = \"access_token\" (the profile's, or the gateway's override)", s.p.Name)
 	case t.Value == "":
 		return true, fmt.Errorf("profile %s: the issuer returned no access token", s.p.Name)
 	case kind == IDToken && s.idAt.Before(s.accessAt):
 		// The refresh brought an access token only; the ID token is the old one.
 		return true, fmt.Errorf("profile %s: the issuer's refresh returned no new ID token, and the one held expires %s; "+
-			"run gatepass login --profile %s for a new one, or use inject = \"access_token\"",
+			"run gatepass login --profile %s for a new one, or set inject = \"access_token\" (the profile's, or the gateway's override)",
 			s.p.Name, t.Expiry.Format(time.RFC3339), s.p.Name)
 	case capped && kind == AccessToken:
 		// Even a quarter of its lifetime is not left. An access token's lifetime is
 		// relative (expires_in, RFC 6749 §5.1), so no clock is to blame: the answer is.
 		return true, fmt.Errorf("profile %s: the issuer's new access token came already expired or about to be (it lives until %s): "+
-			"its token answer's expires_in is wrong; tell the issuer's operator, or use inject = \"id_token\"",
+			"its token answer's expires_in is wrong; tell the issuer's operator, or set inject = \"id_token\" (the profile's, or the gateway's override)",
 			s.p.Name, t.Expiry.Format(time.RFC3339))
 	case capped:
 		// An ID token's exp is absolute: one that came expired means a clock is off.

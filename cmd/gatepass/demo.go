@@ -17,6 +17,7 @@ import (
 	"github.com/gatepass-dev/gatepass/app"
 	"github.com/gatepass-dev/gatepass/broker"
 	"github.com/gatepass-dev/gatepass/broker/demo"
+	"github.com/gofrs/flock"
 )
 
 // demoEnv is a running demo: the identity provider, the sample gateway and
@@ -62,25 +63,51 @@ func isDemoProfileName(name string) bool {
 	return false
 }
 
+// demoLockDir holds the lock file each running demo keeps on its profile name (a
+// variable for tests).
+var demoLockDir = func() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	// Not the broker's lock directory: its <profile>.lock is the refresh lock of
+	// the very profile the demo names.
+	return filepath.Join(dir, "gatepass", "demos")
+}
+
 // demoProfileFor picks the profile name of a new demo: the first of "demo", "demo-2",
-// … whose keychain entry is free once a stale demo sign-in there is removed. A sign-in
-// of a demo still running (or of a real issuer's profile of that name) keeps its
-// name, so two demos at once do not share, and overwrite, one sign-in. A keychain
-// that cannot be read gives "demo": the sign-in will report it.
-func demoProfileFor(kc broker.Keychain) string {
+// … that no running demo holds (each keeps a lock file on its name while it runs,
+// signed in or not) and whose keychain entry is free once a stale demo sign-in there
+// is removed (a real issuer's profile of that name keeps its name). So two demos at
+// once do not share, and overwrite, one sign-in. release lets the name go; the demo
+// calls it when it ends. Without a lock directory only the keychain decides.
+func demoProfileFor(kc broker.Keychain) (name string, release func()) {
 	st := broker.Store{Keychain: kc}
+	dir := demoLockDir()
+	if dir != "" && os.MkdirAll(dir, 0o700) != nil {
+		dir = ""
+	}
 	for n := 1; n <= maxDemoProfiles; n++ {
 		name := demoProfileName(n)
+		release := func() {}
+		if dir != "" {
+			fl := flock.New(filepath.Join(dir, name+".lock"))
+			if ok, err := fl.TryLock(); err != nil || !ok {
+				continue // a demo runs with this name
+			}
+			release = func() { _ = fl.Unlock() }
+		}
 		forgetStaleDemoSignIn(kc, name)
 		_, err := st.Load(name)
 		switch {
 		case errors.Is(err, broker.ErrNotFound):
-			return name
-		case err != nil:
-			return demoProfile // the keychain cannot be read: the sign-in will say so
+			return name, release
+		case err != nil && n == 1:
+			return name, release // the keychain cannot be read: the sign-in will say so
 		}
+		release()
 	}
-	return demoProfile
+	return demoProfile, func() {}
 }
 
 // forget removes what this demo leaves behind once its issuer is gone: its profile's
@@ -111,8 +138,8 @@ func forgetStaleDemoSignIn(kc broker.Keychain, name string) {
 		return
 	}
 	u, err := url.Parse(e.Issuer)
-	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" {
-		return
+	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" || e.ClientID != demo.DefaultClientID {
+		return // not a demo's sign-in (a local issuer of the user's own, say)
 	}
 	if c, err := net.DialTimeout("tcp", u.Host, 300*time.Millisecond); err == nil {
 		_ = c.Close() // something answers there: perhaps that demo still runs
@@ -237,7 +264,9 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		*dir, made = d, d
 	}
 	kc := broker.SystemKeychain{}
-	d, err := startDemo(ctx, *dir, *listen, demoProfileFor(kc), demo.Options{
+	profile, release := demoProfileFor(kc)
+	defer release()
+	d, err := startDemo(ctx, *dir, *listen, profile, demo.Options{
 		RotateRefreshTokens: *rotate,
 		DetectReuse:         *rotate,
 		AccessTTL:           *ttl,

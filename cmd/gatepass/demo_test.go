@@ -51,11 +51,15 @@ func TestForgetStaleDemoSignIn(t *testing.T) {
 		"an earlier demo, still serving": {"http://" + live.Addr().String(), true},
 		"a real issuer named demo":       {"https://accounts.google.com", true},
 		"a loopback https issuer":        {"https://" + freePort(t), true},
+		"a local issuer of the user's":   {"http://" + freePort(t) + "/realms/dev", true}, // another client ID, below
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			kc := &broker.FakeKeychain{}
 			saveDemoSignIn(t, kc, demoProfile, tc.issuer)
+			if strings.Contains(tc.issuer, "/realms/") {
+				_ = broker.Store{Keychain: kc}.Save(demoProfile, &broker.Entry{Version: 1, RefreshToken: "1//rt", Issuer: tc.issuer, ClientID: "my-app", Subject: "1"})
+			}
 			forgetStaleDemoSignIn(kc, demoProfile)
 			if _, kept := demoSignIn(kc, demoProfile); kept != tc.kept {
 				t.Errorf("sign-in of %s kept = %v, want %v", tc.issuer, kept, tc.kept)
@@ -87,6 +91,9 @@ func TestDemoProfileFor(t *testing.T) {
 		"two running, a stale third":     {[]string{running, running, gone}, "demo-3", []string{"demo", "demo-2"}},
 		"a running demo, a gap, a third": {[]string{running, "", running}, "demo-2", []string{"demo", "demo-3"}},
 	}
+	locks := t.TempDir()
+	defer func(old func() string) { demoLockDir = old }(demoLockDir)
+	demoLockDir = func() string { return locks }
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			kc := &broker.FakeKeychain{}
@@ -95,7 +102,9 @@ func TestDemoProfileFor(t *testing.T) {
 					saveDemoSignIn(t, kc, demoProfileName(i+1), iss)
 				}
 			}
-			if got := demoProfileFor(kc); got != tc.want {
+			got, release := demoProfileFor(kc)
+			release()
+			if got != tc.want {
 				t.Errorf("demoProfileFor = %q, want %q", got, tc.want)
 			}
 			var left []string
@@ -108,6 +117,18 @@ func TestDemoProfileFor(t *testing.T) {
 				t.Errorf("sign-ins left %v, want %v", left, tc.left)
 			}
 		})
+	}
+	// A demo that runs without a sign-in holds its name by its lock: the next takes
+	// demo-2 though the keychain has no "demo" entry, and "demo" again once it ends.
+	kc := &broker.FakeKeychain{}
+	first, releaseFirst := demoProfileFor(kc)
+	second, releaseSecond := demoProfileFor(kc)
+	releaseSecond()
+	releaseFirst()
+	third, releaseThird := demoProfileFor(kc)
+	releaseThird()
+	if first != "demo" || second != "demo-2" || third != "demo" {
+		t.Errorf("two demos without sign-ins, then one after both ended: %q, %q, %q; want demo, demo-2, demo", first, second, third)
 	}
 	// The next demo's config (in a --dir an earlier one used) is still a demo's.
 	dir := t.TempDir()
@@ -207,7 +228,7 @@ func TestE2EDemoCommand(t *testing.T) {
 	}
 }
 
-// TestE2ETwoDemos: a second demo while one runs signed in takes profile "demo-2"
+// TestE2ETwoDemos: a second demo while one runs (signed in or not) takes profile "demo-2"
 // and leaves the first one's sign-in alone (they shared "demo": the second opened
 // with "the stored sign-in belongs to another issuer"); each removes only its own
 // sign-in when it stops.
@@ -219,8 +240,8 @@ func TestE2ETwoDemos(t *testing.T) {
 	dir1, dir2 := filepath.Join(testDir(t), "demo1"), filepath.Join(testDir(t), "demo two") // a space: the export line quotes it
 	first, _, _ := demoCmd(t, dir1)
 	cfg1, cfg2 := filepath.Join(dir1, "config.toml"), filepath.Join(dir2, "config.toml")
+	second, _, _ := demoCmd(t, dir2) // the first has not signed in yet: its name is held all the same
 	login(t, cfg1)
-	second, _, _ := demoCmd(t, dir2)
 	out, _, code := runGatepass(t, nil, "--config", cfg2, "status")
 	if code != 0 || !regexp.MustCompile(`(?m)^demo-2 +signed-out `).MatchString(out) {
 		t.Errorf("status of the second demo: exit %d, want its profile demo-2 signed out\n%s", code, out)

@@ -145,6 +145,9 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		start := time.Now()
 		err := checkIssuer(ctx, client, p)
 		check("issuer", err, fmt.Sprintf("%s (profile %s) answers discovery in %s", p.Issuer, p.Name, time.Since(start).Round(time.Millisecond)))
+		if err := p.CheckClientSecret(); err != nil {
+			check("secret", err, "") // discovery answers, and the sign-in would still fail
+		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d check(s) failed", failed)
@@ -157,9 +160,6 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 // says what to fix, as a sign-in would (broker.IssuerHint): trust for a certificate
 // this machine does not accept, the network or upstream_proxy for the rest.
 func checkIssuer(ctx context.Context, client *http.Client, p *broker.Profile) error {
-	if err := p.CheckClientSecret(); err != nil {
-		return err // discovery would answer, and the sign-in still fail
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(p.Issuer, "/")+"/.well-known/openid-configuration", nil)
 	if err != nil {
 		return err

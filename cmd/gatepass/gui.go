@@ -278,11 +278,13 @@ func cmdGUI(ctx context.Context, e *env, args []string) error {
 				demoListen = *listen
 			}
 			kc := broker.SystemKeychain{}
-			d, err := startDemo(ctx, dir, demoListen, demoProfileFor(kc), demo.Options{})
+			profile, release := demoProfileFor(kc)
+			d, err := startDemo(ctx, dir, demoListen, profile, demo.Options{})
 			if err != nil {
+				release()
 				return nil, nil, nil, err
 			}
-			end := sync.OnceFunc(func() { d.Close(); d.forget(kc, dir) })
+			end := sync.OnceFunc(func() { d.Close(); d.forget(kc, dir); release() })
 			demoMu.Lock()
 			demoEnds = append(demoEnds, end)
 			demoMu.Unlock()

@@ -41,8 +41,8 @@ func TestTokenMinTTLInvalid(t *testing.T) {
 }
 
 // TestDoctorGoogleSecret: doctor fails a Google profile without its client secret,
-// with where to get it, before any request: discovery would answer and the sign-in
-// still fail, after the consent.
+// with where to get it, on a line of its own: discovery answers, and the sign-in
+// would still fail, after the consent.
 func TestDoctorGoogleSecret(t *testing.T) {
 	cfg := writeConfig(t, `
 [profiles.work]
@@ -51,7 +51,7 @@ client_id = "1234-abc.apps.googleusercontent.com"
 gateways = ["api.example.test"]
 `)
 	out, _, code := runGatepass(t, nil, "--config", cfg, "doctor")
-	if code != exitFailure || !regexp.MustCompile(`(?m)^FAIL  issuer .*profile work: client_secret is missing.*Credentials`).MatchString(out) {
+	if code != exitFailure || !regexp.MustCompile(`(?m)^FAIL  secret +profile work: client_secret is missing.*Credentials`).MatchString(out) {
 		t.Errorf("doctor on a Google profile without a secret: exit %d\n%s", code, out)
 	}
 }
