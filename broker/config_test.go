@@ -326,6 +326,17 @@ header = "Proxy-Authorization"
 	if got, want := r.GatewayToken("legacy.team.example", "443"), (Override{IDToken, HeaderProxyAuthorization}); got != want {
 		t.Errorf("a host's header beside its wildcard's kind: %+v, want %+v", got, want)
 	}
+	// Both set a header: the host's wins. A port beats none: "api:443" over "api"
+	// (both match port 443).
+	r.Overrides[a] = Override{Header: HeaderAuthorization}
+	if got := r.GatewayToken("legacy.team.example", "443").Header; got != HeaderProxyAuthorization {
+		t.Errorf("host and wildcard both set a header: %s, want the host's Proxy-Authorization", got)
+	}
+	api, api443 := mustPatterns(t, "api.team.example")[0], mustPatterns(t, "api.team.example:443")[0]
+	r.Overrides = map[Pattern]Override{api: {Inject: IDToken}, api443: {Inject: AccessToken}}
+	if got := r.GatewayToken("api.team.example", "443").Inject; got != AccessToken {
+		t.Errorf("a pattern with the port beside one without: %s, want the port's access_token", got)
+	}
 	// An override that sets nothing is refused in memory too (EncodeConfig would
 	// write a table ParseConfig refuses).
 	g := mustPatterns(t, "api.team.example")[0]
