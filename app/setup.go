@@ -66,7 +66,8 @@ func validateSetup(path string, in setupInput) (*broker.Config, map[string]strin
 	if strings.ContainsFunc(p.ClientSecret, unicode.IsSpace) {
 		add(fieldSecret, "the client secret has a space or line break in it; paste it again as the provider shows it")
 	}
-	if p.ClientSecret == "" && (&broker.Profile{Issuer: strings.TrimSuffix(p.Issuer, "/")}).IsGoogle() {
+	// Login's rule (Profile.CheckClientSecret), on the issuer as the config will hold it.
+	if (&broker.Profile{Issuer: strings.TrimSuffix(p.Issuer, "/"), ClientSecret: p.ClientSecret}).CheckClientSecret() != nil {
 		add(fieldSecret, "Google needs the client secret even with PKCE: copy it from the OAuth client (type Desktop app) in the Google Cloud console, APIs & Services > Credentials")
 	}
 	gws := splitList(in.Gateways)

@@ -39,6 +39,9 @@ type Token struct {
 	Kind   TokenKind
 	Value  string
 	Expiry time.Time
+	// Header is the header the gateway takes the token in (Authorization or
+	// Proxy-Authorization), set by TokenForHost only.
+	Header string
 }
 
 // Redacted returns at most the last four characters of a token, the only

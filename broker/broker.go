@@ -411,7 +411,11 @@ func (b *Broker) TokenForHost(ctx context.Context, host, port string) (Token, *P
 	if !ok {
 		return Token{}, nil, fmt.Errorf("%s:%s is not a configured gateway", host, port)
 	}
-	tok, err := b.token(ctx, p.Name, p.GatewayToken(host, port).Inject, DefaultMargin, true)
+	gw := p.GatewayToken(host, port)
+	tok, err := b.token(ctx, p.Name, gw.Inject, DefaultMargin, true)
+	if err == nil {
+		tok.Header = gw.Header
+	}
 	return tok, p, err
 }
 

@@ -1058,6 +1058,13 @@ func TestTokenForHostInjectsTheProfilesKind(t *testing.T) {
 	if n := e.idp.Stats().Refreshes; n != refreshes {
 		t.Errorf("the override cost %d refreshes", n-refreshes)
 	}
+	// The header the gateway takes it in comes with the token.
+	e.cfg.Profiles[0].Overrides[mustPatterns(t, "api.team.example")[0]] = Override{Header: HeaderProxyAuthorization}
+	for host, want := range map[string]string{"api.team.example": HeaderProxyAuthorization, "a.gw.team.example": HeaderAuthorization} {
+		if tok, _, err := e.b.TokenForHost(ctx, host, "443"); err != nil || tok.Header != want {
+			t.Errorf("%s: header %q, %v; want %s", host, tok.Header, err, want)
+		}
+	}
 	for _, hp := range [][2]string{{"evil.example", "443"}, {"api.team.example", "8443"}, {"gw.team.example", "443"}} {
 		if tok, _, err := e.b.TokenForHost(ctx, hp[0], hp[1]); err == nil || tok.Value != "" || !strings.Contains(err.Error(), "not a configured gateway") {
 			t.Errorf("%s:%s is no gateway: got %s, %v", hp[0], hp[1], Redacted(tok.Value), err)

@@ -280,19 +280,8 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		errs = append(errs, perrs...)
 		p.AllowedOrigins, perrs = parseOrigins(fp.AllowedOrigins, base+".allowed_origins")
 		errs = append(errs, perrs...)
-		p.Overrides, perrs = parseOverrides(fp.Overrides, name)
+		p.Overrides, perrs = parseOverrides(fp.Overrides, name, idx.lines)
 		errs = append(errs, perrs...)
-		for s := range fp.Overrides {
-			// validate names an override by its pattern as normalised ("API.X." is
-			// "api.x"): give that key the line of the table as written.
-			if g, err := ParsePattern(s); err == nil {
-				written := formatKey([]string{"profiles", name, "overrides", s})
-				norm := formatKey([]string{"profiles", name, "overrides", g.String()})
-				if _, ok := idx.lines[norm]; !ok {
-					idx.lines[norm] = idx.lines[written]
-				}
-			}
-		}
 		c.Profiles = append(c.Profiles, p)
 	}
 	if c.DefaultProfile == "" && len(c.Profiles) == 1 {
@@ -348,8 +337,10 @@ func parsePatterns(ss []string, key string) ([]Pattern, []*ConfigError) {
 }
 
 // parseOverrides reads a profile's [profiles.NAME.overrides."PATTERN"] tables; which
-// patterns and kinds are allowed is validate's to say.
-func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]Override, []*ConfigError) {
+// patterns and kinds are allowed is validate's to say. validate names an override by
+// its pattern as normalised ("API.X." is "api.x"), so lines gets that key too, at the
+// line of the table as written.
+func parseOverrides(m map[string]fileOverride, profile string, lines map[string]int) (map[Pattern]Override, []*ConfigError) {
 	if len(m) == 0 {
 		return nil, nil
 	}
@@ -371,6 +362,9 @@ func parseOverrides(m map[string]fileOverride, profile string) (map[Pattern]Over
 			}
 			out[p] = Override{Inject: TokenKind(m[s].Inject), Header: h}
 			written[p] = s
+			if norm := formatKey([]string{"profiles", profile, "overrides", p.String()}); lines[norm] == 0 {
+				lines[norm] = lines[key]
+			}
 		}
 	}
 	return out, errs
@@ -1058,26 +1052,21 @@ func (c *Config) Lookup(host, port string) (*Profile, bool) {
 // longer domain over a shorter one, a port over none. So a header set for one host
 // keeps the kind its wildcard's override chose.
 func (p *Profile) GatewayToken(host, port string) Override {
-	var matching []Pattern
-	for g := range p.Overrides {
-		if g.Matches(host, port) {
-			matching = append(matching, g)
-		}
-	}
-	slices.SortFunc(matching, func(a, b Pattern) int { // most specific first
-		switch {
-		case moreSpecific(a, b):
-			return -1
-		case moreSpecific(b, a):
-			return 1
-		}
-		return comparePatterns(a, b)
-	})
+	// One pass, no allocation: the proxy asks for every request. Two patterns that
+	// match the same host:port are never equally specific, so map order does not
+	// matter.
 	var o Override
-	for _, g := range matching {
-		v := p.Overrides[g]
-		o.Inject = cmp.Or(o.Inject, v.Inject)
-		o.Header = cmp.Or(o.Header, v.Header)
+	var byInject, byHeader Pattern // where o's fields came from, when set
+	for g, v := range p.Overrides {
+		if !g.Matches(host, port) {
+			continue
+		}
+		if v.Inject != "" && (o.Inject == "" || moreSpecific(g, byInject)) {
+			byInject, o.Inject = g, v.Inject
+		}
+		if v.Header != "" && (o.Header == "" || moreSpecific(g, byHeader)) {
+			byHeader, o.Header = g, v.Header
+		}
 	}
 	return Override{Inject: cmp.Or(o.Inject, p.Inject, IDToken), Header: cmp.Or(o.Header, HeaderAuthorization)}
 }

@@ -771,3 +771,42 @@ func TestIdentityProviderTrafficNeverLoopsThroughGatepass(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkGatewayToken: what a proxied request pays for overrides (TokenForHost asks
+// once per request), beside the Lookup it already pays. Compare the ns/op of the
+// sub-benchmarks in one run.
+func BenchmarkGatewayToken(b *testing.B) {
+	cfg, err := ParseConfig("c.toml", []byte(`
+[profiles.work]
+issuer = "https://idp.example"
+client_id = "x"
+gateways = ["*.team.example", "legacy.team.example", "api.team.example:8443", "iap.team.example"]
+[profiles.work.overrides."legacy.team.example"]
+inject = "access_token"
+[profiles.work.overrides."*.team.example"]
+header = "Proxy-Authorization"
+[profiles.work.overrides."iap.team.example"]
+header = "Proxy-Authorization"
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := cfg.Profiles[0]
+	none := &Profile{Inject: IDToken, Gateways: p.Gateways}
+	b.Run("lookup", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = cfg.Lookup("legacy.team.example", "443")
+		}
+	})
+	b.Run("no-overrides", func(b *testing.B) {
+		for b.Loop() {
+			_ = none.GatewayToken("legacy.team.example", "443")
+		}
+	})
+	b.Run("three-overrides", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = p.GatewayToken("legacy.team.example", "443")
+		}
+	})
+}

@@ -605,7 +605,7 @@ func (tc *loopConn) serveFast(n int) (served, keep bool) {
 	}
 	if !wt.stop() {
 		ok = false
-		e.Status, e.Err = 499, "client went away"
+		e.Status, e.Err = 499, errClientGone
 	}
 	if ok && !w.fastDone {
 		ok = w.finish() == nil
@@ -661,7 +661,7 @@ func (tc *loopConn) serveCopy(body []byte) bool {
 // 502 (504 on a timeout) with the reason, or nothing if the client left.
 func (tc *loopConn) upstreamFailed(w *loopWriter, e *RequestLog, d Decision, err error) bool {
 	if tc.ctx.Err() != nil {
-		e.Status, e.Err = 499, "client went away"
+		e.Status, e.Err = 499, errClientGone
 		return false
 	}
 	ref := upstreamError(d, err)
@@ -723,7 +723,7 @@ func (tc *loopConn) relay(w *loopWriter, e *RequestLog, d Decision, c *h1Conn, s
 		if _, err := io.CopyN(bw, x.c.br, rh.length); err != nil {
 			x.broken = true
 			if tc.ctx.Err() != nil || clientWriteFailed(err) {
-				e.Err = "client went away mid-body"
+				e.Err = errClientGone + " mid-body"
 			} else {
 				e.Err = "upstream body: " + err.Error()
 			}

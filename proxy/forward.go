@@ -180,7 +180,7 @@ func (s *Server) forwardTransport(w http.ResponseWriter, r *http.Request, st *re
 // 502 (504 on a timeout) with the reason, or nothing if the client is gone.
 func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
 	if r.Context().Err() != nil {
-		st.status, st.err = 499, "client went away"
+		st.status, st.err = 499, errClientGone
 		// Abort: a handler that returns having written nothing gets an empty 200 from
 		// net/http, which a client that only half-closed would read as the answer.
 		panic(http.ErrAbortHandler)
@@ -217,7 +217,7 @@ func (s *Server) copyResponse(w http.ResponseWriter, r *http.Request, st *reqSta
 	s.bufs.Put(buf)
 	if err != nil {
 		if r.Context().Err() != nil || clientWriteFailed(err) {
-			st.err = "client went away mid-body"
+			st.err = errClientGone + " mid-body"
 		} else {
 			st.err = "upstream body: " + err.Error()
 		}

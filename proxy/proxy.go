@@ -328,6 +328,10 @@ func (s *Server) port() string {
 	return s.proxyPort
 }
 
+// errClientGone starts the log reason of an exchange whose client connection closed;
+// logRequest tells a connection Shutdown closed (cut off) from one the client closed.
+const errClientGone = "client went away"
+
 // ErrCutOff is what Shutdown returns (wrapping ctx's error) when ctx ended before every
 // request in flight had finished: those requests were cut off.
 var ErrCutOff = errors.New("requests still in flight were cut off")
@@ -454,7 +458,7 @@ func (s *Server) CACertPEM() []byte {
 // logRequest writes the one log line of a request and tells OnRequest. The entry holds
 // no token by construction: only method, host, path, status and profile.
 func (s *Server) logRequest(e RequestLog) {
-	if s.cutOff.Load() && strings.HasPrefix(e.Err, "client went away") {
+	if s.cutOff.Load() && strings.HasPrefix(e.Err, errClientGone) {
 		// Shutdown closed the connection, not the client.
 		e.Err = "cut off: the proxy shut down before the exchange ended"
 	}

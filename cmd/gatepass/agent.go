@@ -44,11 +44,11 @@ func (t brokerTokens) Gateway(host, port string) (proxy.Gateway, bool) {
 }
 
 func (t brokerTokens) TokenFor(ctx context.Context, host, port string) (proxy.Token, error) {
-	tok, p, err := t.b.TokenForHost(ctx, host, port)
+	tok, _, err := t.b.TokenForHost(ctx, host, port)
 	if err != nil {
 		return proxy.Token{}, err
 	}
-	return proxy.Token{Value: tok.Value, Header: p.GatewayToken(host, port).Header, Expiry: tok.Expiry}, nil
+	return proxy.Token{Value: tok.Value, Header: tok.Header, Expiry: tok.Expiry}, nil
 }
 
 // keychainCA keeps the proxy's local CA in the OS keychain: service

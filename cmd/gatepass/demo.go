@@ -82,7 +82,6 @@ var demoLockDir = func() string {
 // once do not share, and overwrite, one sign-in. release lets the name go; the demo
 // calls it when it ends. Without a lock directory only the keychain decides.
 func demoProfileFor(kc broker.Keychain) (name string, release func()) {
-	st := broker.Store{Keychain: kc}
 	dir := demoLockDir()
 	if dir != "" && os.MkdirAll(dir, 0o700) != nil {
 		dir = ""
@@ -97,13 +96,9 @@ func demoProfileFor(kc broker.Keychain) (name string, release func()) {
 			}
 			release = func() { _ = fl.Unlock() }
 		}
-		forgetStaleDemoSignIn(kc, name)
-		_, err := st.Load(name)
-		switch {
-		case errors.Is(err, broker.ErrNotFound):
+		free, err := claimDemoName(kc, name)
+		if free || err != nil && n == 1 { // a keychain that cannot be read: the sign-in will say so
 			return name, release
-		case err != nil && n == 1:
-			return name, release // the keychain cannot be read: the sign-in will say so
 		}
 		release()
 	}
@@ -126,26 +121,34 @@ func (d *demoEnv) forget(kc broker.Keychain, dir string) {
 	}
 }
 
-// forgetStaleDemoSignIn deletes the sign-in of demo profile name left by an earlier
-// demo that did not end cleanly, so that a new demo does not open with "the stored
-// sign-in belongs to another issuer". It is stale when its issuer was a loopback demo
-// (http://127.0.0.1) and nothing listens there any more; a profile of that name of a
-// real issuer, or of a demo still running, is left alone.
-func forgetStaleDemoSignIn(kc broker.Keychain, name string) {
+// claimDemoName reports whether the keychain leaves profile name free for a new demo,
+// in one read: no sign-in of that name, or one left by an earlier demo that did not end
+// cleanly, which it deletes (so the new demo does not open with "the stored sign-in
+// belongs to another issuer"). Such a sign-in is stale when its issuer was a loopback
+// demo (http://127.0.0.1, the demo's client) and nothing listens there any more; a
+// profile of that name of a real issuer, or of a demo still running, keeps the name.
+// err is a keychain that cannot be read.
+func claimDemoName(kc broker.Keychain, name string) (free bool, err error) {
 	st := broker.Store{Keychain: kc}
 	e, err := st.Load(name)
-	if err != nil {
-		return
+	switch {
+	case errors.Is(err, broker.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
 	}
 	u, err := url.Parse(e.Issuer)
 	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" || e.ClientID != demo.DefaultClientID {
-		return // not a demo's sign-in (a local issuer of the user's own, say)
+		return false, nil // not a demo's sign-in (a local issuer of the user's own, say)
 	}
 	if c, err := net.DialTimeout("tcp", u.Host, 300*time.Millisecond); err == nil {
 		_ = c.Close() // something answers there: perhaps that demo still runs
-		return
+		return false, nil
 	}
-	_ = st.Delete(name)
+	if err := st.Delete(name); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // checkDemoDir refuses a directory whose config.toml the demo would overwrite and

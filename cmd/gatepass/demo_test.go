@@ -34,10 +34,10 @@ func demoSignIn(kc broker.Keychain, profile string) (string, bool) {
 	return e.Issuer, true
 }
 
-// TestForgetStaleDemoSignIn: a demo profile's sign-in whose loopback issuer is gone
+// TestClaimDemoNameForgetsStaleSignIn: a demo profile's sign-in whose loopback issuer is gone
 // is removed, so the next demo does not open with "belongs to another issuer"; any
 // other sign-in of that name stays.
-func TestForgetStaleDemoSignIn(t *testing.T) {
+func TestClaimDemoNameForgetsStaleSignIn(t *testing.T) {
 	live, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func TestForgetStaleDemoSignIn(t *testing.T) {
 			if strings.Contains(tc.issuer, "/realms/") {
 				_ = broker.Store{Keychain: kc}.Save(demoProfile, &broker.Entry{Version: 1, RefreshToken: "1//rt", Issuer: tc.issuer, ClientID: "my-app", Subject: "1"})
 			}
-			forgetStaleDemoSignIn(kc, demoProfile)
+			_, _ = claimDemoName(kc, demoProfile)
 			if _, kept := demoSignIn(kc, demoProfile); kept != tc.kept {
 				t.Errorf("sign-in of %s kept = %v, want %v", tc.issuer, kept, tc.kept)
 			}
@@ -129,6 +129,14 @@ func TestDemoProfileFor(t *testing.T) {
 	releaseThird()
 	if first != "demo" || second != "demo-2" || third != "demo" {
 		t.Errorf("two demos without sign-ins, then one after both ended: %q, %q, %q; want demo, demo-2, demo", first, second, third)
+	}
+	// A keychain that cannot be read: "demo", and the sign-in will say what is wrong.
+	kc = &broker.FakeKeychain{}
+	kc.FailNext("get", errors.New("keychain is locked"))
+	if got, release := demoProfileFor(kc); got != "demo" {
+		t.Errorf("demoProfileFor with a locked keychain = %q, want demo", got)
+	} else {
+		release()
 	}
 	// The next demo's config (in a --dir an earlier one used) is still a demo's.
 	dir := t.TempDir()
